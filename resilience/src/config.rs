@@ -1,0 +1,184 @@
+//! Validation errors shared by every layer's configuration.
+//!
+//! Every config type in this crate is plain serde data with a `Default`; it is checked when a
+//! layer is built from it, and a bad value is reported as a [`ConfigError`] naming the field by
+//! its path (`retry.max_attempts`, `circuit_breaker.window.size`), so a service can refuse to
+//! start with a message that points at the line to fix.
+//!
+//! ```
+//! use resilience::config::{ConfigError, Problem};
+//!
+//! let err = ConfigError::new("max_attempts", Problem::MustBePositive).within("retry");
+//! assert_eq!(err.field(), "retry.max_attempts");
+//! assert_eq!(err.to_string(), "invalid `retry.max_attempts`: must be greater than zero");
+//! ```
+
+use std::{borrow::Cow, fmt};
+
+/// What is wrong with a configured value.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// A count or duration that must be greater than zero was zero.
+    MustBePositive,
+    /// A number outside its allowed range (inclusive bounds unless said otherwise).
+    OutOfRange {
+        /// The value given.
+        value: f64,
+        /// The smallest allowed value.
+        min: f64,
+        /// The largest allowed value.
+        max: f64,
+        /// True when `min` itself is not allowed (a range such as `(0, 100]`).
+        min_exclusive: bool,
+    },
+    /// Two fields that must be ordered are not (for example a base delay above its cap).
+    Conflicts {
+        /// The other field involved, by its path.
+        other: Cow<'static, str>,
+        /// Why the two cannot stand together.
+        reason: Cow<'static, str>,
+    },
+    /// Any other invalid value, with the reason.
+    Invalid(Cow<'static, str>),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::MustBePositive => f.write_str("must be greater than zero"),
+            Problem::OutOfRange {
+                value,
+                min,
+                max,
+                min_exclusive,
+            } => {
+                let open = if *min_exclusive { '(' } else { '[' };
+                write!(f, "{value} is outside {open}{min}, {max}]")
+            }
+            Problem::Conflicts { other, reason } => write!(f, "conflicts with `{other}`: {reason}"),
+            Problem::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// A configuration value that failed validation, with the path of the field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    field: Cow<'static, str>,
+    problem: Problem,
+}
+
+impl ConfigError {
+    /// A problem with `field` (a name or a dotted path).
+    pub fn new(field: impl Into<Cow<'static, str>>, problem: Problem) -> Self {
+        Self {
+            field: field.into(),
+            problem,
+        }
+    }
+
+    /// Shorthand for a value that must lie in `(min, max]` or `[min, max]`.
+    pub fn out_of_range(
+        field: impl Into<Cow<'static, str>>,
+        value: f64,
+        min: f64,
+        max: f64,
+        min_exclusive: bool,
+    ) -> Self {
+        Self::new(
+            field,
+            Problem::OutOfRange {
+                value,
+                min,
+                max,
+                min_exclusive,
+            },
+        )
+    }
+
+    /// Prefixes the field path with the section it sits in: `size` within `window` becomes
+    /// `window.size`.
+    #[must_use]
+    pub fn within(mut self, section: &str) -> Self {
+        self.field = Cow::Owned(format!("{section}.{}", self.field));
+        if let Problem::Conflicts { other, .. } = &mut self.problem {
+            *other = Cow::Owned(format!("{section}.{other}"));
+        }
+        self
+    }
+
+    /// The dotted path of the offending field.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Checks that a percentage lies in `(0, 100]`.
+pub(crate) fn check_percent(field: &'static str, value: f64) -> Result<(), ConfigError> {
+    if value > 0.0 && value <= 100.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::out_of_range(field, value, 0.0, 100.0, true))
+    }
+}
+
+/// Checks that a count or duration is not zero.
+pub(crate) fn check_positive<T: PartialEq + Default>(
+    field: &'static str,
+    value: T,
+) -> Result<(), ConfigError> {
+    if value == T::default() {
+        Err(ConfigError::new(field, Problem::MustBePositive))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_bounds_are_half_open() {
+        assert!(check_percent("t", 0.0).is_err());
+        assert!(check_percent("t", 0.1).is_ok());
+        assert!(check_percent("t", 100.0).is_ok());
+        let err = check_percent("t", 100.5).unwrap_err();
+        assert_eq!(err.to_string(), "invalid `t`: 100.5 is outside (0, 100]");
+    }
+
+    #[test]
+    fn within_prefixes_both_fields_of_a_conflict() {
+        let err = ConfigError::new(
+            "base",
+            Problem::Conflicts {
+                other: "max".into(),
+                reason: "base must not exceed max".into(),
+            },
+        )
+        .within("backoff")
+        .within("retry");
+        assert_eq!(err.field(), "retry.backoff.base");
+        assert_eq!(
+            err.to_string(),
+            "invalid `retry.backoff.base`: conflicts with `retry.backoff.max`: base must not exceed max"
+        );
+        assert!(check_positive("n", 0u32).is_err());
+        assert!(check_positive("d", std::time::Duration::ZERO).is_err());
+        assert!(check_positive("n", 3u32).is_ok());
+    }
+}

@@ -1,0 +1,357 @@
+//! Errors the layers add, and one way to tell them apart.
+//!
+//! Following tower's convention, a layer that can *add* a failure (an open circuit, a full
+//! bulkhead, an elapsed timeout) returns [`BoxError`] wrapping one of the small public types
+//! below; layers that only pass results through keep the inner error as it is. Because every
+//! layer boxes with `Into<BoxError>`, a rejection raised deep in a stack reaches the caller as
+//! the same concrete type, and [`Error::from_boxed`] turns it into an enum callers can `match`.
+//!
+//! Only this crate builds these types (their fields are private), so matching on them is stable.
+//!
+//! ```
+//! use resilience::error::{BoxError, Error};
+//!
+//! fn status_for(err: BoxError) -> u16 {
+//!     match Error::from_boxed(err) {
+//!         Error::CircuitOpen(_) | Error::HalfOpenFull(_) | Error::BulkheadFull(_) => 503,
+//!         Error::Timeout(_) | Error::DeadlineExceeded(_) => 504,
+//!         Error::Inner(_) => 502,
+//!         _ => 500,
+//!     }
+//! }
+//! # let _ = status_for;
+//! ```
+
+use std::{fmt, sync::Arc, time::Duration};
+
+/// The boxed error every failure-adding layer returns, as in tower.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The call was rejected because the circuit is open (or forced open).
+///
+/// Carries how long until the breaker lets a probe through, so a server can answer
+/// `503` with `Retry-After` and a client can back off for the right time.
+#[derive(Debug, Clone)]
+pub struct CircuitOpen {
+    name: Arc<str>,
+    retry_after: Duration,
+}
+
+impl CircuitOpen {
+    pub(crate) fn new(name: Arc<str>, retry_after: Duration) -> Self {
+        Self { name, retry_after }
+    }
+
+    /// The name of the breaker that rejected the call.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long until the breaker admits a probe (zero when it is forced open with no end).
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "circuit `{}` is open; next probe in {:?}",
+            self.name, self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+/// The circuit is half-open and every probe slot is taken.
+#[derive(Debug, Clone)]
+pub struct HalfOpenFull {
+    name: Arc<str>,
+}
+
+impl HalfOpenFull {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        Self { name }
+    }
+
+    /// The name of the breaker that rejected the call.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for HalfOpenFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "circuit `{}` is half-open and all probe slots are taken",
+            self.name
+        )
+    }
+}
+
+impl std::error::Error for HalfOpenFull {}
+
+/// The bulkhead had no free permit within its maximum wait.
+#[derive(Debug, Clone)]
+pub struct BulkheadFull {
+    name: Arc<str>,
+    max_concurrent: usize,
+}
+
+impl BulkheadFull {
+    pub(crate) fn new(name: Arc<str>, max_concurrent: usize) -> Self {
+        Self {
+            name,
+            max_concurrent,
+        }
+    }
+
+    /// The name of the bulkhead that rejected the call.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bulkhead's limit on concurrent calls.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent
+    }
+}
+
+impl fmt::Display for BulkheadFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bulkhead `{}` is full ({} concurrent calls)",
+            self.name, self.max_concurrent
+        )
+    }
+}
+
+impl std::error::Error for BulkheadFull {}
+
+/// One attempt took longer than its timeout and was cancelled.
+#[derive(Debug, Clone)]
+pub struct Elapsed {
+    timeout: Duration,
+}
+
+impl Elapsed {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+
+    /// The timeout that elapsed.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attempt timed out after {:?}", self.timeout)
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// The request's total deadline passed before it completed.
+#[derive(Debug, Clone)]
+pub struct DeadlineExceeded {
+    budget: Duration,
+}
+
+impl DeadlineExceeded {
+    pub(crate) fn new(budget: Duration) -> Self {
+        Self { budget }
+    }
+
+    /// The total time the request was given.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+}
+
+impl fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "deadline of {:?} exceeded", self.budget)
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// What went wrong with a call through the layers: one of the rejections this crate adds, or
+/// the inner service's own error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The circuit breaker is open.
+    CircuitOpen(CircuitOpen),
+    /// The circuit breaker is half-open and its probe slots are taken.
+    HalfOpenFull(HalfOpenFull),
+    /// The bulkhead is full.
+    BulkheadFull(BulkheadFull),
+    /// An attempt timed out.
+    Timeout(Elapsed),
+    /// The total deadline passed.
+    DeadlineExceeded(DeadlineExceeded),
+    /// The inner service's own error, untouched.
+    Inner(BoxError),
+}
+
+impl Error {
+    /// Sorts a boxed error from any layer (or stack of layers) of this crate into a variant.
+    pub fn from_boxed(err: BoxError) -> Self {
+        // Each arm moves the box on when the type does not match; no allocation happens.
+        let err = match err.downcast::<CircuitOpen>() {
+            Ok(e) => return Error::CircuitOpen(*e),
+            Err(e) => e,
+        };
+        let err = match err.downcast::<HalfOpenFull>() {
+            Ok(e) => return Error::HalfOpenFull(*e),
+            Err(e) => e,
+        };
+        let err = match err.downcast::<BulkheadFull>() {
+            Ok(e) => return Error::BulkheadFull(*e),
+            Err(e) => e,
+        };
+        let err = match err.downcast::<Elapsed>() {
+            Ok(e) => return Error::Timeout(*e),
+            Err(e) => e,
+        };
+        match err.downcast::<DeadlineExceeded>() {
+            Ok(e) => Error::DeadlineExceeded(*e),
+            Err(e) => Error::Inner(e),
+        }
+    }
+
+    /// True for the rejections that happen *before* the call reached the inner service
+    /// (open circuit, half-open full, bulkhead full): retrying these only adds load.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Error::CircuitOpen(_) | Error::HalfOpenFull(_) | Error::BulkheadFull(_)
+        )
+    }
+
+    /// How long the caller should wait before trying again, when the error knows.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::CircuitOpen(e) => Some(e.retry_after()),
+            _ => None,
+        }
+    }
+}
+
+impl From<BoxError> for Error {
+    fn from(err: BoxError) -> Self {
+        Error::from_boxed(err)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::CircuitOpen(e) => e.fmt(f),
+            Error::HalfOpenFull(e) => e.fmt(f),
+            Error::BulkheadFull(e) => e.fmt(f),
+            Error::Timeout(e) => e.fmt(f),
+            Error::DeadlineExceeded(e) => e.fmt(f),
+            Error::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Inner(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+/// True when `err` (anywhere in its `source` chain) is a rejection made before the call
+/// reached the inner service: an open circuit, a full half-open, or a full bulkhead.
+///
+/// Retry uses this to fail fast instead of retrying a rejection.
+pub fn is_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<CircuitOpen>() || e.is::<HalfOpenFull>() || e.is::<BulkheadFull>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// True when `err` (anywhere in its `source` chain) is an attempt timeout.
+pub fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<Elapsed>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_boxed_sorts_each_kind() {
+        let name: Arc<str> = Arc::from("users");
+        let cases: Vec<(BoxError, &str)> = vec![
+            (
+                Box::new(CircuitOpen::new(name.clone(), Duration::from_secs(3))),
+                "open",
+            ),
+            (Box::new(HalfOpenFull::new(name.clone())), "half"),
+            (Box::new(BulkheadFull::new(name.clone(), 4)), "bulkhead"),
+            (Box::new(Elapsed::new(Duration::from_millis(5))), "timeout"),
+            (
+                Box::new(DeadlineExceeded::new(Duration::from_secs(1))),
+                "deadline",
+            ),
+            ("plain".into(), "inner"),
+        ];
+        for (err, want) in cases {
+            let got = match Error::from_boxed(err) {
+                Error::CircuitOpen(e) => {
+                    assert_eq!(e.retry_after(), Duration::from_secs(3));
+                    assert_eq!(e.name(), "users");
+                    "open"
+                }
+                Error::HalfOpenFull(_) => "half",
+                Error::BulkheadFull(e) => {
+                    assert_eq!(e.max_concurrent(), 4);
+                    "bulkhead"
+                }
+                Error::Timeout(_) => "timeout",
+                Error::DeadlineExceeded(_) => "deadline",
+                Error::Inner(e) => {
+                    assert_eq!(e.to_string(), "plain");
+                    "inner"
+                }
+            };
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn rejection_and_timeout_predicates_walk_sources() {
+        let open = CircuitOpen::new(Arc::from("a"), Duration::ZERO);
+        assert!(is_rejection(&open));
+        assert!(!is_timeout(&open));
+        let timeout = Elapsed::new(Duration::ZERO);
+        assert!(is_timeout(&timeout));
+        assert!(!is_rejection(&timeout));
+        assert!(Error::from_boxed(Box::new(open)).is_rejection());
+    }
+}
