@@ -1,1 +1,35 @@
-fn main() {}
+//! order-service: reads config, then [`service_kit::serve::run`] opens the store, starts the
+//! pending-order verifier and serves until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use order_service::{AppState, Config, SERVICE, app, store::MIGRATIONS, verifier};
+use service_kit::serve::Started;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match service_kit::config::load(SERVICE, Config::from_env) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    service_kit::serve::run(SERVICE, &config.common, &MIGRATIONS, |store| {
+        let state = AppState::new(store, &config)?;
+        let upstreams: Vec<String> = config
+            .user_service_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(
+            upstreams = ?upstreams,
+            degraded = ?config.degraded,
+            resilience = config.stack.is_some(),
+            "calling user-service"
+        );
+        Ok(Started {
+            readiness: state.readiness.clone(),
+            background: vec![verifier::spawn(state.clone(), config.pending_recheck)],
+            app: app(state),
+        })
+    })
+    .await
+}

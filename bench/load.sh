@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Service throughput under load: order-service with the resilience stack on and off, the
+# fail-fast path with user-service down, and weighted scenarios. Bounded in time (about
+# 3 minutes with the defaults), loopback only, stops the services it started.
+#
+#   bench/load.sh                  everything, prints the table, writes bench/load/results.md
+#   LOAD_DURATION=5s bench/load.sh shorter runs
+#
+# Environment (all optional):
+#   LOAD_DURATION=10s     length of each wrk run
+#   LOAD_THREADS=2        wrk threads;  LOAD_CONNECTIONS=8  connections (throughput runs)
+#   LOAD_REPS=2           stack on/off runs are interleaved this many times (on, off, on, off)
+#   LOAD_USERS=20         users created up front (orders pick among them)
+#   LOAD_SLOW_MS=50       X-Simulate-Latency of the "slow" scenario
+#   LOAD_USER_ADDR=127.0.0.1:5101  LOAD_ORDER_ADDR=127.0.0.1:5102  LOAD_DASHBOARD_ADDR=127.0.0.1:5180
+#                         ports of this run (not the defaults, so a system started with
+#                         `./run.sh up` on 5001/5002 is not disturbed... as long as no other
+#                         run.sh instance is managing services at the same time: pid files
+#                         live in .run/)
+#   RUN_SKIP_BUILD=1      do not build first
+#   LOAD_PROFILE=release  which binaries (debug only to try the script: figures are meaningless)
+# Data goes to data/load/ (removed at the start): the load never touches data/*.db.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LUA_DIR=$ROOT/bench/load
+OUT_DIR=$LUA_DIR
+JSONL=$OUT_DIR/results.jsonl
+MD=$OUT_DIR/results.md
+
+DURATION=${LOAD_DURATION:-10s}
+THREADS=${LOAD_THREADS:-2}
+CONNS=${LOAD_CONNECTIONS:-8}
+REPS=${LOAD_REPS:-2}
+NUSERS=${LOAD_USERS:-20}
+SLOW_MS=${LOAD_SLOW_MS:-50}
+
+export USER_SERVICE_ADDR=${LOAD_USER_ADDR:-127.0.0.1:5101}
+export ORDER_SERVICE_ADDR=${LOAD_ORDER_ADDR:-127.0.0.1:5102}
+export DASHBOARD_ADDR=${LOAD_DASHBOARD_ADDR:-127.0.0.1:5180}
+export USER_SERVICE_URLS=http://$USER_SERVICE_ADDR
+export ORDER_SERVICE_URL=http://$ORDER_SERVICE_ADDR
+export USER_SERVICE_DATABASE_URL=sqlite://data/load/users.db
+export ORDER_SERVICE_DATABASE_URL=sqlite://data/load/orders.db
+export RUST_LOG=${RUST_LOG:-warn}
+ORDERS=http://$ORDER_SERVICE_ADDR
+USERS=http://$USER_SERVICE_ADDR
+
+for cmd in wrk jq curl python3; do
+  command -v "$cmd" >/dev/null || { echo "load.sh: needs $cmd (apt-get install -y wrk jq curl)" >&2; exit 2; }
+done
+for a in "$USER_SERVICE_ADDR" "$ORDER_SERVICE_ADDR" "$DASHBOARD_ADDR"; do
+  case "$a" in 127.*) ;; *) echo "load.sh: $a is not on loopback" >&2; exit 2 ;; esac
+done
+
+say() { printf 'load.sh: %s\n' "$*" >&2; }
+
+if ./run.sh status 2>/dev/null | grep -qi "ready\|running"; then
+  say "run.sh already manages running services (./run.sh status); stop them first (./run.sh down)"
+  exit 1
+fi
+
+cleanup() {
+  local pid
+  pid=$(cat .run/user-service.pid 2>/dev/null || true)
+  [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null || true
+  ./run.sh down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+rm -rf data/load && mkdir -p data/load
+: >"$JSONL"
+RUN_ID=$(date +%s%N)
+
+PROFILE=${LOAD_PROFILE:-release}
+if [ "${RUN_SKIP_BUILD:-}" != 1 ]; then
+  say "building ($PROFILE)"
+  flag=(); [ "$PROFILE" = release ] && flag=(--release)
+  cargo build "${flag[@]}" -p user-service -p order-service >&2
+fi
+export RUN_PROFILE=$PROFILE RUN_SKIP_BUILD=1
+
+say "starting the services on $USER_SERVICE_ADDR and $ORDER_SERVICE_ADDR"
+RESILIENCE=on ./run.sh up >&2
+
+# --- fixtures: users, and one order to read back
+user_ids=()
+for i in $(seq 1 "$NUSERS"); do
+  id=$(curl -sf -X POST "$USERS/users" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"load $i\",\"email\":\"load-$i-$RUN_ID@example.com\"}" | jq -r .id)
+  user_ids+=("$id")
+done
+USER_IDS=$(IFS=,; echo "${user_ids[*]}")
+ORDER_ID=$(curl -sf -X POST "$ORDERS/orders" -H 'Content-Type: application/json' \
+  -H "Idempotency-Key: load-fixture-$RUN_ID" \
+  -d "{\"user_id\":${user_ids[0]},\"product_id\":\"sku-42\",\"quantity\":1}" | jq -r .id)
+say "fixtures: ${#user_ids[@]} users, order $ORDER_ID"
+
+export LOAD_LUA_DIR=$LUA_DIR LOAD_USER_IDS=$USER_IDS LOAD_ORDER_ID=$ORDER_ID LOAD_PRODUCT_ID=sku-42 \
+  LOAD_SLOW_MS=$SLOW_MS
+
+# run CASE STACK SCRIPT THREADS CONNECTIONS [wrk args...]: one wrk run, one JSON line.
+run() {
+  local case=$1 stack=$2 script=$3 t=$4 c=$5 path=/
+  shift 5
+  local out
+  out=$(LOAD_RUN_ID="$RUN_ID-$case-$stack-$RANDOM" wrk -t"$t" -c"$c" -d"$DURATION" --latency "$@" \
+    -s "$LUA_DIR/$script" "$ORDERS$path" 2>&1) || { say "wrk failed: $out"; return 1; }
+  local result
+  result=$(sed -n 's/^RESULT //p' <<<"$out")
+  [ -n "$result" ] || { say "no RESULT from wrk: $out"; return 1; }
+  jq -c --arg case "$case" --arg stack "$stack" --arg threads "$t" --arg conns "$c" \
+    '{case: $case, stack: $stack, threads: ($threads|tonumber), connections: ($conns|tonumber)} + .' \
+    <<<"$result" | tee -a "$JSONL" >&2
+}
+
+restart_orders() { # restart_orders on|off
+  RESILIENCE=$1 ./run.sh restart order-service >&2
+}
+
+# --- 1. throughput, stack on vs off, interleaved
+for rep in $(seq 1 "$REPS"); do
+  for stack in on off; do
+    restart_orders "$stack"
+    say "rep $rep, stack $stack: GET /orders/{id}"
+    run get_order "$stack" get_order.lua "$THREADS" "$CONNS"
+    say "rep $rep, stack $stack: POST /orders"
+    run post_orders "$stack" post_orders.lua "$THREADS" "$CONNS"
+  done
+done
+
+# --- 2. weighted scenarios (stack on; one connection per thread, so each response is
+#        counted under its request's scenario)
+restart_orders on
+say "weighted scenarios (normal / slow with X-Simulate-Latency: $SLOW_MS / malformed)"
+run mixed on mixed.lua "$THREADS" "$THREADS"
+
+# --- 3. user-service down: fail fast with the breaker, and without it
+./run.sh kill user-service >&2
+for stack in on off; do
+  restart_orders "$stack"
+  if [ "$stack" = on ]; then
+    # Trip the breaker: a few orders fail (connection refused), then it opens.
+    for i in $(seq 1 20); do
+      curl -s -o /dev/null -X POST "$ORDERS/orders" -H 'Content-Type: application/json' \
+        -H "Idempotency-Key: trip-$RUN_ID-$i" -d "{\"user_id\":${user_ids[0]},\"product_id\":\"sku-42\",\"quantity\":1}" || true
+    done
+    state=$(curl -sf "$ORDERS/resilience" | jq -r '[.breakers[].state] | join(",")')
+    say "breaker state before the run: $state"
+  fi
+  say "user-service killed, stack $stack: POST /orders"
+  LOAD_COUNT_STATUS=1 run user_down "$stack" post_orders.lua "$THREADS" "$CONNS"
+done
+
+# --- 4. user-service frozen (SIGSTOP: connections open, nothing answers), stack on and off
+./run.sh start user-service >&2
+upid=$(cat .run/user-service.pid)
+for stack in on off; do
+  restart_orders "$stack"
+  kill -STOP "$upid"
+  if [ "$stack" = on ]; then
+    for i in $(seq 1 6); do # 5 timeouts in a row open the breaker (500 ms attempt timeout)
+      curl -s -o /dev/null -m 5 -X POST "$ORDERS/orders" -H 'Content-Type: application/json' \
+        -H "Idempotency-Key: freeze-$RUN_ID-$i" -d "{\"user_id\":${user_ids[0]},\"product_id\":\"sku-42\",\"quantity\":1}" &
+    done
+    wait
+    state=$(curl -sf "$ORDERS/resilience" | jq -r '[.breakers[].state] | join(",")')
+    say "breaker state before the run: $state"
+  fi
+  say "user-service frozen, stack $stack: POST /orders"
+  LOAD_COUNT_STATUS=1 run user_frozen "$stack" post_orders.lua "$THREADS" "$CONNS" --timeout 1s
+  kill -CONT "$upid"
+done
+
+./run.sh down >&2
+trap - EXIT
+
+python3 "$LUA_DIR/report.py" "$JSONL" --md "$MD" \
+  --machine "$(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
+  --settings "wrk -t$THREADS -c$CONNS -d$DURATION (scenarios: -c$THREADS), $REPS interleaved reps, $PROFILE build"
+say "written: $MD, $JSONL"

@@ -1,0 +1,201 @@
+//! Command-line options (`--name value`), with loopback defaults.
+
+use std::time::Duration;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args {
+    /// user-service base URL (`--user-url`, default the first of `USER_SERVICE_URLS` or 127.0.0.1:5001).
+    pub user_url: String,
+    /// order-service base URL (`--order-url`, default `ORDER_SERVICE_URL` or 127.0.0.1:5002).
+    pub order_url: String,
+    /// How long to place orders (`--duration`, seconds).
+    pub duration: Duration,
+    /// At most this many orders (keys) (`--max-orders`).
+    pub max_orders: usize,
+    /// Target orders per second across all workers (`--rate`).
+    pub rate: f64,
+    /// Concurrent workers (`--concurrency`).
+    pub concurrency: usize,
+    /// Users to create and spread orders over (`--users`).
+    pub users: usize,
+    /// Seed for every random choice (`--seed`).
+    pub seed: u64,
+    /// Client timeout per attempt (`--timeout-ms`).
+    pub timeout: Duration,
+    /// Attempts per key during the load, first included (`--attempts`).
+    pub attempts: usize,
+    /// How long healing may take (`--heal-timeout`, seconds).
+    pub heal_timeout: Duration,
+    /// The chaos script's event log, read after the run (`--events`).
+    pub events: Option<String>,
+    /// Where to write the JSON summary (`--json`); stdout when absent.
+    pub json: Option<String>,
+    /// Print progress every this many seconds (`--progress`, 0 = never).
+    pub progress: u64,
+    /// Orders placed at once on each SIGUSR1 (`--burst`).
+    pub burst: usize,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            user_url: "http://127.0.0.1:5001".into(),
+            order_url: "http://127.0.0.1:5002".into(),
+            duration: Duration::from_secs(60),
+            max_orders: 50_000,
+            rate: 40.0,
+            concurrency: 8,
+            users: 10,
+            seed: 1,
+            timeout: Duration::from_secs(5),
+            attempts: 4,
+            heal_timeout: Duration::from_secs(90),
+            events: None,
+            json: None,
+            progress: 10,
+            burst: 50,
+        }
+    }
+}
+
+/// The usage text.
+pub const USAGE: &str = "\
+chaos-loadgen: place orders under chaos and check none was lost or duplicated
+
+Options (defaults in brackets):
+  --user-url URL       user-service  [$USER_SERVICE_URLS first, or http://127.0.0.1:5001]
+  --order-url URL      order-service [$ORDER_SERVICE_URL, or http://127.0.0.1:5002]
+  --duration SECS      load phase length [60]
+  --max-orders N       stop after N orders [50000]
+  --rate R             target orders/s [40]
+  --concurrency C      workers [8]
+  --users N            users to create [10]
+  --seed S             random seed [1]
+  --timeout-ms MS      client timeout per attempt [5000]
+  --attempts N         attempts per key during load (unknown/refused are retried) [4]
+  --heal-timeout SECS  how long to wait for health after the load [90]
+  --events PATH        chaos event log (`<epoch_ms> <action> <target>` lines)
+  --json PATH          write the JSON summary there (else to stdout)
+  --progress SECS      progress line interval on stderr, 0 = off [10]
+  --burst N            orders placed at once on each SIGUSR1 [50]
+Only loopback addresses are accepted. Exit: 0 ok, 1 invariant violated, 2 could not run.";
+
+impl Args {
+    /// Parses `argv` (without the program name), taking defaults from `env`.
+    pub fn parse(
+        argv: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Args, String> {
+        let mut a = Args::default();
+        if let Some(urls) = env("USER_SERVICE_URLS")
+            && let Some(first) = urls.split(',').map(str::trim).find(|u| !u.is_empty())
+        {
+            a.user_url = first.to_owned();
+        }
+        if let Some(url) = env("ORDER_SERVICE_URL") {
+            a.order_url = url;
+        }
+        let mut it = argv.into_iter();
+        while let Some(flag) = it.next() {
+            if flag == "-h" || flag == "--help" {
+                return Err(USAGE.to_owned());
+            }
+            let value = it
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
+            let num = |v: &str| {
+                v.parse::<f64>()
+                    .map_err(|_| format!("{flag}: not a number: {v}"))
+            };
+            match flag.as_str() {
+                "--user-url" => a.user_url = value,
+                "--order-url" => a.order_url = value,
+                "--duration" => a.duration = Duration::from_secs_f64(num(&value)?.max(0.0)),
+                "--max-orders" => a.max_orders = num(&value)? as usize,
+                "--rate" => a.rate = num(&value)?,
+                "--concurrency" => a.concurrency = (num(&value)? as usize).max(1),
+                "--users" => a.users = (num(&value)? as usize).max(1),
+                "--seed" => a.seed = value.parse().map_err(|_| format!("--seed: {value}"))?,
+                "--timeout-ms" => a.timeout = Duration::from_millis(num(&value)?.max(1.0) as u64),
+                "--attempts" => a.attempts = (num(&value)? as usize).max(1),
+                "--heal-timeout" => a.heal_timeout = Duration::from_secs_f64(num(&value)?.max(0.0)),
+                "--events" => a.events = Some(value),
+                "--json" => a.json = Some(value),
+                "--progress" => a.progress = num(&value)? as u64,
+                "--burst" => a.burst = num(&value)? as usize,
+                other => return Err(format!("unknown option {other}\n\n{USAGE}")),
+            }
+        }
+        if a.rate.is_nan() || a.rate <= 0.0 {
+            return Err("--rate must be positive".into());
+        }
+        a.user_url = loopback(&a.user_url)?;
+        a.order_url = loopback(&a.order_url)?;
+        Ok(a)
+    }
+}
+
+/// Accepts only `http://` URLs on a loopback host: chaos traffic never leaves the machine.
+pub fn loopback(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    let ok_host = match parsed.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    if parsed.scheme() != "http" || !ok_host {
+        return Err(format!("{url}: only http:// on loopback is allowed"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn defaults_env_and_flags() {
+        let a = Args::parse(args(&[]), |_| None).unwrap();
+        assert_eq!(a, Args::default());
+        let a = Args::parse(
+            args(&[
+                "--duration",
+                "5",
+                "--seed",
+                "42",
+                "--rate",
+                "10",
+                "--order-url",
+                "http://localhost:6002/",
+            ]),
+            |k| {
+                (k == "USER_SERVICE_URLS")
+                    .then(|| "http://127.0.0.1:6001,http://127.0.0.1:6003".into())
+            },
+        )
+        .unwrap();
+        assert_eq!(a.duration, Duration::from_secs(5));
+        assert_eq!(a.seed, 42);
+        assert_eq!(a.user_url, "http://127.0.0.1:6001");
+        assert_eq!(a.order_url, "http://localhost:6002");
+    }
+
+    #[test]
+    fn refuses_anything_off_loopback() {
+        assert!(Args::parse(args(&["--order-url", "http://10.0.0.1:5002"]), |_| None).is_err());
+        assert!(Args::parse(args(&["--user-url", "https://127.0.0.1"]), |_| None).is_err());
+        assert!(Args::parse(args(&["--user-url", "http://example.com"]), |_| None).is_err());
+        assert!(loopback("http://[::1]:5001").is_ok());
+        assert!(Args::parse(args(&["--bogus", "1"]), |_| None).is_err());
+        assert!(Args::parse(args(&["--rate", "0"]), |_| None).is_err());
+    }
+}

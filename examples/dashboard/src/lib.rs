@@ -1,0 +1,230 @@
+//! A live dashboard for the example services: one embedded page and a feed.
+//!
+//! The server polls the configured services about once a second
+//! ([`poll::Poller`]), serialises what it saw once, and pushes that document to
+//! every open page over server-sent events (`GET /events`). The page (HTML, CSS
+//! and JS compiled into the binary, no CDN) draws it. `GET /api/state` returns
+//! the same document for scripts.
+//!
+//! Only the configured addresses are polled: no URL from a request is ever
+//! fetched, so the dashboard cannot be turned into a proxy.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use dashboard::{AppState, Config, app};
+//!
+//! let config = Config::from_env()?;
+//! let (state, _poller) = AppState::polling(&config);
+//! let listener = tokio::net::TcpListener::bind(config.addr).await?;
+//! axum::serve(listener, app(state)).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+pub mod poll;
+pub mod prom;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::Stream;
+use tokio::sync::watch;
+
+pub use poll::{Poller, ServiceConfig, Snapshot};
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const APP_CSS: &str = include_str!("../assets/app.css");
+
+/// Everything the dashboard reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen (`DASHBOARD_ADDR`, default `127.0.0.1:8080`).
+    pub addr: SocketAddr,
+    /// Services to poll: every `USER_SERVICE_URLS` entry, then `ORDER_SERVICE_URL`.
+    pub services: Vec<ServiceConfig>,
+    /// Time between polls (`DASHBOARD_POLL_MS`, default 1000).
+    pub interval: Duration,
+}
+
+impl Config {
+    /// Reads the configuration from environment variables, with loopback defaults.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `var` (for tests).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let addr = var("DASHBOARD_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
+            .parse()?;
+        let users = var("USER_SERVICE_URLS").unwrap_or_else(|| "http://127.0.0.1:5001".into());
+        let users: Vec<&str> = users
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let mut services = Vec::new();
+        for (i, url) in users.iter().enumerate() {
+            let name = if users.len() == 1 {
+                "user-service".to_owned()
+            } else {
+                format!("user-service-{}", i + 1)
+            };
+            services.push(ServiceConfig::new(name, check_url(url)?));
+        }
+        let order = var("ORDER_SERVICE_URL").unwrap_or_else(|| "http://127.0.0.1:5002".into());
+        services.push(ServiceConfig::new(
+            "order-service",
+            check_url(order.trim())?,
+        ));
+        let interval = match var("DASHBOARD_POLL_MS") {
+            Some(ms) => Duration::from_millis(ms.parse::<u64>()?.max(100)),
+            None => Duration::from_secs(1),
+        };
+        Ok(Config {
+            addr,
+            services,
+            interval,
+        })
+    }
+}
+
+fn check_url(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url)?;
+    anyhow::ensure!(
+        parsed.scheme() == "http" && parsed.host().is_some(),
+        "service URL must be http://host:port, got {url}"
+    );
+    Ok(url.to_owned())
+}
+
+/// Shared by every handler: the latest feed document.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    feed: watch::Receiver<Arc<str>>,
+}
+
+impl AppState {
+    /// State that serves whatever is sent on `feed` (tests drive it by hand).
+    pub fn new(feed: watch::Receiver<Arc<str>>) -> Self {
+        AppState { feed }
+    }
+
+    /// State fed by a background task polling `config.services` every `config.interval`.
+    pub fn polling(config: &Config) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = watch::channel(encode(&Snapshot::default()));
+        let mut poller = Poller::new(
+            config.services.clone(),
+            config.interval.mul_f32(0.8).max(Duration::from_millis(200)),
+        );
+        let interval = config.interval;
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let snapshot = poller.poll().await;
+                tx.send_replace(encode(&snapshot));
+            }
+        });
+        (AppState::new(rx), task)
+    }
+}
+
+/// Serialises a snapshot once per tick; every page gets the same bytes.
+pub fn encode(snapshot: &Snapshot) -> Arc<str> {
+    serde_json::to_string(snapshot)
+        .expect("snapshots always serialise")
+        .into()
+}
+
+/// The dashboard's routes: `/`, its assets, `/events`, `/api/state` and health.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/app.js", get(app_js))
+        .route("/assets/app.css", get(app_css))
+        .route("/events", get(events))
+        .route("/api/state", get(api_state))
+        .route("/health/live", get(health))
+        .route("/health/ready", get(health))
+        .with_state(state)
+}
+
+/// The page may only load its own assets and talk to its own origin.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                   connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+async fn api_state(State(state): State<AppState>) -> Response {
+    let body = state.feed.borrow().clone();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = futures_util::stream::unfold((state.feed, true), |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let doc = rx.borrow_and_update().clone();
+        let event = Event::default().event("snapshot").data(&*doc);
+        Some((Ok(event), (rx, false)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn health() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/health+json")],
+        r#"{"status":"pass"}"#,
+    )
+}

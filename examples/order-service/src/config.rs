@@ -1,0 +1,160 @@
+//! Configuration from the environment, validated at start with every problem named.
+
+use std::{path::Path, time::Duration};
+
+use reqwest::Url;
+use resilience::stack::StackConfig;
+use service_kit::config::{Common, ConfigErrors, Env};
+
+/// The stack used when `RESILIENCE_CONFIG` names no file: calls to user-service get 2 s in
+/// total, 500 ms per attempt, one retry within a 20 % budget, a breaker per instance that opens
+/// after 5 failures in a row (or half of at least 5 calls in 10 s failing), waits 2 s, and lets
+/// one probe decide; at most 64 lookups in flight.
+pub const DEFAULT_STACK: &str = r#"
+deadline = "2s"
+attempt_timeout = "500ms"
+
+[bulkhead]
+max_concurrent = 64
+max_wait = "100ms"
+
+[retry]
+max_attempts = 2
+
+[retry.backoff]
+base = "50ms"
+max = "500ms"
+multiplier = 2.0
+jitter = "full"
+
+[retry.budget]
+ttl = "10s"
+min_per_sec = 10
+retry_ratio = 0.2
+
+[circuit_breaker]
+failure_rate_threshold = 50.0
+minimum_calls = 5
+consecutive_failures = 5
+wait_in_open = "2s"
+permitted_calls_in_half_open = 1
+max_wait_in_half_open = "2s"
+
+[circuit_breaker.window]
+kind = "time"
+duration = "10s"
+buckets = 10
+"#;
+
+/// What to do with an order while user-service cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DegradedMode {
+    /// 503 + `Retry-After` (the default).
+    Fail,
+    /// Store as `pending`; verify later.
+    Accept,
+}
+
+/// Configuration, from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address, database, logging, admin token, shutdown timing.
+    pub common: Common,
+    /// `USER_SERVICE_URLS`: every user-service instance.
+    pub user_service_urls: Vec<Url>,
+    /// `DEGRADED_MODE`: `fail` or `accept`.
+    pub degraded: DegradedMode,
+    /// The stack around calls to user-service; `None` with `RESILIENCE=off`.
+    pub stack: Option<StackConfig>,
+    /// `PENDING_RECHECK_MS`: how often pending orders are re-verified.
+    pub pending_recheck: Duration,
+}
+
+impl Config {
+    /// Reads and validates: `ORDER_SERVICE_ADDR` (127.0.0.1:5002), `ORDER_SERVICE_DATABASE_URL`
+    /// or `DATABASE_URL` (`sqlite://data/orders.db`), `USER_SERVICE_URLS`
+    /// (`http://127.0.0.1:5001`), `DEGRADED_MODE` (`fail`|`accept`), `RESILIENCE` (`on`|`off`),
+    /// `RESILIENCE_CONFIG` (a TOML file for the stack, else [`DEFAULT_STACK`]),
+    /// `PENDING_RECHECK_MS` (1000), and the common settings.
+    pub fn from_env(mut env: Env) -> Result<Self, ConfigErrors> {
+        let common = Common::read(
+            &mut env,
+            "ORDER_SERVICE_ADDR",
+            "127.0.0.1:5002",
+            "ORDER_SERVICE_DATABASE_URL",
+            "sqlite://data/orders.db",
+        );
+        let raw_urls = env.string("USER_SERVICE_URLS", "http://127.0.0.1:5001");
+        let mut user_service_urls = Vec::new();
+        for part in raw_urls.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match parse_upstream(part) {
+                Ok(url) => user_service_urls.push(url),
+                Err(e) => env.error("USER_SERVICE_URLS", format!("`{part}`: {e}")),
+            }
+        }
+        if user_service_urls.is_empty() {
+            env.error("USER_SERVICE_URLS", "lists no URL");
+        }
+        let degraded = match env
+            .choice("DEGRADED_MODE", "fail", &["fail", "accept"])
+            .as_str()
+        {
+            "accept" => DegradedMode::Accept,
+            _ => DegradedMode::Fail,
+        };
+        let on = env.choice("RESILIENCE", "on", &["on", "off"]) == "on";
+        let stack = match env.get("RESILIENCE_CONFIG") {
+            Some(path) => match load_stack(Path::new(&path)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    env.error("RESILIENCE_CONFIG", e);
+                    None
+                }
+            },
+            None => Some(default_stack()),
+        };
+        let pending_recheck = env.duration_ms("PENDING_RECHECK_MS", Duration::from_secs(1));
+        if pending_recheck.is_zero() {
+            env.error("PENDING_RECHECK_MS", "must be greater than zero");
+        }
+        env.finish()?;
+        Ok(Self {
+            common,
+            user_service_urls,
+            degraded,
+            stack: stack.filter(|_| on),
+            pending_recheck,
+        })
+    }
+}
+
+/// The built-in stack ([`DEFAULT_STACK`]).
+pub fn default_stack() -> StackConfig {
+    toml::from_str(DEFAULT_STACK).expect("DEFAULT_STACK parses")
+}
+
+fn load_stack(path: &Path) -> Result<StackConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let stack: StackConfig =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    stack
+        .validate()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(stack)
+}
+
+fn parse_upstream(raw: &str) -> Result<Url, String> {
+    let mut url = Url::parse(raw).map_err(|e| e.to_string())?;
+    if url.scheme() != "http" {
+        return Err("only http:// is supported (plain HTTP on loopback)".into());
+    }
+    if url.host_str().is_none() {
+        return Err("has no host".into());
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}

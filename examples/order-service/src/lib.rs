@@ -1,0 +1,555 @@
+//! order-service: orders, each checked against user-service through the resilience stack.
+//!
+//! `POST /orders` needs an `Idempotency-Key`: the key and the order commit in one transaction
+//! and the answer is stored with them, so a retried request replays the first answer and never
+//! creates a second order, even across restarts. A repeat while the first is still in flight
+//! gets 409; the same key with a different body gets 422.
+//!
+//! The user is verified through [`users::UserClient`] (round robin over `USER_SERVICE_URLS`,
+//! one circuit breaker per instance). When no instance can answer, the default is to fail fast
+//! with 503 and `Retry-After`; with `DEGRADED_MODE=accept` the order is stored as `pending` and
+//! the [`verifier`] settles it (`confirmed` or `rejected`) once user-service answers again. A
+//! user that does not exist is 422 in every mode.
+
+// Handlers return `Result<_, Problem>`: the error is a response body (168 bytes) built only on
+// the error path, next to I/O; boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+pub mod config;
+pub mod idempotency;
+pub mod store;
+pub mod users;
+pub mod verifier;
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Json, Router,
+    extract::{FromRequestParts, State},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use resilience::{
+    bulkhead::BulkheadSnapshot,
+    circuit_breaker::{CircuitSnapshot, CircuitState},
+    fault::FaultHandle,
+    retry::RetrySnapshot,
+};
+use serde::{Deserialize, Serialize};
+use service_kit::{
+    extract::{ApiJson, ApiPath, ApiQuery, Validate},
+    health::{Check, Health, Readiness, Status},
+    ops::Ops,
+    paging,
+    problem::{FieldError, Problem},
+    store::Store,
+};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+pub use crate::config::{Config, DEFAULT_STACK, DegradedMode, default_stack};
+use crate::{
+    idempotency::InFlight,
+    store::{Inserted, NewOrder, StoredResponse},
+    users::{Lookup, UserClient},
+};
+
+/// The service's name in logs, health, metrics and `/resilience`.
+pub const SERVICE: &str = "order-service";
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The order store.
+    pub store: Store,
+    /// The user-service client.
+    pub users: UserClient,
+    /// Keys being handled right now.
+    pub in_flight: std::sync::Arc<InFlight>,
+    /// Fails readiness once shutdown starts.
+    pub readiness: Readiness,
+    /// What to do when user-service cannot answer.
+    pub degraded: DegradedMode,
+    /// `ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// Largest accepted body.
+    pub body_limit: usize,
+    /// Fault injection on the `/orders` routes (off until `PUT /admin/faults`).
+    pub faults: FaultHandle,
+}
+
+impl AppState {
+    /// State over an opened store; builds the user-service client from the config.
+    pub fn new(store: Store, config: &Config) -> Result<Self, String> {
+        // The recorder must exist before the stack registers its metric handles.
+        service_kit::metrics::install();
+        Ok(Self {
+            store,
+            users: UserClient::new(config.user_service_urls.clone(), config.stack.as_ref())?,
+            in_flight: Default::default(),
+            readiness: Readiness::new(),
+            degraded: config.degraded,
+            admin_token: config.common.admin_token.clone(),
+            body_limit: config.common.body_limit,
+            faults: FaultHandle::new(),
+        })
+    }
+}
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// The user was verified when the order was placed (or later, for a pending one).
+    Confirmed,
+    /// Accepted while user-service was unavailable (`DEGRADED_MODE=accept`); not yet verified.
+    Pending,
+    /// Was pending; the user turned out not to exist.
+    Rejected,
+}
+
+impl OrderStatus {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Pending => "pending",
+            OrderStatus::Rejected => "rejected",
+        }
+    }
+
+    /// From the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "confirmed" => Some(OrderStatus::Confirmed),
+            "pending" => Some(OrderStatus::Pending),
+            "rejected" => Some(OrderStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A stored order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": 1, "user_id": 1, "product_id": "sku-42", "quantity": 2, "price": 9.99,
+    "status": "confirmed", "idempotency_key": "0b9f6a3e-order-1", "created_at_ms": 1763891234567_i64, "updated_at_ms": 1763891234567_i64}))]
+pub struct Order {
+    /// The order's id.
+    pub id: i64,
+    /// Who ordered.
+    pub user_id: i64,
+    /// What.
+    pub product_id: String,
+    /// How many.
+    pub quantity: i64,
+    /// Unit price, if given.
+    pub price: Option<f64>,
+    /// confirmed, pending or rejected.
+    pub status: OrderStatus,
+    /// The `Idempotency-Key` it was created with.
+    pub idempotency_key: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: i64,
+    /// Last status change, ms since the Unix epoch.
+    pub updated_at_ms: i64,
+}
+
+/// `POST /orders` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": 1, "product_id": "sku-42", "quantity": 2, "price": 9.99}))]
+pub struct CreateOrder {
+    /// An existing user's id (422 when user-service says it does not exist).
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    /// The product: 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub product_id: String,
+    /// 1 to 10,000.
+    #[schema(minimum = 1, maximum = 10000)]
+    pub quantity: i64,
+    /// Unit price, 0 to 1,000,000,000 (optional).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000000)]
+    pub price: Option<f64>,
+}
+
+impl Validate for CreateOrder {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.user_id < 1 {
+            errors.push(FieldError::new("user_id", "must be a positive id"));
+        }
+        let product = self.product_id.trim();
+        if product.is_empty() {
+            errors.push(FieldError::new("product_id", "must not be empty"));
+        } else if product.chars().count() > 100 {
+            errors.push(FieldError::new(
+                "product_id",
+                "must be at most 100 characters",
+            ));
+        } else if product.chars().any(char::is_control) {
+            errors.push(FieldError::new(
+                "product_id",
+                "must not contain control characters",
+            ));
+        }
+        if !(1..=10_000).contains(&self.quantity) {
+            errors.push(FieldError::new("quantity", "must be between 1 and 10000"));
+        }
+        if let Some(p) = self.price
+            && !(p.is_finite() && (0.0..=1e9).contains(&p))
+        {
+            errors.push(FieldError::new("price", "must be between 0 and 1000000000"));
+        }
+        errors
+    }
+}
+
+/// The `Idempotency-Key` header: required on `POST /orders`, 1 to 255 visible ASCII characters.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
+
+/// The header's name.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let Some(raw) = parts.headers.get(IDEMPOTENCY_KEY) else {
+            return Err(Problem::bad_request(
+                "the Idempotency-Key header is required (any unique string per order, reused on retries)",
+            ));
+        };
+        match raw.to_str() {
+            Ok(v) if !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()) => {
+                Ok(IdempotencyKey(v.to_owned()))
+            }
+            _ => Err(Problem::bad_request(
+                "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+            )),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn json_response(status: StatusCode, body: String, order_id: i64, replayed: bool) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/orders/{order_id}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+fn replay(stored: &StoredResponse, fingerprint: &str) -> Result<Response, Problem> {
+    if stored.fingerprint != fingerprint {
+        return Err(key_reused());
+    }
+    metrics::counter!("orders_idempotent_replays_total").increment(1);
+    let status = StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::CREATED);
+    Ok(json_response(
+        status,
+        stored.body.clone(),
+        stored.order_id,
+        true,
+    ))
+}
+
+fn key_reused() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+        "Idempotency-Key Reused",
+    )
+    .with_detail("this Idempotency-Key was used with a different request body")
+}
+
+/// Places an order.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    params(("Idempotency-Key" = String, Header, description = "Unique per order, reused unchanged on every retry of it (1-255 visible ASCII characters)")),
+    request_body(content = CreateOrder, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created (status `confirmed`, or `pending` in degraded mode); a replay of the same key and body returns the stored answer with `Idempotent-Replayed: true`", body = Order,
+            headers(("location" = String, description = "/orders/{id}"))),
+        (status = 400, description = "Missing or malformed Idempotency-Key, or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this key is still in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed, unknown user, or key reused with a different body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "user-service or the store unavailable, or an injected fault (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The caller's deadline (`x-request-deadline-ms`) passed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_order(
+    State(state): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<CreateOrder>,
+) -> Result<Response, Problem> {
+    let fingerprint = serde_json::to_string(&body).unwrap_or_default();
+    let _guard = match state.in_flight.begin(&key, &fingerprint) {
+        Ok(g) => g,
+        Err(idempotency::Busy::SameRequest) => {
+            return Err(Problem::conflict(
+                "a request with this Idempotency-Key is still in progress; retry shortly",
+            )
+            .with_retry_after(Duration::from_secs(1)));
+        }
+        Err(idempotency::Busy::DifferentRequest) => return Err(key_reused()),
+    };
+    let unavailable = |e: sqlx::Error| service_kit::store::unavailable(&e);
+    if let Some(stored) = store::find_key(&state.store, &key)
+        .await
+        .map_err(unavailable)?
+    {
+        return replay(&stored, &fingerprint);
+    }
+
+    let ctx = service_kit::context::current();
+    let status = match state.users.lookup(body.user_id, ctx.as_ref()).await {
+        Ok(Lookup::Found) => OrderStatus::Confirmed,
+        Ok(Lookup::NotFound) => {
+            return Err(Problem::validation(vec![FieldError::new(
+                "user_id",
+                format!("no user with id {}", body.user_id),
+            )]));
+        }
+        Err(u) => match state.degraded {
+            DegradedMode::Accept => {
+                tracing::warn!(reason = %u.reason, "user-service unavailable; accepting order as pending");
+                OrderStatus::Pending
+            }
+            DegradedMode::Fail => {
+                tracing::warn!(reason = %u.reason, "user-service unavailable; failing fast");
+                metrics::counter!("orders_rejected_unavailable_total").increment(1);
+                return Err(Problem::unavailable(
+                    "user-service is unavailable, so the user cannot be verified; the order was not stored",
+                    u.retry_after,
+                ));
+            }
+        },
+    };
+
+    let new = NewOrder {
+        user_id: body.user_id,
+        product_id: body.product_id.trim(),
+        quantity: body.quantity,
+        price: body.price,
+        status,
+        idempotency_key: &key,
+        fingerprint: &fingerprint,
+        now_ms: now_ms(),
+    };
+    let render = |o: &Order| serde_json::to_string(o).unwrap_or_default();
+    match store::insert_with_key(&state.store, &new, render)
+        .await
+        .map_err(unavailable)?
+    {
+        Inserted::Created(order, body) => {
+            metrics::counter!("orders_created_total", "status" => order.status.as_str())
+                .increment(1);
+            tracing::info!(
+                order_id = order.id,
+                status = order.status.as_str(),
+                "order stored"
+            );
+            Ok(json_response(StatusCode::CREATED, body, order.id, false))
+        }
+        Inserted::KeyTaken(stored) => replay(&stored, &fingerprint),
+    }
+}
+
+/// Reads one order.
+#[utoipa::path(
+    get,
+    path = "/orders/{id}",
+    tag = "orders",
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable, or an injected fault (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The caller's deadline (`x-request-deadline-ms`) passed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_order(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Order>, Problem> {
+    match store::get(&state.store, id).await {
+        Ok(Some(o)) => Ok(Json(o)),
+        Ok(None) => Err(Problem::not_found(format!("no order with id {id}"))),
+        Err(e) => Err(service_kit::store::unavailable(&e)),
+    }
+}
+
+/// `GET /orders` query.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListOrders {
+    /// Only this user's orders.
+    pub user_id: Option<i64>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// Where to continue: the previous page's `next_cursor` (opaque).
+    pub cursor: Option<String>,
+}
+
+impl Validate for ListOrders {
+    fn validate(&self) -> Vec<FieldError> {
+        service_kit::paging::check(self.limit, self.cursor.as_deref())
+    }
+}
+
+/// One page of orders.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OrderPage {
+    /// The orders, by id.
+    pub items: Vec<Order>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Pages through orders (of one user with `user_id`).
+#[utoipa::path(
+    get,
+    path = "/orders",
+    tag = "orders",
+    params(ListOrders),
+    responses(
+        (status = 200, description = "One page", body = OrderPage),
+        (status = 400, description = "Malformed query string", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Out-of-range paging parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable, or an injected fault (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The caller's deadline (`x-request-deadline-ms`) passed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListOrders>,
+) -> Result<Json<OrderPage>, Problem> {
+    let limit = q.limit.unwrap_or(50);
+    let after = paging::after(q.cursor.as_deref()).unwrap_or(0);
+    let items = store::list(&state.store, q.user_id, after, limit)
+        .await
+        .map_err(|e| service_kit::store::unavailable(&e))?;
+    let next_cursor = paging::next_cursor(&items, limit, |o| o.id);
+    Ok(Json(OrderPage { items, next_cursor }))
+}
+
+/// `GET /resilience` body: the state of every breaker, bulkhead and retry budget.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ResilienceReport {
+    /// Always `order-service`.
+    pub service: &'static str,
+    /// One per user-service instance (`user-service@host:port`).
+    #[schema(value_type = Vec<Object>)]
+    pub breakers: Vec<CircuitSnapshot>,
+    /// The bulkhead on calls to user-service.
+    #[schema(value_type = Vec<Object>)]
+    pub bulkheads: Vec<BulkheadSnapshot>,
+    /// The retry and its budget.
+    #[schema(value_type = Vec<Object>)]
+    pub retries: Vec<RetrySnapshot>,
+}
+
+/// Snapshot of the resilience stack in front of user-service.
+#[utoipa::path(
+    get,
+    path = "/resilience",
+    tag = "operations",
+    responses((status = 200, description = "Breakers, bulkheads and retry budgets (all empty with RESILIENCE=off)", body = ResilienceReport))
+)]
+pub async fn resilience_report(State(state): State<AppState>) -> Json<ResilienceReport> {
+    let s = state.users.snapshot();
+    Json(ResilienceReport {
+        service: SERVICE,
+        breakers: s.breakers,
+        bulkheads: s.bulkheads,
+        retries: s.retries,
+    })
+}
+
+/// Readiness checks: the store, and each user-service instance's circuit (`warn` when not
+/// closed: orders then fail fast or go pending, but the service itself works).
+async fn checks(state: AppState) -> Health {
+    let mut health = Health::new();
+    health.add("store", service_kit::ops::store_check(&state.store).await);
+    for c in state.users.circuits() {
+        let observed = serde_json::to_value(c.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", c.state));
+        let status = match c.state {
+            CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly => {
+                Status::Pass
+            }
+            _ => Status::Warn,
+        };
+        health.add(
+            format!("upstream:{}", c.name),
+            Check::observed(status, observed),
+        );
+    }
+    health
+}
+
+/// The OpenAPI document of the business routes and `/resilience` (the operations routes are
+/// merged in by [`service_kit::ops`]).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "order-service",
+        description = "Orders, verified against user-service through the resilience stack."
+    ),
+    paths(create_order, get_order, list_orders, resilience_report),
+    components(schemas(Order, OrderStatus, CreateOrder, OrderPage, ResilienceReport))
+)]
+pub struct ApiDoc;
+
+/// The router.
+///
+/// The `/orders` routes sit behind the caller's deadline (which the user-service lookups then
+/// inherit) and fault injection ([`service_kit::faults::business_layers`]); `/resilience` and
+/// the operations routes ([`service_kit::ops::app`]) do not, so they keep answering during a
+/// chaos run.
+pub fn app(state: AppState) -> Router {
+    let for_checks = state.clone();
+    let ops = Ops {
+        readiness: state.readiness.clone(),
+        faults: state.faults.clone(),
+        admin_token: state.admin_token.clone(),
+        body_limit: state.body_limit,
+        checks: Arc::new(move || Box::pin(checks(for_checks.clone()))),
+        openapi: ApiDoc::openapi,
+    };
+    let business = Router::new()
+        .route("/orders", get(list_orders).post(create_order))
+        .route("/orders/{id}", get(get_order));
+    let operations = Router::new().route("/resilience", get(resilience_report));
+    service_kit::ops::app(business, operations, state, ops)
+}

@@ -1,0 +1,206 @@
+//! The user-service client: reqwest through the library's resilience middleware, balanced
+//! round robin over every configured instance, failing over past instances that cannot answer.
+//!
+//! Each instance gets its own circuit breaker (the middleware keeps one per `host:port`), so a
+//! dead instance is ejected by its open circuit (a rejection costs no network round trip) and
+//! the request moves on to the next instance; only when no instance can answer is the user
+//! "unavailable", with the soonest time a breaker will let a probe through as `Retry-After`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use reqwest::{StatusCode, Url};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use resilience::{
+    Error,
+    circuit_breaker::CircuitState,
+    http::{ResilienceMiddleware, into_error},
+    stack::{StackConfig, StackSnapshot},
+};
+use service_kit::context::RequestContext;
+
+/// What user-service said about a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The user exists.
+    Found,
+    /// No such user (a definite answer from an instance).
+    NotFound,
+}
+
+/// No instance could answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    /// When a retry may succeed.
+    pub retry_after: Duration,
+    /// Why, per instance (logged, and summarised in the 503's detail).
+    pub reason: String,
+}
+
+/// One upstream's circuit, for readiness.
+#[derive(Debug, Clone)]
+pub struct Circuit {
+    /// The breaker's name (`user-service@127.0.0.1:5001`).
+    pub name: String,
+    /// Its state.
+    pub state: CircuitState,
+}
+
+/// The client; clones share the connection pool, the breakers and the round-robin position.
+#[derive(Debug, Clone)]
+pub struct UserClient {
+    client: ClientWithMiddleware,
+    resilience: Option<ResilienceMiddleware>,
+    instances: Arc<[Url]>,
+    next: Arc<AtomicUsize>,
+}
+
+/// The middleware's name: breakers are `user-service@host:port`.
+pub const UPSTREAM: &str = "user-service";
+
+impl UserClient {
+    /// A client for `instances`, through the stack built from `stack` (or through no stack at
+    /// all when `stack` is `None`: the `RESILIENCE=off` baseline).
+    pub fn new(instances: Vec<Url>, stack: Option<&StackConfig>) -> Result<Self, String> {
+        if instances.is_empty() {
+            return Err("at least one user-service URL is needed".into());
+        }
+        let base = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let (client, resilience) = match stack {
+            Some(config) => {
+                let mw = ResilienceMiddleware::from_config(UPSTREAM, config)
+                    .map_err(|e| format!("resilience stack: {e}"))?;
+                for url in &instances {
+                    mw.add_upstream(url);
+                }
+                (ClientBuilder::new(base).with(mw.clone()).build(), Some(mw))
+            }
+            None => (ClientBuilder::new(base).build(), None),
+        };
+        Ok(Self {
+            client,
+            resilience,
+            instances: instances.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The instances, in configured order.
+    pub fn instances(&self) -> &[Url] {
+        &self.instances
+    }
+
+    /// Asks the instances, round robin with failover, whether `user_id` exists.
+    pub async fn lookup(
+        &self,
+        user_id: i64,
+        ctx: Option<&RequestContext>,
+    ) -> Result<Lookup, Unavailable> {
+        let n = self.instances.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut soonest: Option<Duration> = None;
+        let mut reasons = Vec::new();
+        for i in 0..n {
+            let base = &self.instances[(start + i) % n];
+            let Ok(url) = base.join(&format!("users/{user_id}")) else {
+                reasons.push(format!("{base}: bad URL"));
+                continue;
+            };
+            let mut req = self.client.get(url);
+            if let Some(ctx) = ctx {
+                for (name, value) in ctx.outgoing_headers() {
+                    req = req.header(name, value);
+                }
+            }
+            match req.send().await {
+                Ok(resp) if resp.status() == StatusCode::OK => return Ok(Lookup::Found),
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
+                    // A 404 from the fallback (wrong URL) is not an answer about the user.
+                    let body = resp.text().await.unwrap_or_default();
+                    if body.contains("urn:problem:no-route") {
+                        reasons.push(format!("{base}: no /users route there"));
+                        continue;
+                    }
+                    return Ok(Lookup::NotFound);
+                }
+                Ok(resp) => {
+                    if let Some(ra) = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                    {
+                        soonest =
+                            Some(soonest.map_or(Duration::from_secs(ra), |s| {
+                                s.min(Duration::from_secs(ra))
+                            }));
+                    }
+                    reasons.push(format!("{base}: answered {}", resp.status()));
+                }
+                Err(e) => {
+                    let err = into_error(e);
+                    if let Error::CircuitOpen(open) = &err {
+                        let ra = open.retry_after();
+                        soonest = Some(soonest.map_or(ra, |s| s.min(ra)));
+                    }
+                    reasons.push(format!("{base}: {}", describe(&err)));
+                }
+            }
+        }
+        Err(Unavailable {
+            retry_after: soonest.unwrap_or(Duration::from_secs(1)),
+            reason: reasons.join("; "),
+        })
+    }
+
+    /// Snapshots for `GET /resilience` (empty with the stack off).
+    pub fn snapshot(&self) -> StackSnapshot {
+        self.resilience
+            .as_ref()
+            .map(ResilienceMiddleware::snapshot)
+            .unwrap_or_default()
+    }
+
+    /// Each instance's circuit (empty with the stack off).
+    pub fn circuits(&self) -> Vec<Circuit> {
+        let Some(mw) = &self.resilience else {
+            return Vec::new();
+        };
+        let mut v: Vec<Circuit> = mw
+            .breakers()
+            .into_iter()
+            .map(|(_, h)| Circuit {
+                name: h.name().to_owned(),
+                state: h.state(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+fn describe(err: &Error) -> String {
+    match err {
+        Error::Inner(e) => {
+            // Walk to the root cause: "connection refused" says more than "error sending request".
+            let mut msg = e.to_string();
+            let mut cur = e.source();
+            while let Some(c) = cur {
+                msg = c.to_string();
+                cur = c.source();
+            }
+            msg
+        }
+        other => other.to_string(),
+    }
+}

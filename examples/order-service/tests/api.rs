@@ -1,0 +1,682 @@
+//! Router tests through `oneshot` (user-service is real, in this process, on loopback): every
+//! status `POST /orders` promises, idempotency, degraded mode, health, `/resilience`, the
+//! OpenAPI document, trace propagation, config validation, and the store on every backend.
+
+mod support;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, body::Body, routing::get as get_route};
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use order_service::{
+    CreateOrder, DegradedMode, OrderStatus, app,
+    store::{self, MIGRATIONS},
+    verifier,
+};
+use serde_json::Value;
+use service_kit::{
+    config::Env,
+    store::testing,
+    testing::{assert_problem, call, get},
+};
+use support::*;
+
+fn order_req(key: Option<&str>, body: &str) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(Method::POST)
+        .uri("/orders")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(k) = key {
+        b = b.header("idempotency-key", k);
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}
+
+async fn setup() -> (UserInstance, order_service::AppState, Router) {
+    let users = UserInstance::start().await;
+    let state = order_state(vec![users.url()], DegradedMode::Fail).await;
+    let app = app(state.clone());
+    (users, state, app)
+}
+
+#[tokio::test]
+async fn an_order_for_a_known_user_is_created_and_readable() {
+    let (users, _state, app) = setup().await;
+    let uid = users.user("a@x.io").await;
+    let r = call(&app, order_req(Some("k-1"), &order_body(uid, "sku-1"))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.body["id"].as_i64().unwrap();
+    assert_eq!(r.body["status"], "confirmed");
+    assert_eq!(r.body["user_id"], uid);
+    assert_eq!(r.body["idempotency_key"], "k-1");
+    assert_eq!(r.body["price"], 9.5);
+    assert_eq!(
+        r.headers[header::LOCATION],
+        format!("/orders/{id}").as_str()
+    );
+    assert!(r.headers.get("idempotent-replayed").is_none());
+
+    let got = call(&app, get(&format!("/orders/{id}"))).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, r.body);
+    let list = call(&app, get(&format!("/orders?user_id={uid}"))).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list.body["items"][0]["id"], id);
+    let none = call(&app, get(&format!("/orders?user_id={}", uid + 1000))).await;
+    assert_eq!(none.body["items"].as_array().unwrap().len(), 0);
+    assert_problem(&call(&app, get("/orders/999999")).await, 404);
+    assert_problem(&call(&app, get("/orders/x")).await, 400);
+}
+
+#[tokio::test]
+async fn paging_orders_visits_each_once() {
+    let (users, _state, app) = setup().await;
+    let uid = users.user("p@x.io").await;
+    for i in 0..5 {
+        let r = call(
+            &app,
+            order_req(Some(&format!("pg-{i}")), &order_body(uid, &format!("s{i}"))),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let mut seen = Vec::new();
+    let mut uri = format!("/orders?user_id={uid}&limit=2");
+    loop {
+        let r = call(&app, get(&uri)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        for o in r.body["items"].as_array().unwrap() {
+            seen.push(o["product_id"].as_str().unwrap().to_owned());
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => uri = format!("/orders?user_id={uid}&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["s0", "s1", "s2", "s3", "s4"]);
+    assert_problem(&call(&app, get("/orders?limit=1000")).await, 422);
+    assert_problem(&call(&app, get("/orders?user_id=abc")).await, 400);
+}
+
+#[tokio::test]
+async fn idempotency_key_is_required_and_checked() {
+    let (users, state, app) = setup().await;
+    let uid = users.user("k@x.io").await;
+    let r = call(&app, order_req(None, &order_body(uid, "s"))).await;
+    assert_problem(&r, 400);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key")
+    );
+    let long = "k".repeat(256);
+    assert_problem(
+        &call(&app, order_req(Some(&long), &order_body(uid, "s"))).await,
+        400,
+    );
+    assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_replayed_key_returns_the_stored_answer_and_stores_one_order() {
+    let (users, state, app) = setup().await;
+    let uid = users.user("r@x.io").await;
+    let first = call(&app, order_req(Some("same"), &order_body(uid, "s"))).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    for _ in 0..3 {
+        let again = call(&app, order_req(Some("same"), &order_body(uid, "s"))).await;
+        assert_eq!(again.status, StatusCode::CREATED);
+        assert_eq!(again.body, first.body);
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+        assert_eq!(
+            again.headers[header::LOCATION],
+            first.headers[header::LOCATION]
+        );
+    }
+    // The same key with another body is refused and changes nothing.
+    let other = call(&app, order_req(Some("same"), &order_body(uid, "other"))).await;
+    assert_problem(&other, 422);
+    assert_eq!(other.body["type"], "urn:problem:idempotency-key-reused");
+    assert_eq!(store::count(&state.store, Some("same")).await.unwrap(), 1);
+    assert_eq!(store::count(&state.store, None).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_repeat_while_the_first_is_in_flight_is_409() {
+    let (users, state, app) = setup().await;
+    let uid = users.user("f@x.io").await;
+    let body = order_body(uid, "s");
+    let parsed: CreateOrder = serde_json::from_str(&body).unwrap();
+    let fingerprint = serde_json::to_string(&parsed).unwrap();
+    // Hold the key as the first request would while it verifies the user.
+    let guard = state.in_flight.begin("busy", &fingerprint).unwrap();
+    let r = call(&app, order_req(Some("busy"), &body)).await;
+    assert_problem(&r, 409);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    let r = call(&app, order_req(Some("busy"), &order_body(uid, "different"))).await;
+    assert_problem(&r, 422);
+    drop(guard);
+    assert_eq!(
+        call(&app, order_req(Some("busy"), &body)).await.status,
+        StatusCode::CREATED
+    );
+    assert!(
+        state.in_flight.is_empty(),
+        "the key is released after the request"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_one_order() {
+    let (users, state, app) = setup().await;
+    let uid = users.user("c@x.io").await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let app = app.clone();
+        let body = order_body(uid, "s");
+        tasks.push(tokio::spawn(async move {
+            call(&app, order_req(Some("race"), &body)).await
+        }));
+    }
+    let mut created: Vec<Value> = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            StatusCode::CREATED => created.push(r.body),
+            StatusCode::CONFLICT => {}
+            other => panic!("unexpected {other}: {:?}", r.body),
+        }
+    }
+    assert!(!created.is_empty());
+    assert!(
+        created.windows(2).all(|w| w[0] == w[1]),
+        "every 201 is the same order"
+    );
+    assert_eq!(store::count(&state.store, None).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_422_in_every_mode() {
+    for mode in [DegradedMode::Fail, DegradedMode::Accept] {
+        let users = UserInstance::start().await;
+        let state = order_state(vec![users.url()], mode).await;
+        let app = app(state.clone());
+        let r = call(&app, order_req(Some("u"), &order_body(4242, "s"))).await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["errors"][0]["field"], "user_id");
+        assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_problem() {
+    let (users, state, app) = setup().await;
+    let uid = users.user("b@x.io").await;
+    assert_problem(&call(&app, order_req(Some("b1"), "{")).await, 400);
+    let r = call(
+        &app,
+        Request::builder()
+            .method(Method::POST)
+            .uri("/orders")
+            .header("idempotency-key", "b2")
+            .header(header::CONTENT_TYPE, "application/xml")
+            .body(Body::from("<order/>"))
+            .unwrap(),
+    )
+    .await;
+    assert_problem(&r, 415);
+    for (body, field) in [
+        (
+            format!(r#"{{"user_id":{uid},"product_id":"s","quantity":0}}"#),
+            "quantity",
+        ),
+        (
+            format!(r#"{{"user_id":{uid},"product_id":"","quantity":1}}"#),
+            "product_id",
+        ),
+        (
+            format!(r#"{{"user_id":{uid},"product_id":"s","quantity":1,"price":-1}}"#),
+            "price",
+        ),
+        (
+            format!(r#"{{"user_id":{uid},"product_id":"s","quantity":1,"coupon":"x"}}"#),
+            "coupon",
+        ),
+        (
+            format!(r#"{{"user_id":{uid},"product_id":"s"}}"#),
+            "quantity",
+        ),
+        (
+            r#"{"user_id":"abc","product_id":"s","quantity":1}"#.to_owned(),
+            "user_id",
+        ),
+        (
+            r#"{"user_id":0,"product_id":"s","quantity":1}"#.to_owned(),
+            "user_id",
+        ),
+    ] {
+        let r = call(&app, order_req(Some("b3"), &body)).await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["errors"][0]["field"], field, "{body}");
+    }
+    let big = order_body(uid, &"x".repeat(2000));
+    assert_problem(&call(&app, order_req(Some("b4"), &big)).await, 413);
+    let r = call(
+        &app,
+        Request::builder()
+            .method(Method::PUT)
+            .uri("/orders")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_problem(&r, 405);
+    assert_problem(&call(&app, get("/nothing/here")).await, 404);
+    assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn user_service_down_fails_fast_with_503_and_retry_after() {
+    let state = order_state(vec![dead_url().await], DegradedMode::Fail).await;
+    let app = app(state.clone());
+    for i in 0..6 {
+        let r = call(&app, order_req(Some(&format!("d{i}")), &order_body(1, "s"))).await;
+        assert_problem(&r, 503);
+        assert!(r.headers.contains_key(header::RETRY_AFTER));
+    }
+    // By now the breaker is open: the answer comes without touching the network.
+    let report = call(&app, get("/resilience")).await.body;
+    assert_eq!(report["breakers"][0]["state"], "open", "{report}");
+    let started = tokio::time::Instant::now();
+    let r = call(&app, order_req(Some("d-open"), &order_body(1, "s"))).await;
+    assert_problem(&r, 503);
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+    // Readiness stays 200 (the service still answers) and says which upstream is open.
+    let ready = call(&app, get("/health/ready")).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body["status"], "warn");
+    let upstream = ready.body["checks"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.starts_with("upstream:user-service@127.0.0.1:"))
+        .unwrap()
+        .1;
+    assert_eq!(upstream[0]["observedValue"], "open");
+    assert_eq!(upstream[0]["status"], "warn");
+}
+
+#[tokio::test]
+async fn degraded_mode_stores_pending_and_settles_it_later() {
+    let mut users = UserInstance::start().await;
+    let known = users.user("known@x.io").await;
+    users.stop().await;
+    let state = order_state(vec![users.url()], DegradedMode::Accept).await;
+    let app = app(state.clone());
+    let a = call(&app, order_req(Some("p1"), &order_body(known, "s"))).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["status"], "pending");
+    let b = call(&app, order_req(Some("p2"), &order_body(known + 99, "s"))).await;
+    assert_eq!(b.status, StatusCode::CREATED);
+    assert_eq!(b.body["status"], "pending");
+    // While user-service is down nothing settles.
+    assert_eq!(verifier::verify_pending_once(&state).await.unwrap(), 0);
+
+    users.restart().await;
+    // Once the breaker admits calls again, the verifier settles both.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut settled = 0;
+    while settled < 2 && tokio::time::Instant::now() < deadline {
+        settled += verifier::verify_pending_once(&state).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(settled, 2);
+    let id_a = a.body["id"].as_i64().unwrap();
+    let id_b = b.body["id"].as_i64().unwrap();
+    assert_eq!(
+        store::get(&state.store, id_a)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Confirmed
+    );
+    assert_eq!(
+        store::get(&state.store, id_b)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        OrderStatus::Rejected
+    );
+    // A replay still returns the stored (pending) answer: the same response, not a new order.
+    let again = call(&app, order_req(Some("p1"), &order_body(known, "s"))).await;
+    assert_eq!(again.body, a.body);
+    assert_eq!(store::count(&state.store, None).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn resilience_report_has_the_contract_shape() {
+    let (users, _state, app) = setup().await;
+    let r = call(&app, get("/resilience")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["service"], "order-service");
+    let breakers = r.body["breakers"].as_array().unwrap();
+    assert_eq!(breakers.len(), 1);
+    assert_eq!(
+        breakers[0]["name"],
+        format!("user-service@{}", users.addr).as_str()
+    );
+    assert_eq!(breakers[0]["state"], "closed");
+    for field in [
+        "calls",
+        "failures",
+        "failure_rate",
+        "rejected_total",
+        "time_in_state_ms",
+    ] {
+        assert!(!breakers[0][field].is_null(), "breaker has {field}");
+    }
+    assert_eq!(r.body["bulkheads"][0]["name"], "user-service");
+    assert_eq!(r.body["retries"][0]["name"], "user-service");
+
+    let ready = call(&app, get("/health/ready")).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(
+        ready.headers[header::CONTENT_TYPE],
+        "application/health+json"
+    );
+    assert_eq!(ready.body["status"], "pass");
+    assert_eq!(ready.body["checks"]["store"][0]["status"], "pass");
+    let key = format!("upstream:user-service@{}", users.addr);
+    assert_eq!(ready.body["checks"][&key][0]["observedValue"], "closed");
+}
+
+#[tokio::test]
+async fn with_resilience_off_there_is_no_stack_and_orders_still_work() {
+    let users = UserInstance::start().await;
+    let uid = users.user("off@x.io").await;
+    let store = testing::sqlite(&MIGRATIONS).await;
+    let state = order_state_on(store, vec![users.url()], DegradedMode::Fail, None);
+    let app = app(state);
+    let r = call(&app, order_req(Some("o"), &order_body(uid, "s"))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let report = call(&app, get("/resilience")).await.body;
+    assert_eq!(report["breakers"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn readiness_fails_once_shutdown_starts() {
+    let (_users, state, app) = setup().await;
+    state.readiness.start_shutdown();
+    let r = call(&app, get("/health/ready")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["status"], "fail");
+    assert_eq!(call(&app, get("/health/live")).await.status, StatusCode::OK);
+}
+
+/// The call to user-service carries the caller's trace id in a new span, and the request id.
+#[tokio::test]
+async fn traceparent_and_request_id_reach_user_service() {
+    let seen: Arc<Mutex<Option<HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let upstream = Router::new().route(
+        "/users/{id}",
+        get_route(move |headers: HeaderMap| {
+            let record = record.clone();
+            async move {
+                *record.lock().unwrap() = Some(headers);
+                axum::Json(serde_json::json!({"id": 1}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, upstream).await.unwrap() });
+    let url = reqwest::Url::parse(&format!("http://{addr}/")).unwrap();
+    let state = order_state(vec![url], DegradedMode::Fail).await;
+    let app = app(state);
+    let mut req = order_req(Some("t"), &order_body(1, "s"));
+    req.headers_mut().insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    req.headers_mut()
+        .insert("x-request-id", "trace-me-1".parse().unwrap());
+    let r = call(&app, req).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let headers = seen.lock().unwrap().clone().expect("upstream was called");
+    let tp = headers["traceparent"].to_str().unwrap();
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
+    assert!(!tp.contains("00f067aa0ba902b7"), "a new span id: {tp}");
+    assert_eq!(headers["x-request-id"], "trace-me-1");
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let (users, _state, app) = setup().await;
+    users.user("ada@example.com").await; // the example body's user_id 1
+    let documented = service_kit::testing::check_openapi(&app, &[("id", "1")]).await;
+    assert_eq!(
+        documented,
+        [
+            "get /orders",
+            "get /orders/{id}",
+            "get /resilience",
+            "post /orders"
+        ]
+    );
+    let doc = call(&app, get("/openapi.json")).await.body;
+    let params = doc["paths"]["/orders"]["post"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["CreateOrder"]["additionalProperties"],
+        false
+    );
+}
+
+#[test]
+fn config_is_validated_with_every_problem_named() {
+    let err = order_service::Config::from_env(Env::from_pairs([
+        ("ORDER_SERVICE_ADDR", "localhost"),
+        ("USER_SERVICE_URLS", "http://127.0.0.1:5001,ftp://x,"),
+        ("DEGRADED_MODE", "maybe"),
+        ("RESILIENCE", "sometimes"),
+        ("RESILIENCE_CONFIG", "/nonexistent/stack.toml"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    for var in [
+        "ORDER_SERVICE_ADDR",
+        "USER_SERVICE_URLS",
+        "DEGRADED_MODE",
+        "RESILIENCE:",
+        "RESILIENCE_CONFIG",
+    ] {
+        assert!(err.contains(var), "{var} missing from: {err}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("stack-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[retry]\nmax_attempts = 0\n").unwrap();
+    let err = order_service::Config::from_env(Env::from_pairs([(
+        "RESILIENCE_CONFIG",
+        bad.to_str().unwrap(),
+    )]))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("retry.max_attempts"), "{err}");
+
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "attempt_timeout = \"250ms\"\n[circuit_breaker]\nwait_in_open = \"1s\"\n",
+    )
+    .unwrap();
+    let c = order_service::Config::from_env(Env::from_pairs([
+        ("RESILIENCE_CONFIG", good.to_str().unwrap()),
+        (
+            "USER_SERVICE_URLS",
+            "http://127.0.0.1:5001, http://127.0.0.1:5003/",
+        ),
+        ("DEGRADED_MODE", "accept"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.stack.unwrap().attempt_timeout,
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(c.user_service_urls.len(), 2);
+    assert_eq!(c.degraded, DegradedMode::Accept);
+    assert!(c.common.addr.ip().is_loopback());
+
+    let off = order_service::Config::from_env(Env::from_pairs([("RESILIENCE", "off")])).unwrap();
+    assert!(off.stack.is_none());
+    let default = order_service::Config::from_env(Env::from_pairs([])).unwrap();
+    default.stack.unwrap().validate().unwrap();
+}
+
+#[tokio::test]
+async fn store_keeps_one_order_per_key_on_every_backend() {
+    for s in testing::all(&MIGRATIONS).await {
+        let new = store::NewOrder {
+            user_id: 1,
+            product_id: "p",
+            quantity: 1,
+            price: None,
+            status: OrderStatus::Pending,
+            idempotency_key: "key-1",
+            fingerprint: "fp",
+            now_ms: 5,
+        };
+        let render = |o: &order_service::Order| serde_json::to_string(o).unwrap();
+        let store::Inserted::Created(order, body) =
+            store::insert_with_key(&s, &new, render).await.unwrap()
+        else {
+            panic!("first insert creates");
+        };
+        assert_eq!(order.price, None);
+        let store::Inserted::KeyTaken(stored) =
+            store::insert_with_key(&s, &new, render).await.unwrap()
+        else {
+            panic!("second insert finds the key");
+        };
+        assert_eq!(stored.body, body);
+        assert_eq!(stored.order_id, order.id);
+        assert_eq!(stored.status_code, 201);
+        assert_eq!(store::count(&s, Some("key-1")).await.unwrap(), 1);
+        assert_eq!(store::pending(&s, 10).await.unwrap(), vec![order.clone()]);
+        assert!(
+            store::settle(&s, order.id, OrderStatus::Confirmed, 9)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store::settle(&s, order.id, OrderStatus::Rejected, 10)
+                .await
+                .unwrap()
+        );
+        let got = store::get(&s, order.id).await.unwrap().unwrap();
+        assert_eq!(got.status, OrderStatus::Confirmed);
+        assert_eq!(got.updated_at_ms, 9);
+        assert_eq!(
+            store::list(&s, Some(1), 0, 10).await.unwrap(),
+            vec![got.clone()]
+        );
+        assert_eq!(store::list(&s, None, 0, 10).await.unwrap(), vec![got]);
+        assert!(store::list(&s, Some(2), 0, 10).await.unwrap().is_empty());
+        s.close().await;
+    }
+}
+
+/// Concurrent inserts with one key, straight at the store (no in-process guard): exactly one
+/// order, and every loser gets the winner's stored answer.
+#[tokio::test]
+async fn racing_inserts_with_one_key_store_one_order_on_every_backend() {
+    for s in testing::all(&MIGRATIONS).await {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let new = store::NewOrder {
+                    user_id: 1,
+                    product_id: "p",
+                    quantity: 1,
+                    price: Some(1.5),
+                    status: OrderStatus::Confirmed,
+                    idempotency_key: "race",
+                    fingerprint: "fp",
+                    now_ms: 1,
+                };
+                match store::insert_with_key(&s, &new, |o| serde_json::to_string(o).unwrap())
+                    .await
+                    .unwrap()
+                {
+                    store::Inserted::Created(o, _) => o.id,
+                    store::Inserted::KeyTaken(st) => st.order_id,
+                }
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_eq!(store::count(&s, None).await.unwrap(), 1);
+        s.close().await;
+    }
+}
+
+/// A slow user-service (latency beyond the attempt timeout) trips the breaker like a dead one.
+#[tokio::test]
+async fn a_slow_user_service_times_out_and_opens_the_breaker() {
+    let users = UserInstance::start().await;
+    let uid = users.user("slow@x.io").await;
+    let state = order_state(vec![users.url()], DegradedMode::Fail).await;
+    let app = app(state.clone());
+    // Attempts time out after 300 ms; make user-service take 600 ms.
+    let faults = users.faults.clone();
+    faults.set_latency(Duration::from_millis(600));
+    let mut last = StatusCode::OK;
+    for i in 0..4 {
+        let r = call(
+            &app,
+            order_req(Some(&format!("slow-{i}")), &order_body(uid, "s")),
+        )
+        .await;
+        last = r.status;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    }
+    assert_eq!(last, StatusCode::SERVICE_UNAVAILABLE);
+    let report = call(&app, get("/resilience")).await.body;
+    assert_eq!(report["breakers"][0]["state"], "open", "{report}");
+    let t = tokio::time::Instant::now();
+    assert_problem(
+        &call(&app, order_req(Some("slow-x"), &order_body(uid, "s"))).await,
+        503,
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "fails fast once open"
+    );
+    assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+}

@@ -1,0 +1,55 @@
+//! Guarding the admin routes (fault injection) with a bearer token from the environment.
+//!
+//! With no `ADMIN_TOKEN` configured the admin routes answer 404 as if they did not exist, so
+//! a default deployment exposes no way to inject faults.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::problem::Problem;
+
+/// Checks `Authorization: Bearer <token>` against the configured token.
+///
+/// ```
+/// use http::HeaderMap;
+/// use service_kit::admin::authorize;
+///
+/// let mut h = HeaderMap::new();
+/// assert_eq!(authorize(&h, None).unwrap_err().status(), 404);
+/// assert_eq!(authorize(&h, Some("s3cret-token")).unwrap_err().status(), 401);
+/// h.insert("authorization", "Bearer s3cret-token".parse().unwrap());
+/// assert!(authorize(&h, Some("s3cret-token")).is_ok());
+/// ```
+pub fn authorize(headers: &HeaderMap, token: Option<&str>) -> Result<(), Response> {
+    let Some(expected) = token else {
+        return Err(
+            Problem::not_found("admin routes are disabled (no ADMIN_TOKEN configured)")
+                .into_response(),
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => {
+            let mut resp =
+                Problem::unauthorized("a valid `Authorization: Bearer <ADMIN_TOKEN>` is required")
+                    .into_response();
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(resp)
+        }
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}

@@ -1,0 +1,272 @@
+//! Reading configuration from environment variables, collecting every mistake at once.
+//!
+//! A service that refuses to start should say everything that is wrong in one go, naming the
+//! variable and the value, so [`Env`] keeps reading after a bad value and [`Env::finish`]
+//! reports them all.
+
+use std::{collections::HashMap, fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+/// A source of variables (the process environment, or a map in tests) plus collected errors.
+///
+/// ```
+/// use service_kit::config::Env;
+/// use std::time::Duration;
+///
+/// let mut env = Env::from_pairs([("PORT_ADDR", "127.0.0.1:80"), ("WAIT_MS", "soon")]);
+/// let addr = env.addr("PORT_ADDR", "127.0.0.1:1");
+/// let wait = env.duration_ms("WAIT_MS", Duration::from_millis(5));
+/// assert_eq!(addr.port(), 80);
+/// assert_eq!(wait, Duration::from_millis(5));
+/// let err = env.finish().unwrap_err();
+/// assert!(err.to_string().contains("WAIT_MS"));
+/// ```
+#[derive(Debug)]
+pub struct Env {
+    vars: HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+/// Everything wrong with the configuration.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Env {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Fixed pairs (tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records an error about `key`.
+    pub fn error(&mut self, key: &str, msg: impl fmt::Display) {
+        self.errors.push(format!("{key}: {msg}"));
+    }
+
+    /// The raw value, `None` when unset or blank.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.vars
+            .get(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A string with a default.
+    pub fn string(&self, key: &str, default: &str) -> String {
+        self.get(key).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// Any `FromStr` value with a default; `what` describes the expected form.
+    pub fn parse<T: FromStr>(&mut self, key: &str, default: T, what: &str) -> T {
+        match self.get(key) {
+            None => default,
+            Some(raw) => match raw.parse() {
+                Ok(v) => v,
+                Err(_) => {
+                    self.error(key, format!("`{raw}` is not {what}"));
+                    default
+                }
+            },
+        }
+    }
+
+    /// A socket address (`127.0.0.1:5001`).
+    pub fn addr(&mut self, key: &str, default: &str) -> SocketAddr {
+        let fallback = default.parse().expect("default address parses");
+        self.parse(key, fallback, "a socket address like 127.0.0.1:5001")
+    }
+
+    /// A duration given in milliseconds.
+    pub fn duration_ms(&mut self, key: &str, default: Duration) -> Duration {
+        let ms = self.parse(
+            key,
+            u64::try_from(default.as_millis()).unwrap_or(u64::MAX),
+            "a whole number of milliseconds",
+        );
+        Duration::from_millis(ms)
+    }
+
+    /// An integer within `min..=max`.
+    pub fn int_in(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
+        let v = self.parse(key, default, "a whole number");
+        if !(min..=max).contains(&v) {
+            self.error(key, format!("{v} is outside {min}..={max}"));
+            return default;
+        }
+        v
+    }
+
+    /// One of a fixed set of words (case-insensitive); returns the lower-cased word.
+    pub fn choice(&mut self, key: &str, default: &str, allowed: &[&str]) -> String {
+        let v = self.string(key, default).to_ascii_lowercase();
+        if allowed.contains(&v.as_str()) {
+            v
+        } else {
+            self.error(key, format!("`{v}` is not one of {}", allowed.join(", ")));
+            default.to_owned()
+        }
+    }
+
+    /// Ok when nothing was wrong, else every error.
+    pub fn finish(self) -> Result<(), ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
+    }
+}
+
+/// Reads a service's configuration from the process environment with `read`; on failure
+/// prints every problem to stderr, prefixed with the service's name, and returns exit code 2.
+pub fn load<T>(
+    service: &str,
+    read: impl FnOnce(Env) -> Result<T, ConfigErrors>,
+) -> Result<T, std::process::ExitCode> {
+    read(Env::from_process()).map_err(|e| {
+        eprintln!("{service}: {e}");
+        std::process::ExitCode::from(2)
+    })
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings every service has.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// `LOG_FORMAT`: text or json.
+    pub log_format: LogFormat,
+    /// `RUST_LOG` filter (default `info`).
+    pub log_filter: String,
+    /// `ADMIN_TOKEN`: bearer token for `/admin/*`; unset = admin routes disabled.
+    pub admin_token: Option<String>,
+    /// `SHUTDOWN_DELAY_MS`: how long readiness fails before the listener stops accepting.
+    pub shutdown_delay: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS`: the most time in-flight requests get to finish.
+    pub shutdown_timeout: Duration,
+    /// `BODY_LIMIT_BYTES`: the largest request body accepted (413 above).
+    pub body_limit: usize,
+}
+
+impl Common {
+    /// Reads the common settings. `addr_var`/`default_addr` name the listen address variable;
+    /// the database URL is `db_var` (service-specific), else `DATABASE_URL`, else `default_db`.
+    pub fn read(
+        env: &mut Env,
+        addr_var: &str,
+        default_addr: &str,
+        db_var: &str,
+        default_db: &str,
+    ) -> Self {
+        let addr = env.addr(addr_var, default_addr);
+        let database_url = env
+            .get(db_var)
+            .or_else(|| env.get("DATABASE_URL"))
+            .unwrap_or_else(|| default_db.to_owned());
+        if crate::store::Backend::of(&database_url).is_none() {
+            env.error(
+                db_var,
+                format!("`{database_url}` is not a sqlite: or postgres:// URL"),
+            );
+        }
+        let log_format = match env.choice("LOG_FORMAT", "text", &["text", "json"]).as_str() {
+            "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        };
+        let log_filter = env.string("RUST_LOG", "info");
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            env.error("RUST_LOG", format!("`{log_filter}` is not a valid filter"));
+        }
+        let admin_token = env.get("ADMIN_TOKEN");
+        if admin_token.as_ref().is_some_and(|t| t.len() < 8) {
+            env.error("ADMIN_TOKEN", "must be at least 8 characters");
+        }
+        Self {
+            addr,
+            database_url,
+            log_format,
+            log_filter,
+            admin_token,
+            shutdown_delay: env.duration_ms("SHUTDOWN_DELAY_MS", Duration::from_millis(250)),
+            shutdown_timeout: env.duration_ms("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10)),
+            body_limit: usize::try_from(env.int_in("BODY_LIMIT_BYTES", 64 * 1024, 256, 16 << 20))
+                .unwrap_or(64 * 1024),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_every_error() {
+        let mut env = Env::from_pairs([
+            ("ADDR", "nope"),
+            ("DATABASE_URL", "mysql://x"),
+            ("LOG_FORMAT", "xml"),
+            ("BODY_LIMIT_BYTES", "1"),
+        ]);
+        let c = Common::read(
+            &mut env,
+            "ADDR",
+            "127.0.0.1:5001",
+            "X_DB",
+            "sqlite://data/x.db",
+        );
+        assert_eq!(c.addr.to_string(), "127.0.0.1:5001");
+        let errs = env.finish().unwrap_err().0;
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs[0].starts_with("ADDR:"));
+    }
+
+    #[test]
+    fn defaults_bind_loopback() {
+        let mut env = Env::from_pairs([]);
+        let c = Common::read(
+            &mut env,
+            "ADDR",
+            "127.0.0.1:5001",
+            "X_DB",
+            "sqlite://data/x.db",
+        );
+        assert!(c.addr.ip().is_loopback());
+        assert_eq!(c.admin_token, None);
+        env.finish().unwrap();
+    }
+}

@@ -1,0 +1,236 @@
+//! The layers in front of a service's business routes, and the admin routes that drive its
+//! fault injection.
+//!
+//! [`business_layers`] wraps the domain routes (not health, metrics or admin, which must keep
+//! answering during a chaos run) in, outermost first:
+//!
+//! - the caller's deadline ([`AcceptDeadlineLayer`]): work stops once the caller has given up,
+//!   and outgoing calls made by the handler inherit what is left of it;
+//! - fault injection ([`FaultLayer`]): latency and an error rate set through
+//!   `PUT /admin/faults`, plus per-request latency from `X-Simulate-Latency`;
+//!
+//! and turns what they add (deadline exceeded 504, injected fault 503 + `Retry-After`) into
+//! this crate's problem+json, with the request id.
+//!
+//! The admin routes (`GET`, `PUT`, `DELETE /admin/faults`, routed by [`crate::ops::app`]) need `Authorization: Bearer $ADMIN_TOKEN`; with no
+//! token configured they answer 404, so faults cannot be switched on in a default deployment.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    Json,
+    error_handling::HandleErrorLayer,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+    routing::Route,
+};
+use http::HeaderMap;
+use resilience::{
+    BoxError,
+    fault::{FaultHandle, FaultLayer, FaultSnapshot, SimulateLatencyHeader},
+    http::AcceptDeadlineLayer,
+};
+use serde::{Deserialize, Serialize};
+use tower::{Layer, Service, ServiceBuilder};
+use utoipa::{
+    Modify, ToSchema,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+
+use crate::{
+    extract::{ApiJson, Validate},
+    ops::Ops,
+    problem::{FieldError, Problem},
+};
+
+/// The most latency `PUT /admin/faults` may set.
+pub const MAX_LATENCY_MS: u64 = 30_000;
+
+/// The layers for business routes (see the module docs); apply with `Router::layer`.
+pub fn business_layers(
+    faults: FaultHandle,
+) -> impl Layer<
+    Route,
+    Service: Service<Request, Response = Response, Error = Infallible, Future: Send>
+                 + Clone
+                 + Send
+                 + Sync
+                 + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(layer_error))
+        .layer(AcceptDeadlineLayer::new())
+        .layer(FaultLayer::new(faults).with_request_latency(SimulateLatencyHeader))
+}
+
+async fn layer_error(err: BoxError) -> Problem {
+    let p = resilience::http::Problem::from_error(&*err);
+    if p.status().is_server_error() && p.retry_after().is_none() && p.status().as_u16() == 500 {
+        tracing::error!(error = %err, "unexpected layer error");
+    } else {
+        tracing::warn!(error = %err, status = p.status().as_u16(), "request failed in a layer");
+    }
+    let mut out = Problem::new(p.status(), "", p.title());
+    out.problem_type = p.kind().to_owned();
+    out.detail = Some(p.detail().to_owned());
+    if let Some(ra) = p.retry_after() {
+        out = out.with_retry_after(ra);
+    }
+    out
+}
+
+/// `PUT /admin/faults` body: the faults to run with from now on (absent fields are off).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"latency_ms": 800, "error_rate": 0.2}))]
+pub struct FaultSettings {
+    /// Latency added to every business request, in ms (0 to 30000).
+    #[serde(default)]
+    #[schema(maximum = 30000)]
+    pub latency_ms: u64,
+    /// Fraction of business requests failed with 503, 0 to 1.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
+    pub error_rate: f64,
+}
+
+impl Validate for FaultSettings {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.latency_ms > MAX_LATENCY_MS {
+            errors.push(FieldError::new("latency_ms", "must be at most 30000"));
+        }
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            errors.push(FieldError::new("error_rate", "must be between 0 and 1"));
+        }
+        errors
+    }
+}
+
+/// The current fault settings and counts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FaultReport {
+    /// Latency added to every business request, in ms.
+    pub latency_ms: u64,
+    /// Fraction of business requests failed on purpose.
+    pub error_rate: f64,
+    /// Errors injected so far.
+    pub injected_errors_total: u64,
+    /// Requests delayed so far.
+    pub delayed_total: u64,
+}
+
+impl From<FaultSnapshot> for FaultReport {
+    fn from(s: FaultSnapshot) -> Self {
+        Self {
+            latency_ms: s.latency_ms,
+            error_rate: s.error_rate,
+            injected_errors_total: s.injected_errors_total,
+            delayed_total: s.delayed_total,
+        }
+    }
+}
+
+/// Reads the fault settings.
+#[utoipa::path(
+    get,
+    path = "/admin/faults",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Current settings and counts", body = FaultReport),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Admin disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_faults(State(s): State<Ops>, headers: HeaderMap) -> Response {
+    if let Err(r) = crate::admin::authorize(&headers, s.admin_token.as_deref()) {
+        return r;
+    }
+    Json(FaultReport::from(s.faults.snapshot())).into_response()
+}
+
+/// Replaces the fault settings.
+#[utoipa::path(
+    put,
+    path = "/admin/faults",
+    tag = "admin",
+    security(("bearer" = [])),
+    request_body(content = FaultSettings, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new settings", body = FaultReport),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Admin disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Out-of-range or unknown field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_faults(State(s): State<Ops>, headers: HeaderMap, body: Request) -> Response {
+    if let Err(r) = crate::admin::authorize(&headers, s.admin_token.as_deref()) {
+        return r;
+    }
+    // Authorised first, then parsed: a caller without the token learns nothing from errors.
+    let ApiJson(settings) =
+        match <ApiJson<FaultSettings> as axum::extract::FromRequest<()>>::from_request(body, &())
+            .await
+        {
+            Ok(v) => v,
+            Err(p) => return p.into_response(),
+        };
+    s.faults
+        .set_latency(Duration::from_millis(settings.latency_ms));
+    if s.faults.set_error_rate(settings.error_rate).is_err() {
+        return Problem::validation(vec![FieldError::new(
+            "error_rate",
+            "must be between 0 and 1",
+        )])
+        .into_response();
+    }
+    tracing::warn!(
+        latency_ms = settings.latency_ms,
+        error_rate = settings.error_rate,
+        "fault injection changed"
+    );
+    Json(FaultReport::from(s.faults.snapshot())).into_response()
+}
+
+/// Turns every fault off.
+#[utoipa::path(
+    delete,
+    path = "/admin/faults",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "All faults off", body = FaultReport),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Admin disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_faults(State(s): State<Ops>, headers: HeaderMap) -> Response {
+    if let Err(r) = crate::admin::authorize(&headers, s.admin_token.as_deref()) {
+        return r;
+    }
+    s.faults.reset();
+    tracing::warn!("fault injection switched off");
+    Json(FaultReport::from(s.faults.snapshot())).into_response()
+}
+
+/// Adds the `bearer` security scheme the admin routes refer to; use as
+/// `#[openapi(modifiers(&service_kit::faults::BearerAuth))]`.
+#[derive(Debug, Clone, Copy)]
+pub struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! The operations side every service shares, and assembling a service's router around it.
+//!
+//! A service writes its business routes, its own operations routes (order-service's
+//! `/resilience`) and the checks its readiness depends on; [`app`] adds the rest, the same way
+//! for every service:
+//!
+//! - `/health` and `/health/ready`: the service's checks plus the shutdown flag
+//!   (`application/health+json`, 503 when a check fails);
+//! - `/health/live`, `/metrics`, `/openapi.json` (the service's document merged with
+//!   [`OpsApi`], the document of these routes);
+//! - `/admin/faults` ([`crate::faults`]), and the business layers (caller's deadline, fault
+//!   injection) on the business routes only;
+//! - everything [`crate::finish`] adds (404/405 problems, body limit, request context).
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use axum::{Json, Router, extract::State, routing::get};
+use resilience::fault::FaultHandle;
+use utoipa::OpenApi;
+
+use crate::{
+    faults::{self, BearerAuth, FaultReport, FaultSettings},
+    health::{Check, Health, Readiness},
+    problem::{FieldError, Problem},
+    store::Store,
+};
+
+/// A future producing a service's readiness checks.
+pub type ChecksFuture = Pin<Box<dyn Future<Output = Health> + Send>>;
+
+/// What the shared operations routes need from a service.
+#[derive(Clone)]
+pub struct Ops {
+    /// Fails readiness once shutdown starts.
+    pub readiness: Readiness,
+    /// The fault switches of the business routes.
+    pub faults: FaultHandle,
+    /// `ADMIN_TOKEN`; `None` disables `/admin/*`.
+    pub admin_token: Option<String>,
+    /// Largest accepted body.
+    pub body_limit: usize,
+    /// The service's readiness checks (the store, upstream circuits).
+    pub checks: Arc<dyn Fn() -> ChecksFuture + Send + Sync>,
+    /// The service's OpenAPI document, without the operations routes.
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops")
+            .field("readiness", &self.readiness)
+            .field("faults", &self.faults)
+            .field("admin", &self.admin_token.is_some())
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The readiness check of a store: pass, or fail with the reason.
+pub async fn store_check(store: &Store) -> Check {
+    match store.ping(Duration::from_secs(2)).await {
+        Ok(()) => Check::pass(),
+        Err(e) => Check::fail(e),
+    }
+}
+
+/// The service's router: `business` behind the business layers, `operations` as they are,
+/// and the shared operations routes.
+pub fn app<S>(business: Router<S>, operations: Router<S>, state: S, ops: Ops) -> Router
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let body_limit = ops.body_limit;
+    let service = business
+        .layer(faults::business_layers(ops.faults.clone()))
+        .merge(operations)
+        .with_state(state);
+    let shared = Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        .route("/openapi.json", get(openapi))
+        .route(
+            "/admin/faults",
+            get(faults::get_faults)
+                .put(faults::put_faults)
+                .delete(faults::delete_faults),
+        )
+        .with_state(ops);
+    crate::finish(service.merge(shared), body_limit)
+}
+
+/// Readiness: the service's checks, and `shutdown` failing once shutdown starts.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready (`warn` when an upstream circuit is not closed)", body = Health, content_type = "application/health+json"),
+        (status = 503, description = "Not ready", body = Health, content_type = "application/health+json"),
+    )
+)]
+pub async fn ready(State(ops): State<Ops>) -> Health {
+    let mut health = (ops.checks)().await;
+    ops.readiness.check(&mut health);
+    health
+}
+
+/// Seed-compatible health: the same report as `/health/ready`.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health, content_type = "application/health+json"),
+        (status = 503, description = "Not ready", body = Health, content_type = "application/health+json"),
+    )
+)]
+pub async fn health(ops: State<Ops>) -> Health {
+    ready(ops).await
+}
+
+/// This document: the service's routes and the operations routes.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json"))
+)]
+pub async fn openapi(State(ops): State<Ops>) -> Json<utoipa::openapi::OpenApi> {
+    Json(document((ops.openapi)()))
+}
+
+/// `own` with the operations routes added.
+pub fn document(own: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    own.merge_from(OpsApi::openapi())
+}
+
+/// The OpenAPI document of the operations routes every service has.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        ready,
+        health,
+        openapi,
+        crate::health::live,
+        crate::metrics::render,
+        crate::faults::get_faults,
+        crate::faults::put_faults,
+        crate::faults::delete_faults,
+    ),
+    components(schemas(Problem, FieldError, Health, Check, FaultSettings, FaultReport)),
+    modifiers(&BearerAuth)
+)]
+pub struct OpsApi;

@@ -1,0 +1,226 @@
+//! The state every clone of one bulkhead shares.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use metrics::{Counter, Gauge};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::BulkheadConfig;
+use crate::{
+    config::ConfigError,
+    error::{BoxError, BulkheadFull},
+};
+
+/// A cloneable handle on one bulkhead: its name, a [`snapshot`](Self::snapshot), and
+/// [`acquire`](Self::acquire) for callers that are not tower services (a reqwest middleware).
+///
+/// ```
+/// use resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let config = BulkheadConfig { max_concurrent: 1, ..Default::default() };
+/// let handle = BulkheadLayer::new("users", config).unwrap().handle();
+/// let permit = handle.acquire().await.unwrap();
+/// assert_eq!(handle.snapshot().in_use, 1);
+/// assert!(handle.acquire().await.is_err()); // max_wait is zero: rejected at once
+/// drop(permit);
+/// assert_eq!(handle.snapshot().in_use, 0);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BulkheadHandle {
+    pub(super) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) name: Arc<str>,
+    pub(super) config: BulkheadConfig,
+    pub(super) semaphore: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    rejected: AtomicU64,
+    in_use_gauge: Gauge,
+    waiting_gauge: Gauge,
+    rejected_counter: Counter,
+}
+
+/// Counts of one bulkhead at an instant, for dashboards and `GET /resilience`.
+///
+/// ```
+/// use resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+///
+/// let snapshot = BulkheadLayer::new("users", BulkheadConfig::default()).unwrap().handle().snapshot();
+/// assert_eq!(
+///     serde_json::to_value(&snapshot).unwrap(),
+///     serde_json::json!({"name": "users", "max_concurrent": 25, "in_use": 0, "waiting": 0, "rejected_total": 0}),
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkheadSnapshot {
+    /// The bulkhead's name.
+    pub name: String,
+    /// Its limit on concurrent calls.
+    pub max_concurrent: usize,
+    /// Permits held right now.
+    pub in_use: usize,
+    /// Callers waiting for a permit right now.
+    pub waiting: usize,
+    /// Calls rejected since the bulkhead was built.
+    pub rejected_total: u64,
+}
+
+/// One of the bulkhead's permits; the slot is free again when this is dropped.
+///
+/// Returned by [`BulkheadHandle::acquire`]; hold it for as long as the guarded work runs.
+///
+/// ```
+/// use resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let handle = BulkheadLayer::new("db", BulkheadConfig::default()).unwrap().handle();
+/// let permit = handle.acquire().await.unwrap();
+/// // ... the guarded work ...
+/// drop(permit);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct BulkheadPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl BulkheadPermit {
+    #[inline]
+    pub(super) fn new(permit: OwnedSemaphorePermit, shared: &Shared) -> Self {
+        shared.in_use_gauge.increment(1.0);
+        Self {
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for BulkheadPermit {
+    #[inline]
+    fn drop(&mut self) {
+
+    }
+}
+
+/// Counts one caller as waiting for as long as it lives.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    shared: Arc<Shared>,
+}
+
+impl Waiting {
+    pub(super) fn new(shared: &Arc<Shared>) -> Self {
+        shared.waiting.fetch_add(1, Ordering::Relaxed);
+        shared.waiting_gauge.increment(1.0);
+        Self {
+            shared: shared.clone(),
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.shared.waiting_gauge.decrement(1.0);
+    }
+}
+
+impl Shared {
+    #[inline]
+    pub(super) fn try_acquire(&self) -> Option<BulkheadPermit> {
+        let permit = self.semaphore.clone().try_acquire_owned().ok()?;
+        Some(BulkheadPermit::new(permit, self))
+    }
+
+    /// Records one rejection and builds the error the caller sees.
+    pub(super) fn reject(&self) -> BulkheadFull {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected_counter.increment(1);
+        tracing::debug!(
+            target: "resilience",
+            name = %self.name,
+            max_concurrent = self.config.max_concurrent,
+            "bulkhead full; call rejected"
+        );
+        BulkheadFull::new(self.name.clone(), self.config.max_concurrent)
+    }
+}
+
+impl BulkheadHandle {
+    pub(super) fn new(
+        name: impl Into<Arc<str>>,
+        config: BulkheadConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let name = name.into();
+        let label = name.to_string();
+        let shared = Shared {
+            semaphore: Arc::new(Semaphore::new(config.max_concurrent)),
+            waiting: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
+            in_use_gauge: metrics::gauge!("resilience_bulkhead_in_use", "name" => label.clone()),
+            waiting_gauge: metrics::gauge!("resilience_bulkhead_waiting", "name" => label.clone()),
+            rejected_counter: metrics::counter!("resilience_bulkhead_rejected_total", "name" => label),
+            name,
+            config,
+        };
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// The bulkhead's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &BulkheadConfig {
+        &self.shared.config
+    }
+
+    /// Permits in use, waiters and rejections right now.
+    pub fn snapshot(&self) -> BulkheadSnapshot {
+        let shared = &self.shared;
+        let max = shared.config.max_concurrent;
+        BulkheadSnapshot {
+            name: shared.name.to_string(),
+            max_concurrent: max,
+            in_use: max.saturating_sub(shared.semaphore.available_permits()),
+            waiting: shared.waiting.load(Ordering::Relaxed),
+            rejected_total: shared.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits up to the configured `max_wait` for a permit, or fails with
+    /// [`BulkheadFull`](crate::error::BulkheadFull) as a [`BoxError`].
+    ///
+    /// For callers outside tower; a [`Bulkhead`](super::Bulkhead) service does the same in
+    /// `poll_ready`. Dropping the returned future gives up the place in the queue.
+    pub async fn acquire(&self) -> Result<BulkheadPermit, BoxError> {
+        let shared = &self.shared;
+        if let Some(permit) = shared.try_acquire() {
+            return Ok(permit);
+        }
+        let max_wait = shared.config.max_wait;
+        if max_wait == Duration::ZERO {
+            return Err(shared.reject().into());
+        }
+        let _waiting = Waiting::new(shared);
+        match tokio::time::timeout(max_wait, shared.semaphore.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(BulkheadPermit::new(permit, shared)),
+            // The semaphore is never closed; treat the impossible like a timeout.
+            Ok(Err(_)) | Err(_) => Err(shared.reject().into()),
+        }
+    }
+}

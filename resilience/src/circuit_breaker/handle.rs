@@ -1,0 +1,368 @@
+//! The breaker shared by every clone, and the handle that reaches it from outside a stack.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use metrics::{Counter, Gauge};
+use tokio::time::Instant;
+
+use super::config::CircuitBreakerConfig;
+use super::snapshot::CircuitSnapshot;
+use super::state::{CallKind, CircuitState, Hooks, RawPermit, Rejected, StateMachine};
+use super::sync::Padded;
+use crate::classify::Outcome;
+use crate::config::ConfigError;
+use crate::error::{BoxError, CircuitOpen, HalfOpenFull};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Metrics and events for one named breaker. Every handle is registered once, here; the
+/// hot path only increments.
+pub(crate) struct Observer {
+    name: Arc<str>,
+    state: Gauge,
+    calls: [Counter; 5],
+    rejected: Counter,
+    /// Indexed `[from][to]` by state code; registered up front so that every handle is
+    /// bound to the recorder installed when the breaker was built.
+    transitions: [[Counter; 6]; 6],
+    /// Written by every rejection: kept off the lines every call reads.
+    rejected_total: Padded<AtomicU64>,
+    transitions_total: AtomicU64,
+}
+
+impl Observer {
+    fn new(name: Arc<str>) -> Self {
+        let label = name.to_string();
+        let calls = CallKind::ALL.map(|kind| {
+            metrics::counter!(
+                "resilience_circuit_calls_total",
+                "name" => label.clone(),
+                "outcome" => kind.as_str()
+            )
+        });
+        let state = metrics::gauge!("resilience_circuit_state", "name" => label.clone());
+        state.set(f64::from(CircuitState::Closed.code()));
+        let transitions = CircuitState::ALL.map(|from| {
+            CircuitState::ALL.map(|to| {
+                if from == to {
+                    return Counter::noop();
+                }
+                metrics::counter!(
+                    "resilience_circuit_transitions_total",
+                    "name" => label.clone(),
+                    "from" => from.as_str(),
+                    "to" => to.as_str()
+                )
+            })
+        });
+        Self {
+            state,
+            calls,
+            transitions,
+            rejected: metrics::counter!("resilience_circuit_rejected_total", "name" => label),
+            rejected_total: Padded(AtomicU64::new(0)),
+            transitions_total: AtomicU64::new(0),
+            name,
+        }
+    }
+
+    fn on_reject(&self, rejected: Rejected) {
+        self.rejected_total.fetch_add(1, Relaxed);
+        self.rejected.increment(1);
+        let reason = match rejected {
+            Rejected::Open { .. } => "open",
+            Rejected::ForcedOpen => "forced_open",
+            Rejected::HalfOpenFull => "half_open_full",
+        };
+        tracing::debug!(target: "resilience", name = %self.name, reason, "circuit breaker rejected a call");
+    }
+}
+
+impl Hooks for Observer {
+    fn on_transition(&self, from: CircuitState, to: CircuitState) {
+        self.transitions_total.fetch_add(1, Relaxed);
+        self.state.set(f64::from(to.code()));
+        self.transitions[usize::from(from.code())][usize::from(to.code())].increment(1);
+        tracing::info!(
+            target: "resilience",
+            name = %self.name,
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker state changed"
+        );
+    }
+
+    #[inline]
+    fn on_call(&self, kind: CallKind) {
+        self.calls[kind as usize].increment(1);
+    }
+
+    fn on_threshold(&self, exceeded: bool) {
+        if exceeded {
+            tracing::warn!(
+                target: "resilience",
+                name = %self.name,
+                state = "metrics_only",
+                "circuit breaker would open: a threshold is reached"
+            );
+        } else {
+            tracing::info!(
+                target: "resilience",
+                name = %self.name,
+                state = "metrics_only",
+                "circuit breaker back under its thresholds"
+            );
+        }
+    }
+}
+
+/// One breaker: the state machine, its clock origin and its observer.
+pub(crate) struct Shared {
+    pub(crate) machine: StateMachine<Observer>,
+    config: CircuitBreakerConfig,
+    origin: Instant,
+    name: Arc<str>,
+}
+
+impl Shared {
+    pub(crate) fn new(name: Arc<str>, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let machine = StateMachine::new(
+            config.params(),
+            config.build_window(),
+            Observer::new(name.clone()),
+            0,
+        );
+        Ok(Self {
+            machine,
+            config,
+            origin: Instant::now(),
+            name,
+        })
+    }
+
+    /// Nanoseconds since the breaker was built, on tokio's (pausable) clock.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A per-clone view of a [`Shared`] breaker.
+///
+/// Permits and response futures hold an `Arc` to this rather than to `Shared`, so the
+/// reference count they bump on every call lives on a cache line of their own clone's, not
+/// one that every thread writes; the name is copied for the same reason (rejection errors
+/// clone it).
+pub(crate) struct Local {
+    pub(crate) shared: Arc<Shared>,
+    name: Arc<str>,
+}
+
+impl Local {
+    pub(crate) fn new(shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(Self {
+            name: Arc::from(&*shared.name),
+            shared,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Result<RawPermit, Rejected> {
+        let shared = &*self.shared;
+        shared.machine.try_acquire(|| shared.now())
+    }
+
+    /// Counts a rejection and builds the error the caller sees.
+    #[inline]
+    pub(crate) fn reject(&self, rejected: Rejected) -> BoxError {
+        self.shared.machine.hooks.on_reject(rejected);
+        match rejected {
+            Rejected::Open { retry_after } => Box::new(CircuitOpen::new(
+                self.name.clone(),
+                Duration::from_nanos(retry_after),
+            )),
+            Rejected::ForcedOpen => Box::new(CircuitOpen::new(self.name.clone(), Duration::ZERO)),
+            Rejected::HalfOpenFull => Box::new(HalfOpenFull::new(self.name.clone())),
+        }
+    }
+}
+
+/// A cloneable handle on one breaker, for health checks, dashboards, operators and callers
+/// outside a tower stack.
+///
+/// Get one from [`CircuitBreakerLayer::handle`](super::CircuitBreakerLayer::handle) (or
+/// [`CircuitBreaker::handle`](super::CircuitBreaker::handle)); it stays valid after the
+/// service is boxed or moved into a router.
+///
+/// ```
+/// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+/// use resilience::Outcome;
+///
+/// let layer = CircuitBreakerLayer::new("users", CircuitBreakerConfig::default()).unwrap();
+/// let handle = layer.handle();
+/// assert_eq!(handle.state(), CircuitState::Closed);
+///
+/// // Outside tower: ask for a permit, make the call, report how it went.
+/// let permit = handle.try_acquire().expect("closed circuits admit calls");
+/// permit.record(Outcome::Success);
+/// assert_eq!(handle.snapshot().calls, 1);
+///
+/// // Operators can take the dependency out of service and put it back.
+/// handle.force_open();
+/// assert!(handle.try_acquire().is_err());
+/// handle.reset();
+/// assert_eq!(handle.state(), CircuitState::Closed);
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreakerHandle {
+    local: Arc<Local>,
+}
+
+impl CircuitBreakerHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            local: Local::new(shared),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.local.shared
+    }
+
+    /// The breaker's name, as in its metrics and events.
+    pub fn name(&self) -> &str {
+        &self.local.name
+    }
+
+    /// The configuration the breaker was built with.
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        &self.local.shared.config
+    }
+
+    /// The current state. An open circuit whose wait is over still reads as open until the
+    /// next call moves it to half-open.
+    pub fn state(&self) -> CircuitState {
+        self.local.shared.machine.state()
+    }
+
+    /// What the breaker is doing now, for `/resilience`-style endpoints and dashboards.
+    pub fn snapshot(&self) -> CircuitSnapshot {
+        let shared = &*self.local.shared;
+        let view = shared.machine.view(shared.now());
+        let hooks = &shared.machine.hooks;
+        CircuitSnapshot::new(
+            &shared.name,
+            view,
+            hooks.rejected_total.load(Relaxed),
+            hooks.transitions_total.load(Relaxed),
+        )
+    }
+
+    /// Rejects every call until [`reset`](Self::reset).
+    pub fn force_open(&self) {
+        self.set(CircuitState::ForcedOpen);
+    }
+
+    /// Lets every call through and records nothing until [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.set(CircuitState::Disabled);
+    }
+
+    /// Records calls and emits their metrics but never rejects, until
+    /// [`reset`](Self::reset): a way to try thresholds out on live traffic.
+    pub fn metrics_only(&self) {
+        self.set(CircuitState::MetricsOnly);
+    }
+
+    /// Back to Closed with an empty window, from any state.
+    pub fn reset(&self) {
+        self.set(CircuitState::Closed);
+    }
+
+    fn set(&self, to: CircuitState) {
+        let shared = &*self.local.shared;
+        shared.machine.set(to, shared.now());
+    }
+
+    /// Asks to make one call, for callers that are not tower services (an HTTP client
+    /// middleware, for example). The error is the same `BoxError` the service returns:
+    /// [`CircuitOpen`] or [`HalfOpenFull`].
+    pub fn try_acquire(&self) -> Result<CallPermit, BoxError> {
+        match self.local.try_acquire() {
+            Ok(raw) => Ok(CallPermit::new(self.local.clone(), raw)),
+            Err(rejected) => Err(self.local.reject(rejected)),
+        }
+    }
+}
+
+impl fmt::Debug for CircuitBreakerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerHandle")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Permission to make one call through a breaker.
+///
+/// Report how the call went with [`record`](Self::record). Dropping a permit without
+/// recording (the caller gave up, the future was cancelled) records nothing and, in
+/// half-open, gives the probe slot back.
+///
+/// ```
+/// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+/// use resilience::Outcome;
+///
+/// let handle = CircuitBreakerLayer::new("db", CircuitBreakerConfig::default()).unwrap().handle();
+/// let permit = handle.try_acquire().unwrap();
+/// let result: Result<(), &str> = Err("connection refused");
+/// permit.record(if result.is_ok() { Outcome::Success } else { Outcome::Failure });
+/// assert_eq!(handle.snapshot().failures, 1);
+/// ```
+#[must_use = "a permit records nothing unless `record` is called"]
+pub struct CallPermit {
+    local: Arc<Local>,
+    raw: RawPermit,
+    done: bool,
+}
+
+impl CallPermit {
+    pub(crate) fn new(local: Arc<Local>, raw: RawPermit) -> Self {
+        Self {
+            local,
+            raw,
+            done: false,
+        }
+    }
+
+    /// Records the outcome of the call. Its duration (for slow-call detection) is measured
+    /// from when the permit was issued, and only if slow-call detection is configured.
+    pub fn record(mut self, outcome: Outcome) {
+        self.done = true;
+        let shared = &*self.local.shared;
+        shared.machine.record(self.raw, outcome, || shared.now());
+    }
+
+    /// The state the breaker was in when this permit was issued.
+    pub fn state(&self) -> CircuitState {
+        self.raw.state
+    }
+}
+
+impl Drop for CallPermit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.local.shared.machine.release(&self.raw);
+        }
+    }
+}
+
+impl fmt::Debug for CallPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallPermit")
+            .field("breaker", &&*self.local.name)
+            .field("state", &self.raw.state)
+            .finish()
+    }
+}

@@ -1,0 +1,81 @@
+//! The layer: one breaker, shared by every service it wraps.
+
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::config::CircuitBreakerConfig;
+use super::handle::{CircuitBreakerHandle, Shared};
+use super::service::CircuitBreaker;
+use crate::classify::ErrorsAreFailures;
+use crate::config::ConfigError;
+
+/// Wraps services in a [`CircuitBreaker`]; every service made by one layer value (and its
+/// clones) shares one breaker, so the layer is built once per dependency.
+///
+/// ```
+/// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+/// use resilience::Outcome;
+///
+/// // 404s are the caller's problem, not the dependency's.
+/// let layer = CircuitBreakerLayer::new("users", CircuitBreakerConfig::default())?
+///     .with_classifier(|r: Result<&u16, &std::io::Error>| match r {
+///         Ok(404) => Outcome::Ignored,
+///         Ok(s) if *s >= 500 => Outcome::Failure,
+///         Ok(_) => Outcome::Success,
+///         Err(_) => Outcome::Failure,
+///     });
+/// let health = layer.handle(); // keep for /health/ready
+/// # let _ = health;
+/// # Ok::<(), resilience::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreakerLayer<C = ErrorsAreFailures> {
+    shared: Arc<Shared>,
+    classifier: C,
+}
+
+impl CircuitBreakerLayer {
+    /// A breaker named `name` (the `name` label of its metrics and events), with every
+    /// `Err` counted as a failure. Fails if the config does not [validate](CircuitBreakerConfig::validate).
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        config: CircuitBreakerConfig,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            shared: Arc::new(Shared::new(name.into(), config)?),
+            classifier: ErrorsAreFailures,
+        })
+    }
+}
+
+impl<C> CircuitBreakerLayer<C> {
+    /// Decides success, failure or ignored with `classifier` instead.
+    pub fn with_classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
+        CircuitBreakerLayer {
+            shared: self.shared,
+            classifier,
+        }
+    }
+
+    /// A handle on the breaker, for snapshots, health checks and manual control.
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        CircuitBreakerHandle::new(self.shared.clone())
+    }
+}
+
+impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
+    type Service = CircuitBreaker<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreaker::from_shared(inner, self.shared.clone(), self.classifier.clone())
+    }
+}
+
+impl<C> std::fmt::Debug for CircuitBreakerLayer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakerLayer")
+            .field("handle", &self.handle())
+            .finish()
+    }
+}

@@ -1,0 +1,72 @@
+//! Fault injection: added latency and errors on demand, for demos and chaos tests.
+//!
+//! Why: the other layers only show their worth when something fails, and this machine has
+//! no network fault tools (no `tc netem`, no Toxiproxy). A [`FaultLayer`] in front of a
+//! service (or a client) adds latency and fails a fraction of calls with [`InjectedFault`],
+//! driven at run time through a [`FaultHandle`] (from an admin endpoint, say). Everything is
+//! off by default, and the off path is two atomic loads. A request can ask for its own
+//! latency through a [`RequestLatency`] hook; with the `http` feature,
+//! [`SimulateLatencyHeader`] reads `X-Simulate-Latency: 250ms` (or `250`), capped at
+//! [`MAX_REQUEST_LATENCY`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use resilience::fault::{FaultHandle, FaultLayer};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let faults = FaultHandle::new();
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(FaultLayer::new(faults.clone()))
+//!     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+//!
+//! faults.set_latency(Duration::from_millis(300));
+//! let start = tokio::time::Instant::now();
+//! assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
+//! assert_eq!(start.elapsed(), Duration::from_millis(300));
+//! # }
+//! ```
+
+mod future;
+mod handle;
+mod latency;
+mod layer;
+mod service;
+
+use std::fmt;
+
+#[cfg(feature = "http")]
+pub use self::latency::SimulateLatencyHeader;
+pub use self::{
+    future::ResponseFuture,
+    handle::{FaultHandle, FaultSnapshot},
+    latency::{MAX_REQUEST_LATENCY, RequestLatency, parse_latency},
+    layer::FaultLayer,
+    service::Fault,
+};
+
+/// The error a [`Fault`] injects in place of the inner service's answer.
+///
+/// ```
+/// use resilience::fault::{FaultHandle, Fault, InjectedFault};
+/// use tower::{ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let faults = FaultHandle::new();
+/// faults.set_error_rate(1.0).unwrap();
+/// let svc = Fault::new(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }), faults);
+/// let err = svc.oneshot(()).await.unwrap_err();
+/// assert_eq!(err.to_string(), "injected fault");
+/// assert!(err.downcast_ref::<InjectedFault>().is_some());
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct InjectedFault(());
+
+impl fmt::Display for InjectedFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("injected fault")
+    }
+}
+
+impl std::error::Error for InjectedFault {}

@@ -1,0 +1,349 @@
+//! HTTP response classification: which responses and errors say the upstream is unwell.
+
+use std::{any::Any, error::Error as StdError, fmt};
+
+use http::{Response, StatusCode};
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, SharedClassifier,
+};
+
+use crate::{
+    classify::{Classify, Outcome},
+    error::{self, BoxError, DeadlineExceeded, Elapsed},
+};
+
+/// Classifies HTTP results for the circuit breaker and retry alike.
+///
+/// - `5xx`, `408 Request Timeout` and `429 Too Many Requests` are failures: the upstream is
+///   overloaded or broken, so they count against the breaker and may be retried.
+/// - Every other status, other `4xx` included, is a success: a `404` or a `422` is the caller's
+///   problem, says nothing about the upstream's health, and would fail again if retried.
+/// - Errors are failures (timeouts, refused or reset connections), except this crate's own
+///   rejections (an open circuit, a full bulkhead), which are [`Outcome::Ignored`]: they never
+///   reached the upstream, so they are neither recorded nor retried.
+///
+/// It is a tower-http [`ClassifyResponse`] with a typed [`HttpFailureClass`], so it also plugs
+/// into tower-http's `TraceLayer`, and a [`Classify`] for both [`http::Response`] and
+/// [`reqwest::Response`], so one value drives the breaker and retry on either client.
+///
+/// ```
+/// use http::{Response, StatusCode};
+/// use resilience::{Classify, Outcome, http::HttpClassifier};
+///
+/// let res = |s: u16| Response::builder().status(s).body(()).unwrap();
+/// let c = HttpClassifier::new();
+/// let outcome = |s| Classify::<_, std::io::Error>::classify(&c, Ok(&res(s)));
+/// assert_eq!(outcome(503), Outcome::Failure);
+/// assert_eq!(outcome(429), Outcome::Failure);
+/// assert_eq!(outcome(404), Outcome::Success);
+/// assert_eq!(outcome(200), Outcome::Success);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpClassifier {
+    _priv: (),
+}
+
+impl HttpClassifier {
+    /// The classifier described above.
+    pub const fn new() -> Self {
+        Self { _priv: () }
+    }
+
+    /// This classifier as a tower-http [`MakeClassifier`](tower_http::classify::MakeClassifier)
+    /// (for `TraceLayer::new`).
+    pub fn into_make_classifier(self) -> SharedClassifier<Self> {
+        SharedClassifier::new(self)
+    }
+
+    /// Classifies a status code: `Err` for `5xx`, `408` and `429`.
+    pub fn classify_status(status: StatusCode) -> Result<(), HttpFailureClass> {
+        if status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::TOO_MANY_REQUESTS
+        {
+            Err(HttpFailureClass::Status(status))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Classifies an error of any type, looking through the error types this crate knows:
+    /// [`BoxError`], [`crate::Error`], [`reqwest::Error`] and [`reqwest_middleware::Error`].
+    pub fn classify_any_error<E: fmt::Display + 'static>(error: &E) -> HttpFailureClass {
+        let any: &dyn Any = error;
+        if let Some(e) = any.downcast_ref::<BoxError>() {
+            classify_std_error(&**e)
+        } else if let Some(e) = any.downcast_ref::<crate::Error>() {
+            classify_std_error(e)
+        } else if let Some(e) = any.downcast_ref::<reqwest_middleware::Error>() {
+            classify_middleware_error(e)
+        } else if let Some(e) = any.downcast_ref::<reqwest::Error>() {
+            classify_reqwest_error(e)
+        } else if let Some(e) = any.downcast_ref::<std::io::Error>() {
+            classify_std_error(e)
+        } else {
+            HttpFailureClass::Error(error.to_string())
+        }
+    }
+}
+
+/// Why an HTTP call failed, as [`HttpClassifier`] sees it.
+///
+/// ```
+/// use http::StatusCode;
+/// use resilience::http::{HttpClassifier, HttpFailureClass};
+///
+/// let class = HttpClassifier::classify_status(StatusCode::SERVICE_UNAVAILABLE).unwrap_err();
+/// assert_eq!(class, HttpFailureClass::Status(StatusCode::SERVICE_UNAVAILABLE));
+/// assert!(class.is_retryable());
+/// assert!(!HttpFailureClass::Rejected.is_retryable());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpFailureClass {
+    /// A response with a `5xx`, `408` or `429` status.
+    Status(StatusCode),
+    /// No response in time: an attempt timeout, the deadline, or the client's own timeout.
+    Timeout,
+    /// The connection could not be made or broke before a response arrived.
+    Connection,
+    /// Rejected by this crate before reaching the upstream (open circuit, full bulkhead):
+    /// says nothing about the upstream and is never retried.
+    Rejected,
+    /// Any other error, by its message.
+    Error(String),
+}
+
+impl HttpFailureClass {
+    /// True when another attempt might succeed: everything but [`HttpFailureClass::Rejected`]
+    /// and `501 Not Implemented` / `505 HTTP Version Not Supported`, which will not change.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HttpFailureClass::Status(s) => {
+                *s != StatusCode::NOT_IMPLEMENTED && *s != StatusCode::HTTP_VERSION_NOT_SUPPORTED
+            }
+            HttpFailureClass::Rejected => false,
+            _ => true,
+        }
+    }
+
+    /// The breaker's view: rejections are ignored, everything else is a failure.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            HttpFailureClass::Rejected => Outcome::Ignored,
+            _ => Outcome::Failure,
+        }
+    }
+}
+
+impl fmt::Display for HttpFailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpFailureClass::Status(s) => write!(f, "status {s}"),
+            HttpFailureClass::Timeout => f.write_str("timed out"),
+            HttpFailureClass::Connection => f.write_str("connection failed"),
+            HttpFailureClass::Rejected => f.write_str("rejected before reaching the upstream"),
+            HttpFailureClass::Error(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+impl ClassifyResponse for HttpClassifier {
+    type FailureClass = HttpFailureClass;
+    type ClassifyEos = NeverClassifyEos<HttpFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        res: &Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        ClassifiedResponse::Ready(Self::classify_status(res.status()))
+    }
+
+    fn classify_error<E>(self, error: &E) -> Self::FailureClass
+    where
+        E: fmt::Display + 'static,
+    {
+        Self::classify_any_error(error)
+    }
+}
+
+fn outcome_of(class: Result<(), HttpFailureClass>) -> Outcome {
+    match class {
+        Ok(()) => Outcome::Success,
+        Err(class) => class.outcome(),
+    }
+}
+
+impl<B, E> Classify<Response<B>, E> for HttpClassifier
+where
+    E: fmt::Display + 'static,
+{
+    #[inline]
+    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
+        match result {
+            Ok(res) => outcome_of(Self::classify_status(res.status())),
+            Err(e) => Self::classify_any_error(e).outcome(),
+        }
+    }
+}
+
+impl<E> Classify<reqwest::Response, E> for HttpClassifier
+where
+    E: fmt::Display + 'static,
+{
+    #[inline]
+    fn classify(&self, result: Result<&reqwest::Response, &E>) -> Outcome {
+        match result {
+            Ok(res) => outcome_of(Self::classify_status(res.status())),
+            Err(e) => Self::classify_any_error(e).outcome(),
+        }
+    }
+}
+
+pub(crate) fn classify_middleware_error(e: &reqwest_middleware::Error) -> HttpFailureClass {
+    match e {
+        reqwest_middleware::Error::Reqwest(e) => classify_reqwest_error(e),
+        reqwest_middleware::Error::Middleware(e) => classify_std_error(e.as_ref()),
+    }
+}
+
+fn classify_reqwest_error(e: &reqwest::Error) -> HttpFailureClass {
+    if e.is_timeout() {
+        HttpFailureClass::Timeout
+    } else if e.is_connect() || e.is_request() || e.is_body() {
+        HttpFailureClass::Connection
+    } else {
+        HttpFailureClass::Error(e.to_string())
+    }
+}
+
+/// Walks an error's `source` chain for the kinds this crate knows.
+pub(crate) fn classify_std_error(err: &(dyn StdError + 'static)) -> HttpFailureClass {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(e) = e.downcast_ref::<crate::Error>() {
+            return match e {
+                crate::Error::Inner(inner) => classify_std_error(&**inner),
+                crate::Error::Timeout(_) | crate::Error::DeadlineExceeded(_) => {
+                    HttpFailureClass::Timeout
+                }
+                _ => HttpFailureClass::Rejected,
+            };
+        }
+        if error::is_rejection(e) {
+            return HttpFailureClass::Rejected;
+        }
+        if e.is::<Elapsed>() || e.is::<DeadlineExceeded>() {
+            return HttpFailureClass::Timeout;
+        }
+        if let Some(e) = e.downcast_ref::<reqwest::Error>() {
+            return classify_reqwest_error(e);
+        }
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            match e.kind() {
+                TimedOut => return HttpFailureClass::Timeout,
+                ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
+                | BrokenPipe | UnexpectedEof => return HttpFailureClass::Connection,
+                _ => {}
+            }
+        }
+        cur = e.source();
+    }
+    HttpFailureClass::Error(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{sync::Arc, time::Duration};
+
+    fn res(status: u16) -> Response<()> {
+        Response::builder().status(status).body(()).unwrap()
+    }
+
+    #[test]
+    fn statuses_follow_the_table() {
+        let c = HttpClassifier::new();
+        for (status, want) in [
+            (200, Outcome::Success),
+            (201, Outcome::Success),
+            (304, Outcome::Success),
+            (400, Outcome::Success),
+            (404, Outcome::Success),
+            (409, Outcome::Success),
+            (422, Outcome::Success),
+            (408, Outcome::Failure),
+            (429, Outcome::Failure),
+            (500, Outcome::Failure),
+            (502, Outcome::Failure),
+            (503, Outcome::Failure),
+            (504, Outcome::Failure),
+        ] {
+            let got = Classify::<_, BoxError>::classify(&c, Ok(&res(status)));
+            assert_eq!(got, want, "status {status}");
+        }
+    }
+
+    #[test]
+    fn tower_http_view_has_typed_class() {
+        let c = HttpClassifier::new();
+        match c.classify_response(&res(429)) {
+            ClassifiedResponse::Ready(Err(HttpFailureClass::Status(s))) => {
+                assert_eq!(s, StatusCode::TOO_MANY_REQUESTS)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            c.classify_response(&res(404)),
+            ClassifiedResponse::Ready(Ok(()))
+        ));
+        let err: BoxError = Box::new(Elapsed::new(Duration::from_millis(5)));
+        assert_eq!(c.classify_error(&err), HttpFailureClass::Timeout);
+    }
+
+    #[test]
+    fn errors_are_failures_but_rejections_are_ignored() {
+        let c = HttpClassifier::new();
+        let open: BoxError = Box::new(crate::error::CircuitOpen::new(
+            Arc::from("u"),
+            Duration::from_secs(1),
+        ));
+        assert_eq!(
+            Classify::<Response<()>, BoxError>::classify(&c, Err(&open)),
+            Outcome::Ignored
+        );
+        let refused: BoxError =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            HttpClassifier::classify_any_error(&refused),
+            HttpFailureClass::Connection
+        );
+        assert_eq!(
+            Classify::<Response<()>, BoxError>::classify(&c, Err(&refused)),
+            Outcome::Failure
+        );
+        let other: BoxError = "boom".into();
+        assert_eq!(
+            HttpClassifier::classify_any_error(&other),
+            HttpFailureClass::Error("boom".into())
+        );
+        let mw = reqwest_middleware::Error::middleware(crate::error::BulkheadFull::new(
+            Arc::from("b"),
+            2,
+        ));
+        assert_eq!(
+            HttpClassifier::classify_any_error(&mw),
+            HttpFailureClass::Rejected
+        );
+    }
+
+    #[test]
+    fn retryable_classes() {
+        assert!(HttpFailureClass::Timeout.is_retryable());
+        assert!(HttpFailureClass::Connection.is_retryable());
+        assert!(HttpFailureClass::Status(StatusCode::BAD_GATEWAY).is_retryable());
+        assert!(!HttpFailureClass::Status(StatusCode::NOT_IMPLEMENTED).is_retryable());
+        assert!(!HttpFailureClass::Rejected.is_retryable());
+    }
+}

@@ -1,0 +1,481 @@
+//! The caller's deadline, carried downstream in a header.
+//!
+//! The wire format is one header, [`DEADLINE_HEADER`] (`x-request-deadline-ms`), whose value is
+//! the caller's *remaining* time in whole milliseconds, rounded down (`x-request-deadline-ms:
+//! 850`). A relative value needs no clock agreement between hosts; rounding down means the
+//! callee never believes it has more time than the caller will wait, and the time on the
+//! wire only makes the callee give up slightly late, never early. `0` means "already
+//! expired": the callee answers `504` without doing the work.
+//!
+//! The client side ([`ResilienceMiddleware`](super::ResilienceMiddleware)) writes it on every
+//! attempt from the current deadline; the server side ([`AcceptDeadlineLayer`]) reads it,
+//! installs the deadline for the handler (so the handler's own outgoing calls inherit it)
+//! and stops the handler when it passes.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use metrics::Counter;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower::{Layer, Service};
+
+use crate::{
+    error::{BoxError, DeadlineExceeded},
+    timeout::{Deadline, current_deadline},
+};
+
+/// The header carrying the caller's remaining deadline, in whole milliseconds.
+pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("x-request-deadline-ms");
+
+/// Longest deadline accepted from a header (one day): a larger value is not a deadline anyone
+/// meant, and the callee's own limits apply.
+const MAX_HEADER_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Writes `remaining` into `headers` as [`DEADLINE_HEADER`], replacing any value already there.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderMap;
+/// use resilience::http::{DEADLINE_HEADER, set_deadline_header};
+///
+/// let mut headers = HeaderMap::new();
+/// set_deadline_header(&mut headers, Duration::from_micros(850_900));
+/// assert_eq!(headers[DEADLINE_HEADER], "850");
+/// ```
+pub fn set_deadline_header(headers: &mut HeaderMap, remaining: Duration) {
+    let ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
+    headers.insert(DEADLINE_HEADER, HeaderValue::from(ms));
+}
+
+/// Reads [`DEADLINE_HEADER`]: the caller's remaining time, or `None` when the header is
+/// absent or not a whole number of milliseconds (garbage is ignored, not trusted). Values
+/// above one day are clamped to one day.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderMap;
+/// use resilience::http::{DEADLINE_HEADER, deadline_from_headers};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(DEADLINE_HEADER, "250".parse().unwrap());
+/// assert_eq!(deadline_from_headers(&headers), Some(Duration::from_millis(250)));
+/// headers.insert(DEADLINE_HEADER, "soon".parse().unwrap());
+/// assert_eq!(deadline_from_headers(&headers), None);
+/// ```
+pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(DEADLINE_HEADER)?.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms: u64 = text.parse().unwrap_or(u64::MAX);
+    Some(Duration::from_millis(ms).min(MAX_HEADER_DEADLINE))
+}
+
+/// Server side of deadline propagation: reads [`DEADLINE_HEADER`] from each request, makes
+/// that deadline the handler's [`current_deadline`] (so the handler's own outgoing calls
+/// through [`ResilienceMiddleware`](super::ResilienceMiddleware) or a deadline layer inherit
+/// it and pass it on), and stops the handler when it passes.
+///
+/// When the deadline passes the handler's future is dropped (its work is cancelled at its next
+/// `.await`) and the call fails with [`DeadlineExceeded`]; put a
+/// [`ProblemLayer`](super::ProblemLayer) outside to answer `504`. A request that arrives
+/// with `0` ms left is refused without calling the handler. Requests without the header run
+/// unbounded, or bounded by [`with_max`](Self::with_max) when set, which also caps what a
+/// caller may ask for. Counts `resilience_timeouts_total{name, kind="deadline"}`.
+///
+/// ```
+/// use std::{convert::Infallible, time::Duration};
+/// use http::{Request, Response};
+/// use resilience::{http::{AcceptDeadlineLayer, DEADLINE_HEADER}, timeout::current_deadline};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(AcceptDeadlineLayer::new())
+///     .service(service_fn(|_req: Request<()>| async {
+///         // The caller's deadline is visible to the handler.
+///         let left = current_deadline().unwrap().remaining();
+///         Ok::<_, Infallible>(Response::new(left))
+///     }));
+/// let req = Request::builder().header(DEADLINE_HEADER, "800").body(()).unwrap();
+/// let left = svc.oneshot(req).await.unwrap().into_body();
+/// assert_eq!(left, Duration::from_millis(800));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AcceptDeadlineLayer {
+    max: Option<Duration>,
+    name: Arc<str>,
+    counter: Counter,
+}
+
+impl Default for AcceptDeadlineLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AcceptDeadlineLayer {
+    /// Honours the caller's deadline; no limit for requests without one.
+    pub fn new() -> Self {
+        Self::named("inbound".into(), None)
+    }
+
+    /// Caps every request at `max`: applies to requests without the header and to callers
+    /// asking for more.
+    #[must_use]
+    pub fn with_max(self, max: Duration) -> Self {
+        Self::named(self.name, Some(max))
+    }
+
+    /// Names the `resilience_timeouts_total` series (default `inbound`).
+    #[must_use]
+    pub fn with_name(self, name: impl Into<Arc<str>>) -> Self {
+        Self::named(name.into(), self.max)
+    }
+
+    fn named(name: Arc<str>, max: Option<Duration>) -> Self {
+        let counter = metrics::counter!(
+            "resilience_timeouts_total",
+            "name" => name.to_string(),
+            "kind" => "deadline"
+        );
+        Self { max, name, counter }
+    }
+}
+
+impl<S> Layer<S> for AcceptDeadlineLayer {
+    type Service = AcceptDeadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AcceptDeadline {
+            inner,
+            max: self.max,
+            counter: self.counter.clone(),
+        }
+    }
+}
+
+/// The service [`AcceptDeadlineLayer`] builds; see there.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use resilience::http::AcceptDeadlineLayer;
+/// use tower::{Layer, service_fn};
+///
+/// let svc = AcceptDeadlineLayer::new()
+///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+/// let _inner = svc.into_inner();
+/// ```
+#[derive(Debug, Clone)]
+pub struct AcceptDeadline<S> {
+    inner: S,
+    max: Option<Duration>,
+    counter: Counter,
+}
+
+impl<S> AcceptDeadline<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for AcceptDeadline<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = AcceptDeadlineFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let asked = match (deadline_from_headers(req.headers()), self.max) {
+            (Some(asked), Some(max)) => Some(asked.min(max)),
+            (asked, max) => asked.or(max),
+        };
+        let Some(given) = asked else {
+            return AcceptDeadlineFuture {
+                inner: Some(self.inner.call(req)),
+                sleep: None,
+                deadline: None,
+                given: Duration::ZERO,
+                counter: None,
+            };
+        };
+        let deadline = Deadline::after(given).min_with(current_deadline());
+        let inner = if deadline.is_expired() {
+            None
+        } else {
+            Some(deadline.sync_scope(|| self.inner.call(req)))
+        };
+        AcceptDeadlineFuture {
+            inner,
+            sleep: None,
+            deadline: Some(deadline),
+            given,
+            counter: Some(self.counter.clone()),
+        }
+    }
+}
+
+pin_project! {
+    /// Future for [`AcceptDeadline`].
+    #[derive(Debug)]
+    pub struct AcceptDeadlineFuture<F> {
+        // `None` once the deadline passed (or had passed at `call`).
+        #[pin]
+        inner: Option<F>,
+        // Armed on the first `Pending`, so fast handlers never touch the timer.
+        #[pin]
+        sleep: Option<Sleep>,
+        deadline: Option<Deadline>,
+        given: Duration,
+        counter: Option<Counter>,
+    }
+}
+
+impl<F, T, E> Future for AcceptDeadlineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(deadline) = *this.deadline else {
+            let inner = this.inner.as_pin_mut().expect("polled after completion");
+            return inner.poll(cx).map_err(Into::into);
+        };
+        if let Some(inner) = this.inner.as_mut().as_pin_mut() {
+            if let Poll::Ready(out) = deadline.sync_scope(|| inner.poll(cx)) {
+                return Poll::Ready(out.map_err(Into::into));
+            }
+            if this.sleep.is_none() {
+                this.sleep
+                    .set(Some(tokio::time::sleep_until(deadline.instant())));
+            }
+            let sleep = this.sleep.as_pin_mut().expect("armed above");
+            if sleep.poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The caller has given up: stop the handler's work now.
+            this.inner.set(None);
+        }
+        if let Some(counter) = this.counter.take() {
+            counter.increment(1);
+        }
+        tracing::debug!(target: "resilience", budget = ?this.given, "caller's deadline exceeded");
+        Poll::Ready(Err(DeadlineExceeded::new(*this.given).into()))
+    }
+}
+
+/// Client side of deadline propagation for tower HTTP clients: writes the
+/// [`current_deadline`]'s remaining time into [`DEADLINE_HEADER`] on every request (every
+/// attempt, when placed inside retry), and leaves requests alone when no deadline is in force.
+///
+/// [`ResilienceMiddleware`](super::ResilienceMiddleware) does this by itself; this layer is for
+/// a stack built with [`ResilienceLayer::for_http`](crate::stack::ResilienceLayer::for_http)
+/// around a tower client (hyper's, say), where it goes innermost.
+///
+/// ```
+/// use std::{convert::Infallible, time::Duration};
+/// use http::{Request, Response};
+/// use resilience::{http::{DEADLINE_HEADER, PropagateDeadlineLayer}, timeout::DeadlineLayer};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let client = ServiceBuilder::new()
+///     .layer(DeadlineLayer::new(Duration::from_secs(2)).unwrap())
+///     .layer(PropagateDeadlineLayer::new())
+///     .service(service_fn(|req: Request<()>| async move {
+///         Ok::<_, Infallible>(Response::new(req.headers()[DEADLINE_HEADER].clone()))
+///     }));
+/// let sent = client.oneshot(Request::new(())).await.unwrap().into_body();
+/// assert_eq!(sent, "2000");
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PropagateDeadlineLayer {
+    _priv: (),
+}
+
+impl PropagateDeadlineLayer {
+    /// A new layer.
+    pub const fn new() -> Self {
+        Self { _priv: () }
+    }
+}
+
+impl<S> Layer<S> for PropagateDeadlineLayer {
+    type Service = PropagateDeadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PropagateDeadline { inner }
+    }
+}
+
+/// The service [`PropagateDeadlineLayer`] builds; see there.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use resilience::http::PropagateDeadlineLayer;
+/// use tower::{Layer, service_fn};
+///
+/// let svc = PropagateDeadlineLayer::new()
+///     .layer(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+/// let _inner = svc.into_inner();
+/// ```
+#[derive(Debug, Clone)]
+pub struct PropagateDeadline<S> {
+    inner: S,
+}
+
+impl<S> PropagateDeadline<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for PropagateDeadline<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if let Some(deadline) = current_deadline() {
+            set_deadline_header(req.headers_mut(), deadline.remaining());
+        }
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_rounds_down_and_rejects_junk() {
+        let mut h = HeaderMap::new();
+        set_deadline_header(&mut h, Duration::from_micros(999));
+        assert_eq!(h[DEADLINE_HEADER], "0");
+        assert_eq!(deadline_from_headers(&h), Some(Duration::ZERO));
+        set_deadline_header(&mut h, Duration::from_secs(3));
+        assert_eq!(deadline_from_headers(&h), Some(Duration::from_secs(3)));
+        for junk in ["", "-5", "1.5", "1e3", "ten"] {
+            h.insert(DEADLINE_HEADER, HeaderValue::from_static(junk));
+            assert_eq!(deadline_from_headers(&h), None, "{junk:?}");
+        }
+        h.insert(
+            DEADLINE_HEADER,
+            HeaderValue::from_static("99999999999999999999"),
+        );
+        assert_eq!(deadline_from_headers(&h), Some(MAX_HEADER_DEADLINE));
+    }
+
+    mod server {
+        use super::super::*;
+        use std::sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        };
+        use tower::{ServiceExt, service_fn};
+
+        fn req(ms: Option<&'static str>) -> Request<()> {
+            let mut b = Request::builder();
+            if let Some(ms) = ms {
+                b = b.header(DEADLINE_HEADER, ms);
+            }
+            b.body(()).unwrap()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn stops_the_handler_when_the_callers_deadline_passes() {
+            let finished = Arc::new(AtomicUsize::new(0));
+            let f = finished.clone();
+            let svc = AcceptDeadlineLayer::new().layer(service_fn(move |_: Request<()>| {
+                let f = f.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    f.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>(())
+                }
+            }));
+            let start = tokio::time::Instant::now();
+            let err = svc.clone().oneshot(req(Some("300"))).await.unwrap_err();
+            assert!(err.is::<DeadlineExceeded>());
+            assert_eq!(start.elapsed(), Duration::from_millis(300));
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            assert_eq!(finished.load(Ordering::SeqCst), 0, "handler was cancelled");
+
+            // No header, no max: runs to completion.
+            svc.oneshot(req(None)).await.unwrap();
+            assert_eq!(finished.load(Ordering::SeqCst), 1);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn zero_left_is_refused_without_calling_and_max_caps() {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let c = calls.clone();
+            let layer = AcceptDeadlineLayer::new().with_max(Duration::from_millis(100));
+            let svc = layer.layer(service_fn(move |_: Request<()>| {
+                c.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Ok::<_, std::convert::Infallible>(current_deadline().map(|d| d.remaining()))
+                }
+            }));
+            let err = svc.clone().oneshot(req(Some("0"))).await.unwrap_err();
+            assert!(err.is::<DeadlineExceeded>());
+            assert_eq!(calls.load(Ordering::SeqCst), 0);
+            let seen = svc.clone().oneshot(req(Some("5000"))).await.unwrap();
+            assert_eq!(seen, Some(Duration::from_millis(100)));
+            let seen = svc.oneshot(req(None)).await.unwrap();
+            assert_eq!(seen, Some(Duration::from_millis(100)));
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Retry configuration: attempts, backoff, budget.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, Problem, check_positive};
+
+/// How often to try, how long to wait in between, and how much extra load retries may add.
+///
+/// Durations are human strings in serde formats (`"100ms"`, `"2s"`).
+///
+/// ```
+/// use resilience::retry::{Jitter, RetryConfig};
+///
+/// let config: RetryConfig = toml::from_str(r#"
+///     max_attempts = 4
+///     [backoff]
+///     base = "50ms"
+///     max = "2s"
+///     jitter = "equal"
+///     [budget]
+///     retry_ratio = 0.1
+/// "#).unwrap();
+/// assert_eq!(config.backoff.jitter, Jitter::Equal);
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in total, the first call included: 1 means no retry; 0 is invalid.
+    pub max_attempts: u32,
+    /// The wait between attempts.
+    pub backoff: BackoffConfig,
+    /// A cap on the load retries may add; `None` leaves only `max_attempts` as a bound,
+    /// which multiplies load by `max_attempts` during an outage.
+    pub budget: Option<BudgetConfig>,
+}
+
+impl Default for RetryConfig {
+    /// Three attempts, exponential backoff with full jitter from 100 ms up to 5 s, and the
+    /// default budget (20 % extra load plus 10 retries a second).
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: BackoffConfig::default(),
+            budget: Some(BudgetConfig::default()),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Checks the values; the error names the offending field (`backoff.base`, `budget.ttl`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("max_attempts", self.max_attempts)?;
+        self.backoff.validate().map_err(|e| e.within("backoff"))?;
+        if let Some(budget) = &self.budget {
+            budget.validate().map_err(|e| e.within("budget"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Exponential backoff with a cap and jitter.
+///
+/// The `n`th retry (from 0) waits around `min(max, base * multiplier^n)`, spread by
+/// [`Jitter`] so that clients that failed together do not retry together.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::retry::{BackoffConfig, Jitter};
+///
+/// let backoff = BackoffConfig { base: Duration::from_millis(10), jitter: Jitter::None, ..Default::default() };
+/// let delays: Vec<_> = backoff.backoff_seeded(1).take(3).collect();
+/// assert_eq!(delays, [Duration::from_millis(10), Duration::from_millis(20), Duration::from_millis(40)]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// The first delay (before jitter); also the floor of decorrelated jitter.
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// No delay is longer than this.
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+    /// Growth per retry, at least 1 (1 gives a constant delay).
+    pub multiplier: f64,
+    /// How delays are randomised.
+    pub jitter: Jitter,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            multiplier: 2.0,
+            jitter: Jitter::Full,
+        }
+    }
+}
+
+impl BackoffConfig {
+    /// Checks the values; the error names the offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("base", self.base)?;
+        if self.max < self.base {
+            return Err(ConfigError::new(
+                "max",
+                Problem::Conflicts {
+                    other: "base".into(),
+                    reason: "the cap must not be below the first delay".into(),
+                },
+            ));
+        }
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return Err(ConfigError::out_of_range(
+                "multiplier",
+                self.multiplier,
+                1.0,
+                f64::MAX,
+                false,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How backoff delays are spread, after the AWS Architecture Blog's
+/// ["Exponential Backoff And Jitter"](https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/);
+/// `exp` is `min(max, base * multiplier^n)`.
+///
+/// ```
+/// use resilience::retry::Jitter;
+///
+/// let jitter: Jitter = serde_json::from_str(r#""decorrelated""#).unwrap();
+/// assert_eq!(jitter, Jitter::Decorrelated);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// Exactly `exp`: clients that failed together retry together.
+    None,
+    /// Uniform in `[0, exp]`: the least total load, the widest spread.
+    #[default]
+    Full,
+    /// Uniform in `[exp / 2, exp]`: never much shorter than planned.
+    Equal,
+    /// Uniform in `[base, 3 * previous]`, capped at `max` (`multiplier` is not used).
+    Decorrelated,
+}
+
+/// A retry budget: retries may add at most `retry_ratio` of the recent requests, plus
+/// `min_per_sec` a second so a quiet client can still retry. Built on tower's
+/// [`TpsBudget`](tower::retry::budget::TpsBudget).
+///
+/// Over any `ttl`, retries stay within `retry_ratio * requests + min_per_sec * ttl`.
+///
+/// ```
+/// use resilience::retry::BudgetConfig;
+///
+/// let budget = BudgetConfig { retry_ratio: 0.5, ..Default::default() };
+/// budget.validate().unwrap();
+/// assert!(BudgetConfig { retry_ratio: -1.0, ..budget }.validate().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// How long a request counts towards the budget, 1 s to 60 s.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Retries a second allowed even with no recent requests.
+    pub min_per_sec: u32,
+    /// Retries allowed per request, 0 to 1000 (0.2 = one retry per five requests). Ratios
+    /// below 1 are rounded to one retry per whole number of requests (0.3 acts as 1 in 3).
+    pub retry_ratio: f64,
+}
+
+impl Default for BudgetConfig {
+    /// tower's and Finagle's defaults: 10 s, 10 retries a second, 20 %.
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(10),
+            min_per_sec: 10,
+            retry_ratio: 0.2,
+        }
+    }
+}
+
+impl BudgetConfig {
+    /// Checks the values against tower's limits; the error names the offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ttl = self.ttl.as_secs_f64();
+        if !(1.0..=60.0).contains(&ttl) {
+            return Err(ConfigError::out_of_range("ttl", ttl, 1.0, 60.0, false));
+        }
+        if !(0.0..=1000.0).contains(&self.retry_ratio) {
+            return Err(ConfigError::out_of_range(
+                "retry_ratio",
+                self.retry_ratio,
+                0.0,
+                1000.0,
+                false,
+            ));
+        }
+        if self.min_per_sec >= i32::MAX as u32 {
+            return Err(ConfigError::out_of_range(
+                "min_per_sec",
+                f64::from(self.min_per_sec),
+                0.0,
+                f64::from(i32::MAX - 1),
+                false,
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field_path() {
+        let mut config = RetryConfig {
+            max_attempts: 0,
+            ..Default::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field(), "max_attempts");
+        config.max_attempts = 2;
+        config.backoff.max = Duration::from_millis(1);
+        assert_eq!(config.validate().unwrap_err().field(), "backoff.max");
+        config.backoff = BackoffConfig {
+            multiplier: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field(), "backoff.multiplier");
+        config.backoff = BackoffConfig::default();
+        config.budget = Some(BudgetConfig {
+            ttl: Duration::from_millis(500),
+            ..Default::default()
+        });
+        assert_eq!(config.validate().unwrap_err().field(), "budget.ttl");
+        config.budget = None;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn durations_are_human_strings() {
+        let config: RetryConfig = serde_json::from_str(
+            r#"{"max_attempts":2,"backoff":{"base":"25ms","max":"1s","multiplier":3.0,"jitter":"none"},"budget":null}"#,
+        )
+        .unwrap();
+        assert_eq!(config.backoff.base, Duration::from_millis(25));
+        assert_eq!(config.budget, None);
+        let back = serde_json::to_value(&config).unwrap();
+        assert_eq!(back["backoff"]["max"], "1s");
+    }
+}

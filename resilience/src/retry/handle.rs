@@ -1,0 +1,187 @@
+//! The counters and budget every clone of one retry shares.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use metrics::{Counter, Histogram};
+use serde::{Deserialize, Serialize};
+
+use super::{Backoff, RetryBudget, RetryConfig};
+use crate::config::ConfigError;
+
+/// A cloneable handle on one retry's shared parts: its config, its budget and its counters.
+///
+/// [`RetryPolicy`](super::RetryPolicy) drives it for tower services; a client that runs its own
+/// retry loop (a reqwest middleware) drives it by hand so it reports the same metrics and
+/// shares the same budget:
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::retry::{RetryConfig, RetryHandle};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let retry = RetryHandle::new("users", RetryConfig::default()).unwrap();
+/// let mut delays = retry.backoff();
+/// retry.record_request();
+/// let mut attempt = 1;
+/// loop {
+///     let failed = attempt < 2; // ... send the request here ...
+///     if !failed || attempt >= retry.max_attempts() || !retry.withdraw() {
+///         break;
+///     }
+///     let delay = delays.next().unwrap();
+///     attempt += 1;
+///     retry.record_retry(attempt, delay);
+///     // tokio::time::sleep(delay).await;
+/// }
+/// assert_eq!(retry.snapshot().retries_total, 1);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryHandle {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: Arc<str>,
+    config: RetryConfig,
+    budget: Option<RetryBudget>,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    requests_counter: Counter,
+    retries_counter: Counter,
+    delay_histogram: Histogram,
+}
+
+/// One retry's counts at an instant, for dashboards and `GET /resilience`.
+///
+/// ```
+/// use resilience::retry::{RetryConfig, RetryHandle};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let snapshot = RetryHandle::new("users", RetryConfig::default()).unwrap().snapshot();
+/// assert_eq!(snapshot.requests_total, 0);
+/// assert_eq!(snapshot.budget_available, Some(100)); // 10 a second over 10 s
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetrySnapshot {
+    /// The retry's name.
+    pub name: String,
+    /// Requests seen: those that completed a first attempt that could have been retried.
+    pub requests_total: u64,
+    /// Retries sent (attempts after the first).
+    pub retries_total: u64,
+    /// Retries refused by the budget.
+    pub budget_exhausted_total: u64,
+    /// Retries the budget would allow now; `None` without a budget.
+    pub budget_available: Option<u64>,
+}
+
+impl RetryHandle {
+    /// Validates `config` and builds the counters and the budget.
+    pub fn new(name: impl Into<Arc<str>>, config: RetryConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let name = name.into();
+        let budget = match config.budget {
+            Some(budget) => {
+                Some(RetryBudget::new(name.clone(), budget).map_err(|e| e.within("budget"))?)
+            }
+            None => None,
+        };
+        let label = name.to_string();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                requests_counter: metrics::counter!("resilience_retry_requests_total", "name" => label.clone()),
+                retries_counter: metrics::counter!("resilience_retry_retries_total", "name" => label.clone()),
+                delay_histogram: metrics::histogram!("resilience_retry_delay_seconds", "name" => label),
+                name,
+                config,
+                budget,
+                requests: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The retry's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &RetryConfig {
+        &self.shared.config
+    }
+
+    /// Attempts in total, the first included.
+    #[inline]
+    pub fn max_attempts(&self) -> u32 {
+        self.shared.config.max_attempts
+    }
+
+    /// The budget, when one is configured.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.shared.budget.as_ref()
+    }
+
+    /// A fresh, randomly seeded sequence of the configured delays, for one request.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::random(&self.shared.config.backoff)
+    }
+
+    /// Counts one request and deposits it in the budget.
+    #[inline]
+    pub fn record_request(&self) {
+        let shared = &self.shared;
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        shared.requests_counter.increment(1);
+        if let Some(budget) = &shared.budget {
+            budget.deposit();
+        }
+    }
+
+    /// Takes one retry from the budget (always `true` without a budget); a refusal is counted
+    /// and logged.
+    pub fn withdraw(&self) -> bool {
+        self.shared
+            .budget
+            .as_ref()
+            .is_none_or(RetryBudget::withdraw)
+    }
+
+    /// Counts one retry about to be sent as attempt number `attempt` after `delay`.
+    pub fn record_retry(&self, attempt: u32, delay: Duration) {
+        let shared = &self.shared;
+        shared.retries.fetch_add(1, Ordering::Relaxed);
+        shared.retries_counter.increment(1);
+        shared.delay_histogram.record(delay.as_secs_f64());
+        tracing::debug!(target: "resilience", name = %shared.name, attempt, delay = ?delay, "retrying");
+    }
+
+    /// Logs that a request failed for good, with why it was not retried.
+    pub(super) fn gave_up(&self, attempts: u32, reason: &'static str) {
+        tracing::debug!(target: "resilience", name = %self.shared.name, attempts, reason, "giving up");
+    }
+
+    /// Requests, retries and the budget's state right now.
+    pub fn snapshot(&self) -> RetrySnapshot {
+        let shared = &self.shared;
+        RetrySnapshot {
+            name: shared.name.to_string(),
+            requests_total: shared.requests.load(Ordering::Relaxed),
+            retries_total: shared.retries.load(Ordering::Relaxed),
+            budget_exhausted_total: shared
+                .budget
+                .as_ref()
+                .map_or(0, RetryBudget::exhausted_total),
+            budget_available: shared.budget.as_ref().and_then(RetryBudget::available),
+        }
+    }
+}

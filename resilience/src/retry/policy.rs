@@ -1,0 +1,340 @@
+//! The retry decision, as a [`tower::retry::Policy`].
+
+use std::{any::Any, time::Duration};
+
+use tokio::time::Instant;
+use tower::retry::Policy;
+
+use super::{BackoffConfig, Delay, FromIter, MakeBackoff, RetryHandle};
+use crate::{
+    classify::{Classify, ErrorsAreFailures, Outcome},
+    error::{self, BoxError},
+    timeout::current_deadline,
+};
+
+/// Decides whether one result is retried, and after how long; plugs into `tower::retry`.
+///
+/// A result is retried when all of these hold:
+/// - the classifier calls it [`Outcome::Failure`] (the same classifier the breaker uses);
+/// - it is not a rejection made before the call reached the dependency (open circuit,
+///   half-open full, bulkhead full: see [`error::is_rejection`]), which retrying would only
+///   repeat; recognised when the error type is [`BoxError`], [`crate::Error`] or one of the
+///   rejection types;
+/// - fewer than `max_attempts` attempts were made, and the backoff has another delay;
+/// - the next attempt would start before the [`current_deadline`], if one is set (otherwise
+///   give up now, returning the last result);
+/// - the [`RetryBudget`](super::RetryBudget), if any, allows it;
+/// - the request could be cloned (tower never retries a request it could not clone).
+///
+/// The delay is the backoff's next value, raised to the [`RetryAfter`] hint when there is one.
+///
+/// tower clones the policy for each request, so per-request state (the attempt count, the
+/// backoff sequence) starts fresh in each clone while the counters and budget are shared.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::retry::{RetryConfig, RetryHandle, RetryPolicy};
+/// use tower::{ServiceBuilder, retry::RetryLayer, service_fn};
+///
+/// let handle = RetryHandle::new("users", RetryConfig::default()).unwrap();
+/// let policy = RetryPolicy::new(handle)
+///     .with_backoff(vec![Duration::from_millis(10), Duration::from_millis(30)]);
+/// let svc = ServiceBuilder::new()
+///     .layer(RetryLayer::new(policy))
+///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+/// # let _ = svc;
+/// ```
+pub struct RetryPolicy<C = ErrorsAreFailures, A = (), B = BackoffConfig, R = Cloned>
+where
+    B: MakeBackoff,
+{
+    handle: RetryHandle,
+    classifier: C,
+    retry_after: A,
+    make_backoff: B,
+    clone_request: R,
+    /// Attempts made for the current request (per-request state).
+    attempts: u32,
+    /// This request's delays, made on its first retry (per-request state).
+    backoff: Option<B::Backoff>,
+}
+
+impl RetryPolicy {
+    /// The configured backoff, the default classifier, no `Retry-After` hint, and `Clone`
+    /// requests.
+    pub fn new(handle: RetryHandle) -> Self {
+        let make_backoff = handle.config().backoff;
+        Self {
+            handle,
+            classifier: ErrorsAreFailures,
+            retry_after: (),
+            make_backoff,
+            clone_request: Cloned,
+            attempts: 1,
+            backoff: None,
+        }
+    }
+}
+
+impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
+    /// Decides what counts as a failure (and so may be retried) with `classifier`.
+    pub fn with_classifier<C2>(self, classifier: C2) -> RetryPolicy<C2, A, B, R> {
+        RetryPolicy {
+            handle: self.handle,
+            classifier,
+            retry_after: self.retry_after,
+            make_backoff: self.make_backoff,
+            clone_request: self.clone_request,
+            attempts: self.attempts,
+            backoff: self.backoff,
+        }
+    }
+
+    /// Reads a minimum next delay from each result (HTTP `Retry-After`).
+    pub fn with_retry_after<A2>(self, retry_after: A2) -> RetryPolicy<C, A2, B, R> {
+        RetryPolicy {
+            handle: self.handle,
+            classifier: self.classifier,
+            retry_after,
+            make_backoff: self.make_backoff,
+            clone_request: self.clone_request,
+            attempts: self.attempts,
+            backoff: self.backoff,
+        }
+    }
+
+    /// Takes the delays from any cloneable iterable of durations (a `backon` backoff, a
+    /// `Vec`) instead of the configured backoff; when it ends, retrying stops.
+    pub fn with_backoff<I>(self, delays: I) -> RetryPolicy<C, A, FromIter<I>, R>
+    where
+        I: IntoIterator<Item = Duration> + Clone,
+    {
+        self.with_make_backoff(FromIter::new(delays))
+    }
+
+    /// Takes the delays from any [`MakeBackoff`].
+    pub fn with_make_backoff<B2: MakeBackoff>(self, make_backoff: B2) -> RetryPolicy<C, A, B2, R> {
+        RetryPolicy {
+            handle: self.handle,
+            classifier: self.classifier,
+            retry_after: self.retry_after,
+            make_backoff,
+            clone_request: self.clone_request,
+            attempts: 1,
+            backoff: None,
+        }
+    }
+
+    /// Decides which requests may be sent again (idempotency): `None` from the hook means
+    /// "send once".
+    pub fn with_clone_request<R2>(self, clone_request: R2) -> RetryPolicy<C, A, B, R2> {
+        RetryPolicy {
+            handle: self.handle,
+            classifier: self.classifier,
+            retry_after: self.retry_after,
+            make_backoff: self.make_backoff,
+            clone_request,
+            attempts: self.attempts,
+            backoff: self.backoff,
+        }
+    }
+
+    /// The shared counters and budget.
+    pub fn handle(&self) -> &RetryHandle {
+        &self.handle
+    }
+
+    /// Decides about one result; `Some(delay)` means retry after `delay`.
+    fn decide<Res, E>(&mut self, result: Result<&Res, &E>) -> Option<Duration>
+    where
+        C: Classify<Res, E>,
+        A: RetryAfter<Res, E>,
+        E: 'static,
+    {
+        let attempts = self.attempts;
+        if attempts == 1 {
+            self.handle.record_request();
+        }
+        if self.classifier.classify(result) != Outcome::Failure {
+            return None;
+        }
+        if let Err(err) = result
+            && is_rejection(err)
+        {
+            return None;
+        }
+        if attempts >= self.handle.max_attempts() {
+            self.handle.gave_up(attempts, "max attempts reached");
+            return None;
+        }
+        let backoff = self
+            .backoff
+            .get_or_insert_with(|| self.make_backoff.make_backoff());
+        let Some(mut delay) = backoff.next() else {
+            self.handle.gave_up(attempts, "backoff ended");
+            return None;
+        };
+        if let Some(hint) = self.retry_after.retry_after(result) {
+            delay = delay.max(hint);
+        }
+        if let Some(deadline) = current_deadline() {
+            let start = Instant::now().checked_add(delay);
+            if start.is_none_or(|start| start >= deadline.instant()) {
+                self.handle.gave_up(attempts, "deadline would pass");
+                return None;
+            }
+        }
+        if !self.handle.withdraw() {
+            return None;
+        }
+        self.attempts += 1;
+        self.handle.record_retry(self.attempts, delay);
+        Some(delay)
+    }
+}
+
+impl<C, A, B, R> Clone for RetryPolicy<C, A, B, R>
+where
+    C: Clone,
+    A: Clone,
+    B: MakeBackoff + Clone,
+    R: Clone,
+{
+    fn clone(&self) -> Self {
+        // Not derived: tower clones the policy once per request, and each request must start
+        // with its own attempt count and its own (freshly seeded) delays.
+        Self {
+            handle: self.handle.clone(),
+            classifier: self.classifier.clone(),
+            retry_after: self.retry_after.clone(),
+            make_backoff: self.make_backoff.clone(),
+            clone_request: self.clone_request.clone(),
+            attempts: 1,
+            backoff: None,
+        }
+    }
+}
+
+impl<Req, Res, E, C, A, B, R> Policy<Req, Res, E> for RetryPolicy<C, A, B, R>
+where
+    C: Classify<Res, E>,
+    A: RetryAfter<Res, E>,
+    B: MakeBackoff,
+    R: CloneRequest<Req>,
+    E: 'static,
+{
+    type Future = Delay;
+
+    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Delay> {
+        self.decide(result.as_ref()).map(Delay::new)
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        self.clone_request.clone_request(req)
+    }
+}
+
+impl<C, A, B: MakeBackoff, R> std::fmt::Debug for RetryPolicy<C, A, B, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("name", &self.handle.name())
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True when `err` is one of this crate's rejections (directly, boxed, or as [`crate::Error`]).
+fn is_rejection<E: 'static>(err: &E) -> bool {
+    let any: &dyn Any = err;
+    if let Some(boxed) = any.downcast_ref::<BoxError>() {
+        return error::is_rejection(&**boxed);
+    }
+    if let Some(err) = any.downcast_ref::<crate::Error>() {
+        return err.is_rejection();
+    }
+    any.is::<error::CircuitOpen>()
+        || any.is::<error::HalfOpenFull>()
+        || any.is::<error::BulkheadFull>()
+}
+
+/// A hint from a result about how long to wait before the next attempt (HTTP `Retry-After`).
+///
+/// The hint is a minimum: the delay is the larger of it and the backoff's. A hint that would
+/// start the next attempt after the deadline makes retry give up. `()` never hints; closures
+/// `Fn(Result<&Res, &E>) -> Option<Duration>` are hooks too.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::retry::RetryAfter;
+///
+/// // An error that carries its own hint.
+/// let hook = |r: Result<&(), &(u16, u64)>| match r {
+///     Err(&(503, secs)) => Some(Duration::from_secs(secs)),
+///     _ => None,
+/// };
+/// assert_eq!(hook.retry_after(Err(&(503, 2))), Some(Duration::from_secs(2)));
+/// ```
+pub trait RetryAfter<Res, E> {
+    /// The minimum wait before retrying after `result`, if it says.
+    fn retry_after(&self, result: Result<&Res, &E>) -> Option<Duration>;
+}
+
+impl<Res, E> RetryAfter<Res, E> for () {
+    #[inline]
+    fn retry_after(&self, _: Result<&Res, &E>) -> Option<Duration> {
+        None
+    }
+}
+
+impl<F, Res, E> RetryAfter<Res, E> for F
+where
+    F: Fn(Result<&Res, &E>) -> Option<Duration>,
+{
+    fn retry_after(&self, result: Result<&Res, &E>) -> Option<Duration> {
+        self(result)
+    }
+}
+
+/// Copies a request for another attempt, or says it must be sent only once (`None`), for
+/// requests that are not idempotent.
+///
+/// [`Cloned`] (the default) uses `Clone`; closures `Fn(&Req) -> Option<Req>` are hooks too.
+///
+/// ```
+/// use resilience::retry::CloneRequest;
+///
+/// // Only GETs may be repeated.
+/// let only_gets = |req: &(&'static str, u32)| (req.0 == "GET").then(|| *req);
+/// assert!(only_gets.clone_request(&("GET", 1)).is_some());
+/// assert!(only_gets.clone_request(&("POST", 1)).is_none());
+/// ```
+pub trait CloneRequest<Req> {
+    /// A copy of `req` to send again, or `None` to send it only once.
+    fn clone_request(&self, req: &Req) -> Option<Req>;
+}
+
+/// Retries any request that implements `Clone`.
+///
+/// ```
+/// use resilience::retry::{CloneRequest, Cloned};
+///
+/// assert_eq!(Cloned.clone_request(&"GET /users/1".to_string()).as_deref(), Some("GET /users/1"));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cloned;
+
+impl<Req: Clone> CloneRequest<Req> for Cloned {
+    #[inline]
+    fn clone_request(&self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+impl<F, Req> CloneRequest<Req> for F
+where
+    F: Fn(&Req) -> Option<Req>,
+{
+    fn clone_request(&self, req: &Req) -> Option<Req> {
+        self(req)
+    }
+}

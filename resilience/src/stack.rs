@@ -1,0 +1,585 @@
+//! The whole stack as one `Layer`, built from one config value.
+//!
+//! Outermost first:
+//!
+//! **bulkhead → deadline → retry → circuit breaker → attempt timeout → service**
+//!
+//! Why this order:
+//!
+//! - **Attempt timeout inside the breaker**: a hung attempt is cut off and the breaker records
+//!   it as a failure, so a dependency that hangs trips the circuit just like one that errors.
+//! - **Breaker inside retry**: every attempt passes the breaker and is recorded on its own, and
+//!   an open circuit is a rejection that retry never repeats: the caller fails fast instead of
+//!   hammering a dependency that is known to be down.
+//! - **Deadline outside retry**: the caller's total patience bounds every attempt and every
+//!   backoff sleep; retry reads it ([`current_deadline`](crate::timeout::current_deadline))
+//!   and gives up rather than sleeping past it.
+//! - **Bulkhead outermost**: it bounds whole logical requests, retries included, so a slow
+//!   dependency cannot make retries multiply the calls in flight.
+//!
+//! Every piece is optional: a piece missing from [`StackConfig`] is not applied (the
+//! service is passed through, at the cost of one `match`). The same classifier decides for
+//! the breaker and for retry ([`ResilienceLayer::with_classifier`]).
+//!
+//! ```
+//! use std::time::Duration;
+//! use resilience::{Error, stack::StackConfig};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let config: StackConfig = toml::from_str(r#"
+//!     deadline = "1s"
+//!     attempt_timeout = "200ms"
+//!     [bulkhead]
+//!     max_concurrent = 10
+//!     [retry]
+//!     max_attempts = 3
+//!     [circuit_breaker]
+//!     minimum_calls = 5
+//! "#).unwrap();
+//! let layer = config.into_layer("users").unwrap();
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(layer.clone())
+//!     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id) }));
+//! assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
+//! assert_eq!(layer.snapshot().retries[0].requests_total, 1);
+//! # }
+//! ```
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use pin_project_lite::pin_project;
+use serde::{Deserialize, Serialize};
+use tower::{Layer, Service};
+
+use crate::{
+    bulkhead::{Bulkhead, BulkheadConfig, BulkheadHandle, BulkheadLayer, BulkheadSnapshot},
+    circuit_breaker::{
+        CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
+        CircuitSnapshot,
+    },
+    classify::ErrorsAreFailures,
+    config::{ConfigError, Problem, check_positive},
+    error::BoxError,
+    retry::{
+        BackoffConfig, CloneRequest, Cloned, Retry, RetryConfig, RetryHandle, RetryLayer,
+        RetryPolicy, RetrySnapshot,
+    },
+    timeout::{AttemptTimeout, AttemptTimeoutLayer, DeadlineLayer, DeadlineService},
+};
+
+/// The configuration of the whole stack: each piece optional, absent means not applied.
+///
+/// Reads from TOML or JSON (durations as human strings, unknown fields rejected) and
+/// validates with errors that name the field by its path (`retry.max_attempts`,
+/// `circuit_breaker.window.size`).
+///
+/// ```
+/// use resilience::stack::StackConfig;
+///
+/// let config: StackConfig = toml::from_str(r#"
+///     deadline = "2s"
+///     [retry]
+///     max_attempts = 0
+/// "#).unwrap();
+/// assert_eq!(config.validate().unwrap_err().field(), "retry.max_attempts");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StackConfig {
+    /// A cap on concurrent logical requests (retries included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bulkhead: Option<BulkheadConfig>,
+    /// The total time for a request, all attempts and backoff sleeps included.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Duration>,
+    /// Retry with backoff and budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryConfig>,
+    /// The circuit breaker every attempt passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// The time limit of one attempt.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub attempt_timeout: Option<Duration>,
+}
+
+impl StackConfig {
+    /// Checks every piece; the error names the offending field by its full path.
+    ///
+    /// Beyond each piece's own rules, an `attempt_timeout` longer than the `deadline` is
+    /// refused: the deadline would always fire first, which is never what was meant.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.bulkhead {
+            c.validate().map_err(|e| e.within("bulkhead"))?;
+        }
+        if let Some(d) = self.deadline {
+            check_positive("deadline", d)?;
+        }
+        if let Some(c) = &self.retry {
+            c.validate().map_err(|e| e.within("retry"))?;
+        }
+        if let Some(c) = &self.circuit_breaker {
+            c.validate().map_err(|e| e.within("circuit_breaker"))?;
+        }
+        if let Some(t) = self.attempt_timeout {
+            check_positive("attempt_timeout", t)?;
+            if self.deadline.is_some_and(|d| t > d) {
+                return Err(ConfigError::new(
+                    "attempt_timeout",
+                    Problem::Conflicts {
+                        other: "deadline".into(),
+                        reason: "one attempt cannot take longer than the whole request".into(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates and builds the [`ResilienceLayer`]; `name` labels every piece's metrics
+    /// and snapshots.
+    pub fn into_layer(self, name: impl Into<Arc<str>>) -> Result<ResilienceLayer, ConfigError> {
+        ResilienceLayer::new(name, self)
+    }
+}
+
+/// Snapshots of every piece of a stack, for dashboards and `GET /resilience`.
+///
+/// Serializes as `{"breakers": [...], "bulkheads": [...], "retries": [...]}`.
+///
+/// ```
+/// use resilience::stack::{StackConfig, StackSnapshot};
+///
+/// let snapshot: StackSnapshot = StackConfig::default().into_layer("idle").unwrap().snapshot();
+/// assert_eq!(
+///     serde_json::to_value(&snapshot).unwrap(),
+///     serde_json::json!({"breakers": [], "bulkheads": [], "retries": []}),
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StackSnapshot {
+    /// One per circuit breaker.
+    pub breakers: Vec<CircuitSnapshot>,
+    /// One per bulkhead.
+    pub bulkheads: Vec<BulkheadSnapshot>,
+    /// One per retry.
+    pub retries: Vec<RetrySnapshot>,
+}
+
+/// Applies the whole stack, built from a [`StackConfig`]; see the [module docs](self) for
+/// the order and why.
+///
+/// The type parameters are the retry's and breaker's hooks: `C` the classifier both share,
+/// `A` the retry's `Retry-After` reader, `R` which requests may be sent again. For HTTP, the
+/// `http` feature has all three (`HttpClassifier`, `HttpRetryAfter`, `IdempotentRequests`).
+/// On a server, where requests are never re-sent (and bodies cannot be cloned), use
+/// [`SendOnce`].
+///
+/// ```
+/// use resilience::stack::{ResilienceLayer, StackConfig};
+///
+/// let layer = ResilienceLayer::new("users", StackConfig::default()).unwrap();
+/// assert!(layer.circuit_breaker().is_none()); // nothing configured, nothing applied
+/// ```
+#[derive(Clone)]
+pub struct ResilienceLayer<C = ErrorsAreFailures, A = (), R = Cloned> {
+    bulkhead: Option<BulkheadLayer>,
+    deadline: Option<DeadlineLayer>,
+    retry: Option<RetryLayer<C, A, BackoffConfig, R>>,
+    breaker: Option<CircuitBreakerLayer<C>>,
+    attempt_timeout: Option<AttemptTimeoutLayer>,
+}
+
+impl ResilienceLayer {
+    /// Validates `config` and builds each configured piece.
+    pub fn new(name: impl Into<Arc<str>>, config: StackConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let name = name.into();
+        let within = |section| move |e: ConfigError| e.within(section);
+        Ok(Self {
+            bulkhead: config
+                .bulkhead
+                .map(|c| BulkheadLayer::new(name.clone(), c).map_err(within("bulkhead")))
+                .transpose()?,
+            deadline: config
+                .deadline
+                .map(|d| DeadlineLayer::new(d).map(|l| l.with_name(name.clone())))
+                .transpose()?,
+            retry: config
+                .retry
+                .map(|c| RetryLayer::new(name.clone(), c).map_err(within("retry")))
+                .transpose()?,
+            breaker: config
+                .circuit_breaker
+                .map(|c| {
+                    CircuitBreakerLayer::new(name.clone(), c).map_err(within("circuit_breaker"))
+                })
+                .transpose()?,
+            attempt_timeout: config
+                .attempt_timeout
+                .map(|d| AttemptTimeoutLayer::new(d).map(|l| l.with_name(name.clone())))
+                .transpose()?,
+        })
+    }
+}
+
+impl<C, A, R> ResilienceLayer<C, A, R> {
+    /// Decides what counts as a failure, for the breaker and retry alike.
+    pub fn with_classifier<C2: Clone>(self, classifier: C2) -> ResilienceLayer<C2, A, R> {
+        ResilienceLayer {
+            bulkhead: self.bulkhead,
+            deadline: self.deadline,
+            retry: self.retry.map(|r| r.with_classifier(classifier.clone())),
+            breaker: self.breaker.map(|b| b.with_classifier(classifier)),
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Reads a minimum next delay from each result (HTTP `Retry-After`).
+    pub fn with_retry_after<A2>(self, retry_after: A2) -> ResilienceLayer<C, A2, R> {
+        ResilienceLayer {
+            bulkhead: self.bulkhead,
+            deadline: self.deadline,
+            retry: self.retry.map(|r| r.with_retry_after(retry_after)),
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Decides which requests may be sent again (idempotency).
+    pub fn with_clone_request<R2>(self, clone_request: R2) -> ResilienceLayer<C, A, R2> {
+        ResilienceLayer {
+            bulkhead: self.bulkhead,
+            deadline: self.deadline,
+            retry: self.retry.map(|r| r.with_clone_request(clone_request)),
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// The bulkhead's handle, when one is configured.
+    pub fn bulkhead(&self) -> Option<BulkheadHandle> {
+        self.bulkhead.as_ref().map(BulkheadLayer::handle)
+    }
+
+    /// The retry's handle, when one is configured.
+    pub fn retry(&self) -> Option<RetryHandle> {
+        self.retry.as_ref().map(RetryLayer::handle)
+    }
+
+    /// The breaker's handle, when one is configured.
+    pub fn circuit_breaker(&self) -> Option<CircuitBreakerHandle> {
+        self.breaker.as_ref().map(CircuitBreakerLayer::handle)
+    }
+
+    /// Snapshots of every configured piece.
+    pub fn snapshot(&self) -> StackSnapshot {
+        StackSnapshot {
+            breakers: self
+                .circuit_breaker()
+                .iter()
+                .map(CircuitBreakerHandle::snapshot)
+                .collect(),
+            bulkheads: self
+                .bulkhead()
+                .iter()
+                .map(BulkheadHandle::snapshot)
+                .collect(),
+            retries: self.retry().iter().map(RetryHandle::snapshot).collect(),
+        }
+    }
+}
+
+impl<C, A, R> std::fmt::Debug for ResilienceLayer<C, A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResilienceLayer")
+            .field("bulkhead", &self.bulkhead.is_some())
+            .field(
+                "deadline",
+                &self.deadline.as_ref().map(DeadlineLayer::budget),
+            )
+            .field("retry", &self.retry.is_some())
+            .field("circuit_breaker", &self.breaker.is_some())
+            .field(
+                "attempt_timeout",
+                &self
+                    .attempt_timeout
+                    .as_ref()
+                    .map(AttemptTimeoutLayer::timeout),
+            )
+            .finish()
+    }
+}
+
+/// A [`CloneRequest`] hook that never re-sends a request: for a stack on a server, where retry
+/// is not configured and request bodies cannot be cloned.
+///
+/// ```
+/// use resilience::{retry::CloneRequest, stack::SendOnce};
+///
+/// assert!(SendOnce.clone_request(&"anything").is_none());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOnce;
+
+impl<Req> CloneRequest<Req> for SendOnce {
+    #[inline]
+    fn clone_request(&self, _: &Req) -> Option<Req> {
+        None
+    }
+}
+
+type Timed<S> = Maybe<AttemptTimeout<S>, S>;
+type Broken<S, C> = Maybe<CircuitBreaker<Timed<S>, C>, Timed<S>>;
+type Retried<S, C, A, R> =
+    Maybe<Retry<RetryPolicy<C, A, BackoffConfig, R>, Broken<S, C>>, Broken<S, C>>;
+type Bounded<S, C, A, R> = Maybe<DeadlineService<Retried<S, C, A, R>>, Retried<S, C, A, R>>;
+type Stacked<S, C, A, R> = Maybe<Bulkhead<Bounded<S, C, A, R>>, Bounded<S, C, A, R>>;
+
+fn maybe<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Maybe<L::Service, S> {
+    match layer {
+        Some(layer) => Maybe::On(layer.layer(inner)),
+        None => Maybe::Off(inner),
+    }
+}
+
+impl<S, C, A, R> Layer<S> for ResilienceLayer<C, A, R>
+where
+    C: Clone,
+    A: Clone,
+    R: Clone,
+{
+    type Service = Resilience<S, C, A, R>;
+
+    fn layer(&self, service: S) -> Self::Service {
+        let timed = maybe(self.attempt_timeout.as_ref(), service);
+        let broken = maybe(self.breaker.as_ref(), timed);
+        let retried = maybe(self.retry.as_ref(), broken);
+        let bounded = maybe(self.deadline.as_ref(), retried);
+        Resilience {
+            inner: maybe(self.bulkhead.as_ref(), bounded),
+        }
+    }
+}
+
+/// The service [`ResilienceLayer`] builds: the configured pieces around `S`.
+///
+/// ```
+/// use resilience::stack::StackConfig;
+/// use tower::{Layer, service_fn};
+///
+/// let layer = StackConfig::default().into_layer("noop").unwrap();
+/// let svc = layer.layer(service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+/// # let _ = svc;
+/// ```
+pub struct Resilience<S, C = ErrorsAreFailures, A = (), R = Cloned> {
+    inner: Stacked<S, C, A, R>,
+}
+
+impl<S, C, A, R> Resilience<S, C, A, R> {
+    /// The composed services, outermost first.
+    pub fn get_ref(&self) -> &Stacked<S, C, A, R> {
+        &self.inner
+    }
+
+    /// The composed services, mutably.
+    pub fn get_mut(&mut self) -> &mut Stacked<S, C, A, R> {
+        &mut self.inner
+    }
+
+    /// Unwraps the composed services.
+    pub fn into_inner(self) -> Stacked<S, C, A, R> {
+        self.inner
+    }
+}
+
+impl<S, C, A, R> Clone for Resilience<S, C, A, R>
+where
+    Stacked<S, C, A, R>: Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S, C, A, R> std::fmt::Debug for Resilience<S, C, A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resilience").finish_non_exhaustive()
+    }
+}
+
+impl<S, C, A, R, Req> Service<Req> for Resilience<S, C, A, R>
+where
+    Stacked<S, C, A, R>: Service<Req, Error = BoxError>,
+{
+    type Response = <Stacked<S, C, A, R> as Service<Req>>::Response;
+    type Error = BoxError;
+    type Future = <Stacked<S, C, A, R> as Service<Req>>::Future;
+
+    #[inline(always)]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline(always)]
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+/// One optional piece of the stack: the layered service when configured, the inner service
+/// unchanged (its error boxed) when not.
+///
+/// Unlike `tower::util::Either`, the two sides may have different error types: the
+/// layered side returns [`BoxError`], and the bare side's error is boxed on the way out.
+///
+/// ```
+/// use resilience::stack::Maybe;
+/// use tower::{ServiceExt, service_fn};
+///
+/// # tokio_test::block_on(async {
+/// let bare = service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) });
+/// let svc: Maybe<tower::util::BoxService<u8, u8, resilience::BoxError>, _> = Maybe::Off(bare);
+/// assert_eq!(svc.oneshot(3).await.unwrap(), 3);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub enum Maybe<On, Off> {
+    /// The piece is configured: its service.
+    On(On),
+    /// The piece is not configured: the inner service.
+    Off(Off),
+}
+
+impl<On, Off, Req> Service<Req> for Maybe<On, Off>
+where
+    On: Service<Req, Error = BoxError>,
+    Off: Service<Req, Response = On::Response>,
+    Off::Error: Into<BoxError>,
+{
+    type Response = On::Response;
+    type Error = BoxError;
+    type Future = MaybeFuture<On::Future, Off::Future>;
+
+    #[inline(always)]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Maybe::On(s) => s.poll_ready(cx),
+            Maybe::Off(s) => s.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    // Always inlined so the inner future is built in place: otherwise each level copies the
+    // whole (hundreds of bytes) future into its own, which measured as most of the cost of
+    // a stack with every piece off.
+    #[inline(always)]
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self {
+            Maybe::On(s) => MaybeFuture::On {
+                future: s.call(req),
+            },
+            Maybe::Off(s) => MaybeFuture::Off {
+                future: s.call(req),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Maybe`].
+    #[project = MaybeProj]
+    #[derive(Debug)]
+    #[allow(missing_docs)] // pin-project-lite takes no docs on variant fields
+    pub enum MaybeFuture<On, Off> {
+        /// The configured piece's future.
+        On { #[pin] future: On },
+        /// The inner service's future.
+        Off { #[pin] future: Off },
+    }
+}
+
+impl<On, Off, T, E> Future for MaybeFuture<On, Off>
+where
+    On: Future<Output = Result<T, BoxError>>,
+    Off: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            MaybeProj::On { future } => future.poll(cx),
+            MaybeProj::Off { future } => future.poll(cx).map_err(Into::into),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_full_paths() {
+        let cases: &[(&str, &str)] = &[
+            ("[retry]\nmax_attempts = 0", "retry.max_attempts"),
+            (
+                "[retry.backoff]\nmultiplier = 0.5",
+                "retry.backoff.multiplier",
+            ),
+            ("[retry.budget]\nttl = \"10ms\"", "retry.budget.ttl"),
+            (
+                "[circuit_breaker]\nwindow = { kind = \"count\", size = 0 }",
+                "circuit_breaker.window.size",
+            ),
+            ("[bulkhead]\nmax_concurrent = 0", "bulkhead.max_concurrent"),
+            ("deadline = \"0s\"", "deadline"),
+            ("attempt_timeout = \"0s\"", "attempt_timeout"),
+            (
+                "deadline = \"1s\"\nattempt_timeout = \"2s\"",
+                "attempt_timeout",
+            ),
+        ];
+        for (toml_text, field) in cases {
+            let config: StackConfig = toml::from_str(toml_text).unwrap();
+            let err = config.clone().into_layer("t").unwrap_err();
+            assert_eq!(err.field(), *field, "{toml_text}");
+            assert_eq!(config.validate().unwrap_err().field(), *field);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(toml::from_str::<StackConfig>("retries = 3").is_err());
+        assert!(toml::from_str::<StackConfig>("[retry]\nmax_attempt = 3").is_err());
+    }
+
+    #[test]
+    fn toml_and_json_round_trip() {
+        let config = StackConfig {
+            bulkhead: Some(BulkheadConfig::default()),
+            deadline: Some(Duration::from_millis(1500)),
+            retry: Some(RetryConfig::default()),
+            circuit_breaker: Some(CircuitBreakerConfig::default()),
+            attempt_timeout: Some(Duration::from_millis(300)),
+        };
+        let text = toml::to_string(&config).unwrap();
+        assert!(text.contains("deadline = \"1s 500ms\""), "{text}");
+        assert_eq!(toml::from_str::<StackConfig>(&text).unwrap(), config);
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<StackConfig>(&json).unwrap(), config);
+
+        let empty = StackConfig::default();
+        assert_eq!(toml::to_string(&empty).unwrap(), "");
+        assert_eq!(toml::from_str::<StackConfig>("").unwrap(), empty);
+    }
+}

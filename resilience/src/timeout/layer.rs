@@ -1,0 +1,104 @@
+use std::{sync::Arc, time::Duration};
+
+use metrics::Counter;
+use tower::Layer;
+
+use super::{AttemptTimeout, DeadlineService};
+use crate::config::{ConfigError, check_positive};
+
+/// Applies an [`AttemptTimeout`] to services.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::timeout::AttemptTimeoutLayer;
+///
+/// let layer = AttemptTimeoutLayer::new(Duration::from_millis(500)).unwrap().with_name("users");
+/// assert_eq!(layer.timeout(), Duration::from_millis(500));
+/// assert!(AttemptTimeoutLayer::new(Duration::ZERO).is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct AttemptTimeoutLayer {
+    timeout: Duration,
+    counter: Counter,
+}
+
+impl AttemptTimeoutLayer {
+    /// Each attempt gets `timeout`; zero is a [`ConfigError`] on the field `timeout`.
+    pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
+        check_positive("timeout", timeout)?;
+        Ok(Self {
+            timeout,
+            counter: timeouts_counter("default", "attempt"),
+        })
+    }
+
+    /// Labels the `resilience_timeouts_total` metric with `name` (default `"default"`).
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.counter = timeouts_counter(&name.into(), "attempt");
+        self
+    }
+
+    /// The per-attempt timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl<S> Layer<S> for AttemptTimeoutLayer {
+    type Service = AttemptTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttemptTimeout::with_counter(inner, self.timeout, self.counter.clone())
+    }
+}
+
+/// Applies a [`DeadlineService`] to services: a total time limit for the whole call.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::timeout::DeadlineLayer;
+///
+/// let layer = DeadlineLayer::new(Duration::from_secs(2)).unwrap().with_name("users");
+/// assert_eq!(layer.budget(), Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    budget: Duration,
+    counter: Counter,
+}
+
+impl DeadlineLayer {
+    /// Each call gets `budget` in total; zero is a [`ConfigError`] on the field `deadline`.
+    pub fn new(budget: Duration) -> Result<Self, ConfigError> {
+        check_positive("deadline", budget)?;
+        Ok(Self {
+            budget,
+            counter: timeouts_counter("default", "deadline"),
+        })
+    }
+
+    /// Labels the `resilience_timeouts_total` metric with `name` (default `"default"`).
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.counter = timeouts_counter(&name.into(), "deadline");
+        self
+    }
+
+    /// The total time each call is given.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DeadlineService::with_counter(inner, self.budget, self.counter.clone())
+    }
+}
+
+pub(super) fn timeouts_counter(name: &str, kind: &'static str) -> Counter {
+    metrics::counter!("resilience_timeouts_total", "name" => name.to_string(), "kind" => kind)
+}

@@ -1,0 +1,44 @@
+//! Timeouts: one per attempt, and one deadline for the whole call.
+//!
+//! Why two: a per-attempt timeout ([`AttemptTimeoutLayer`]) sits inside the circuit breaker so
+//! a hung attempt is cut short and counted as a failure, and retry can try again. A total
+//! deadline ([`DeadlineLayer`]) sits outside retry so the caller's patience bounds everything:
+//! attempts, backoff sleeps and all. The deadline is published to the layers inside through
+//! [`current_deadline`] (a task-local set around the inner `call` and every poll of the inner
+//! future), so retry never starts an attempt or sleeps past it, and an HTTP client can
+//! send the time left downstream. A nested deadline only ever shortens the time.
+//!
+//! Errors: [`Elapsed`](crate::error::Elapsed) for an attempt,
+//! [`DeadlineExceeded`](crate::error::DeadlineExceeded) for the deadline, both as
+//! [`BoxError`](crate::BoxError). Metric: `resilience_timeouts_total{name,kind}` with `kind`
+//! `attempt` or `deadline`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use resilience::{Error, timeout::{AttemptTimeoutLayer, DeadlineLayer}};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
+//!     .layer(AttemptTimeoutLayer::new(Duration::from_millis(300)).unwrap())
+//!     .service(service_fn(|ms: u64| async move {
+//!         tokio::time::sleep(Duration::from_millis(ms)).await;
+//!         Ok::<_, std::io::Error>(ms)
+//!     }));
+//! assert_eq!(svc.ready().await.unwrap().call(100).await.unwrap(), 100);
+//! let err = svc.ready().await.unwrap().call(500).await.unwrap_err();
+//! assert!(matches!(Error::from_boxed(err), Error::Timeout(_)));
+//! # }
+//! ```
+
+mod deadline;
+pub mod future;
+mod layer;
+mod service;
+
+pub use self::{
+    deadline::{Deadline, WithDeadline, current_deadline},
+    layer::{AttemptTimeoutLayer, DeadlineLayer},
+    service::{AttemptTimeout, DeadlineService},
+};

@@ -1,0 +1,199 @@
+use std::{
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use metrics::Counter;
+use tokio::time::Instant;
+use tower::Service;
+
+use super::{
+    Deadline, current_deadline,
+    deadline::Lazy,
+    future::{DeadlineFuture, ResponseFuture},
+    layer::timeouts_counter,
+};
+use crate::error::BoxError;
+
+/// Fails one attempt with [`Elapsed`](crate::error::Elapsed) when it takes longer than its
+/// timeout, dropping (cancelling) the inner future.
+///
+/// The clock starts the first time the inner future is polled and not ready, so a call that
+/// completes on its first poll never registers a timer (tower's `Timeout` pays for one on every
+/// call).
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::{Error, timeout::AttemptTimeout};
+/// use tower::{Service, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let slow = service_fn(|_: ()| async {
+///     tokio::time::sleep(Duration::from_secs(5)).await;
+///     Ok::<_, std::io::Error>(())
+/// });
+/// let mut svc = AttemptTimeout::new(slow, Duration::from_millis(100));
+/// let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+/// assert!(matches!(Error::from_boxed(err), Error::Timeout(_)));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AttemptTimeout<S> {
+    inner: S,
+    timeout: Duration,
+    counter: Counter,
+}
+
+impl<S> AttemptTimeout<S> {
+    /// Wraps `inner` so each call is given `timeout`.
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        Self::with_counter(inner, timeout, timeouts_counter("default", "attempt"))
+    }
+
+    pub(super) fn with_counter(inner: S, timeout: Duration, counter: Counter) -> Self {
+        Self {
+            inner,
+            timeout,
+            counter,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for AttemptTimeout<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        ResponseFuture::new(self.inner.call(req), self.timeout, self.counter.clone())
+    }
+}
+
+/// Gives a whole call (retries and backoff included) a total time; past it the call fails
+/// with [`DeadlineExceeded`](crate::error::DeadlineExceeded) and the inner future is dropped.
+///
+/// The deadline is visible to everything inside through [`current_deadline`], both while the
+/// inner service's `call` runs and while its future is polled; an outer deadline that ends
+/// earlier wins. A call whose inherited deadline has already passed never reaches the inner
+/// service.
+///
+/// The clock starts when something first needs it: an inner layer reading
+/// [`current_deadline`], or the first poll of the inner future that is not ready. Both come in
+/// the same synchronous stretch as the `call` (which no timer could interrupt anyway), and a
+/// call that completes at once never reads the clock.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::{Error, timeout::DeadlineService};
+/// use tower::{Service, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let slow = service_fn(|_: ()| async {
+///     tokio::time::sleep(Duration::from_secs(5)).await;
+///     Ok::<_, std::io::Error>(())
+/// });
+/// let mut svc = DeadlineService::new(slow, Duration::from_secs(1));
+/// let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+/// assert!(matches!(Error::from_boxed(err), Error::DeadlineExceeded(_)));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DeadlineService<S> {
+    inner: S,
+    budget: Duration,
+    counter: Counter,
+}
+
+impl<S> DeadlineService<S> {
+    /// Wraps `inner` so each call is given `budget` in total.
+    pub fn new(inner: S, budget: Duration) -> Self {
+        Self::with_counter(inner, budget, timeouts_counter("default", "deadline"))
+    }
+
+    pub(super) fn with_counter(inner: S, budget: Duration, counter: Counter) -> Self {
+        Self {
+            inner,
+            budget,
+            counter,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for DeadlineService<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = DeadlineFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let (lazy, given) = match current_deadline() {
+            // The common case: no outer deadline, and no clock read until one is needed.
+            None => (
+                Lazy::Unanchored {
+                    budget: self.budget,
+                },
+                self.budget,
+            ),
+            Some(outer) => {
+                let now = Instant::now();
+                let deadline = Deadline::after_from(now, self.budget).min_with(Some(outer));
+                // What this call is given: less than our budget under an earlier outer deadline.
+                let given = deadline.instant().saturating_duration_since(now);
+                if given.is_zero() {
+                    return DeadlineFuture::expired(given, self.counter.clone());
+                }
+                (Lazy::Fixed(deadline), given)
+            }
+        };
+        let (future, lazy) = lazy.enter(|| self.inner.call(req));
+        DeadlineFuture::new(future, lazy, given, self.counter.clone())
+    }
+}

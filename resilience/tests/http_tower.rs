@@ -1,0 +1,157 @@
+//! The stack on a tower HTTP client (`ResilienceLayer::for_http`), on a paused clock: the
+//! same classification, `Retry-After` and idempotency rules as the reqwest middleware.
+#![cfg(feature = "http")]
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use http::{Method, Request, Response, StatusCode};
+use resilience::{
+    BoxError,
+    http::{DEADLINE_HEADER, IDEMPOTENCY_KEY, PropagateDeadlineLayer},
+    stack::StackConfig,
+};
+use tokio::time::Instant;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+type Seen = Arc<Mutex<Vec<Request<String>>>>;
+
+/// A fake upstream answering with `statuses` in turn (the last one repeats), recording
+/// every request it receives in `seen`.
+fn upstream(
+    seen: Seen,
+    statuses: &'static [(u16, Option<&'static str>)],
+) -> impl tower::Service<
+    Request<String>,
+    Response = Response<String>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Response<String>, BoxError>> + Send,
+> + Clone
++ Send {
+    let script: Arc<Vec<_>> = Arc::new(statuses.to_vec());
+    service_fn(move |req: Request<String>| {
+        let n = {
+            let mut seen = seen.lock().unwrap();
+            seen.push(req);
+            seen.len() - 1
+        };
+        let (status, retry_after) = script[n.min(script.len() - 1)];
+        async move {
+            let mut res = Response::builder().status(status);
+            if let Some(v) = retry_after {
+                res = res.header("retry-after", v);
+            }
+            Ok::<_, BoxError>(res.body(String::new()).unwrap())
+        }
+    })
+}
+
+fn config(extra: &str) -> StackConfig {
+    toml::from_str(&format!(
+        "{extra}\n[retry]\nmax_attempts = 3\nbackoff = {{ base = \"10ms\", max = \"10s\", jitter = \"none\" }}\n"
+    ))
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_503_and_honours_retry_after_and_sends_the_deadline() {
+    let seen = Seen::default();
+    let upstream = upstream(seen.clone(), &[(503, Some("2")), (503, None), (200, None)]);
+    let client = ServiceBuilder::new()
+        .layer(
+            config("deadline = \"5s\"")
+                .into_layer("up")
+                .unwrap()
+                .for_http(),
+        )
+        .layer(PropagateDeadlineLayer::new())
+        .service(upstream);
+
+    let start = Instant::now();
+    let res = client
+        .oneshot(Request::get("/users/1").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Retry-After 2 s raised the first 10 ms backoff; the second is the plain 20 ms.
+    assert_eq!(start.elapsed(), Duration::from_millis(2_020));
+    let sent: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.headers()[DEADLINE_HEADER].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sent, ["5000", "3000", "2980"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn posts_are_retried_only_with_an_idempotency_key() {
+    let seen = Seen::default();
+    let upstream = upstream(seen.clone(), &[(503, None)]);
+    let client = ServiceBuilder::new()
+        .layer(config("").into_layer("up").unwrap().for_http())
+        .service(upstream);
+
+    let post = |key: Option<&str>| {
+        let mut req = Request::builder().method(Method::POST).uri("/orders");
+        if let Some(key) = key {
+            req = req.header(IDEMPOTENCY_KEY, key);
+        }
+        req.body("{}".to_owned()).unwrap()
+    };
+    let res = client.clone().oneshot(post(None)).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    client.oneshot(post(Some("k-1"))).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen[1..]
+            .iter()
+            .all(|r| r.headers()[IDEMPOTENCY_KEY] == "k-1")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_are_successes_and_never_retried() {
+    let seen = Seen::default();
+    let upstream = upstream(seen.clone(), &[(404, None)]);
+    let layer = config("[circuit_breaker]")
+        .into_layer("up")
+        .unwrap()
+        .for_http();
+    let client = ServiceBuilder::new().layer(layer.clone()).service(upstream);
+    let res = client
+        .oneshot(Request::get("/users/9").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let breaker = layer.circuit_breaker().unwrap().snapshot();
+    assert_eq!((breaker.calls, breaker.failures), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_past_the_deadline_gives_up() {
+    let seen = Seen::default();
+    let upstream = upstream(seen.clone(), &[(429, Some("3")), (200, None)]);
+    let client = ServiceBuilder::new()
+        .layer(
+            config("deadline = \"1s\"")
+                .into_layer("up")
+                .unwrap()
+                .for_http(),
+        )
+        .service(upstream);
+    let start = Instant::now();
+    let res = client
+        .oneshot(Request::get("/").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}

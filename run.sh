@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Starts and stops the system on loopback: user-service, order-service and the dashboard.
+#
+#   ./run.sh up                 build (release), start everything, wait until ready, print URLs
+#   ./run.sh down               stop everything (SIGTERM, then SIGKILL after a grace period)
+#   ./run.sh status             one line per service: pid, readiness
+#   ./run.sh restart NAME       stop NAME (if running) and start it again, wait until ready
+#   ./run.sh start NAME         start NAME if it is not running, wait until ready
+#   ./run.sh stop NAME          stop NAME gracefully
+#   ./run.sh kill NAME          SIGKILL NAME at once (for chaos tests)
+#   NAME is user-service, order-service or dashboard.
+#
+# Environment (all optional; anything else, such as DATABASE_URL, DEGRADED_MODE, RESILIENCE,
+# RESILIENCE_CONFIG, ADMIN_TOKEN, LOG_FORMAT or RUST_LOG, passes through to the services):
+#   RUN_PROFILE=release|debug   which target/ binaries to run (default: release for `up`, and
+#                               for other commands whatever the last `up` used; CI uses debug)
+#   RUN_SKIP_BUILD=1            do not run cargo build first
+#   READY_TIMEOUT=60            seconds to wait for each /health/ready
+#   STOP_TIMEOUT=15             seconds between SIGTERM and SIGKILL
+#   USER_SERVICE_ADDR=127.0.0.1:5001  ORDER_SERVICE_ADDR=127.0.0.1:5002  DASHBOARD_ADDR=127.0.0.1:8080
+# Files: logs in .run/logs/NAME.log, pids in .run/NAME.pid, data in ./data/.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ROOT=$PWD
+RUN_DIR=$ROOT/.run
+LOG_DIR=$RUN_DIR/logs
+# The profile `up` used is remembered, so `restart NAME` later runs the same binaries.
+PROFILE=${RUN_PROFILE:-$(cat "$RUN_DIR/profile" 2>/dev/null || echo release)}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+READY_TIMEOUT=${READY_TIMEOUT:-60}
+STOP_TIMEOUT=${STOP_TIMEOUT:-15}
+SERVICES=(user-service order-service dashboard)
+
+export USER_SERVICE_ADDR=${USER_SERVICE_ADDR:-127.0.0.1:5001}
+export ORDER_SERVICE_ADDR=${ORDER_SERVICE_ADDR:-127.0.0.1:5002}
+export DASHBOARD_ADDR=${DASHBOARD_ADDR:-127.0.0.1:8080}
+export USER_SERVICE_URLS=${USER_SERVICE_URLS:-http://$USER_SERVICE_ADDR}
+export ORDER_SERVICE_URL=${ORDER_SERVICE_URL:-http://$ORDER_SERVICE_ADDR}
+
+case "$PROFILE" in
+  release | debug) ;;
+  *) echo "run.sh: RUN_PROFILE must be release or debug (got $PROFILE)" >&2; exit 2 ;;
+esac
+
+say() { printf 'run.sh: %s\n' "$*"; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+addr_of() {
+  case "$1" in
+    user-service) echo "$USER_SERVICE_ADDR" ;;
+    order-service) echo "$ORDER_SERVICE_ADDR" ;;
+    dashboard) echo "$DASHBOARD_ADDR" ;;
+    *) die "unknown service '$1' (expected one of: ${SERVICES[*]})" ;;
+  esac
+}
+
+bin_of() { echo "$TARGET_DIR/$PROFILE/$1"; }
+pid_file() { echo "$RUN_DIR/$1.pid"; }
+
+# The pid of NAME if it is running (and is the process we started), else nothing.
+running_pid() {
+  local f pid
+  f=$(pid_file "$1")
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f" 2>/dev/null || true)
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  # Guard against a recycled pid: the process must be our binary.
+  if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"; then
+    return 1
+  fi
+  echo "$pid"
+}
+
+# HTTP status of NAME's /health/ready ("000" when it does not answer).
+ready_code() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$(addr_of "$1")/health/ready" 2>/dev/null || true
+}
+
+build() {
+  [ "${RUN_SKIP_BUILD:-0}" = 1 ] && return 0
+  command -v cargo >/dev/null || die "cargo not found (or set RUN_SKIP_BUILD=1 with binaries in $TARGET_DIR/$PROFILE)"
+  local flag=()
+  [ "$PROFILE" = release ] && flag=(--release)
+  say "building ($PROFILE): user-service order-service"
+  cargo build "${flag[@]}" -p user-service -p order-service
+  say "building ($PROFILE): dashboard"
+  if ! cargo build "${flag[@]}" -p dashboard; then
+    say "warning: the dashboard does not build; starting without it"
+  fi
+}
+
+wait_ready() {
+  local name=$1 pid=$2 waited=0 code
+  while :; do
+    code=$(ready_code "$name")
+    [ "$code" = 200 ] && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      say "$name exited during start-up; last log lines:"
+      tail -n 20 "$LOG_DIR/$name.log" >&2 || true
+      rm -f "$(pid_file "$name")"
+      return 1
+    fi
+    if [ "$waited" -ge $((READY_TIMEOUT * 5)) ]; then
+      say "$name not ready after ${READY_TIMEOUT}s (last /health/ready: $code); see $LOG_DIR/$name.log"
+      return 1
+    fi
+    sleep 0.2
+    waited=$((waited + 1))
+  done
+}
+
+start_one() {
+  local name=$1 bin pid
+  addr_of "$name" >/dev/null
+  if pid=$(running_pid "$name"); then
+    say "$name already running (pid $pid)"
+    return 0
+  fi
+  bin=$(bin_of "$name")
+  if [ ! -x "$bin" ]; then
+    if [ "$name" = dashboard ]; then
+      say "warning: $bin not built; dashboard skipped"
+      return 0
+    fi
+    die "$bin not found: run ./run.sh up (RUN_PROFILE=$PROFILE)"
+  fi
+  mkdir -p "$LOG_DIR" "$ROOT/data"
+  printf '\n===== %s start %s =====\n' "$(date -u +%FT%TZ)" "$name" >>"$LOG_DIR/$name.log"
+  # setsid: its own session, so a Ctrl-C in this terminal does not reach it; nohup: survives
+  # the terminal closing. Both exec, so $! is the service's own pid.
+  setsid nohup "$bin" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$(pid_file "$name")"
+  if wait_ready "$name" "$pid"; then
+    say "$name ready (pid $pid) on http://$(addr_of "$name")"
+  else
+    return 1
+  fi
+}
+
+stop_one() {
+  local name=$1 pid waited=0
+  if ! pid=$(running_pid "$name"); then
+    rm -f "$(pid_file "$name")"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$waited" -ge $((STOP_TIMEOUT * 10)) ]; then
+      say "$name did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  rm -f "$(pid_file "$name")"
+  say "$name stopped"
+}
+
+kill_one() {
+  local name=$1 pid
+  addr_of "$name" >/dev/null
+  if pid=$(running_pid "$name"); then
+    kill -KILL "$pid" 2>/dev/null || true
+    # Not our child (an earlier run.sh started it), so poll rather than wait.
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+    say "$name killed (SIGKILL, pid $pid)"
+  else
+    say "$name was not running"
+  fi
+  rm -f "$(pid_file "$name")"
+}
+
+status() {
+  local name pid code
+  for name in "${SERVICES[@]}"; do
+    if pid=$(running_pid "$name"); then
+      code=$(ready_code "$name")
+      if [ "$code" = 200 ]; then
+        printf '%-14s running  pid %-7s ready      http://%s\n' "$name" "$pid" "$(addr_of "$name")"
+      else
+        printf '%-14s running  pid %-7s NOT READY  http://%s (/health/ready: %s)\n' "$name" "$pid" "$(addr_of "$name")" "$code"
+      fi
+    else
+      printf '%-14s stopped\n' "$name"
+    fi
+  done
+}
+
+need_name() {
+  [ -n "${1:-}" ] || die "usage: ./run.sh $2 NAME (NAME: ${SERVICES[*]})"
+  addr_of "$1" >/dev/null
+}
+
+command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
+mkdir -p "$RUN_DIR" "$LOG_DIR"
+
+cmd=${1:-}
+case "$cmd" in
+  up)
+    PROFILE=${RUN_PROFILE:-release}
+    build
+    echo "$PROFILE" >"$RUN_DIR/profile"
+    for name in "${SERVICES[@]}"; do
+      start_one "$name" || { say "start-up failed; stopping what was started"; for n in "${SERVICES[@]}"; do stop_one "$n"; done; exit 1; }
+    done
+    echo
+    echo "  user-service   http://$USER_SERVICE_ADDR   (openapi: /openapi.json, metrics: /metrics)"
+    echo "  order-service  http://$ORDER_SERVICE_ADDR   (resilience: /resilience)"
+    if running_pid dashboard >/dev/null; then
+      echo "  dashboard      http://$DASHBOARD_ADDR"
+    fi
+    echo "  logs: $LOG_DIR/   data: $ROOT/data/   stop: ./run.sh down"
+    ;;
+  down)
+    for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop_one "${SERVICES[$i]}"; done
+    ;;
+  status) status ;;
+  restart)
+    need_name "${2:-}" restart
+    stop_one "$2"
+    start_one "$2"
+    ;;
+  start)
+    need_name "${2:-}" start
+    start_one "$2"
+    ;;
+  stop)
+    need_name "${2:-}" stop
+    stop_one "$2"
+    ;;
+  kill)
+    need_name "${2:-}" kill
+    kill_one "$2"
+    ;;
+  *)
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    if [ -z "$cmd" ]; then exit 2; fi
+    die "unknown command '$cmd'"
+    ;;
+esac
