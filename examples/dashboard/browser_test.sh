@@ -158,4 +158,13 @@ wait_for 30 '.["user-service"].up == "true"' "user-service shown up again, count
 wait_for "$CLOSE_TIMEOUT" "$CIRCUIT == \"closed\"" "user-service circuit shown closed again, counted from the restart" "$restarted"
 sleep 1.5
 screenshot dashboard-3-closed.png
+
+# 6. The page itself must not have logged errors (a failed asset, a script exception).
+errors=$(wd POST /se/log '{"type": "browser"}' 2>/dev/null |
+  jq -c '[.value[]? | select(.level == "SEVERE") | .message]' || echo '[]')
+if [ "$errors" != "[]" ]; then
+  log "FAIL: the page logged errors: $errors"
+  exit 1
+fi
+log "ok: no errors in the browser console"
 log "PASS"

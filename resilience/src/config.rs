@@ -137,7 +137,7 @@ pub(crate) fn check_percent(field: &'static str, value: f64) -> Result<(), Confi
 }
 
 /// Checks that a count or duration is not zero.
-pub(crate) fn check_positive<T: PartialEq + Default>(
+pub(crate) fn check_positive<T: Copy + PartialEq + Default>(
     field: &'static str,
     value: T,
 ) -> Result<(), ConfigError> {

@@ -313,7 +313,7 @@ mod tests {
                 "open",
             ),
             (Box::new(HalfOpenFull::new(name.clone())), "half"),
-            (Box::new(BulkheadFull::new(name.clone(), 4)), "bulkhead"),
+            (Box::new(BulkheadFull::new(name, 4)), "bulkhead"),
             (Box::new(Elapsed::new(Duration::from_millis(5))), "timeout"),
             (
                 Box::new(DeadlineExceeded::new(Duration::from_secs(1))),

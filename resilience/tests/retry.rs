@@ -356,7 +356,7 @@ async fn a_request_that_cannot_be_cloned_is_sent_once() {
 
     // Idempotency as a hook: only even requests may be repeated.
     let dep = Dependency::failing();
-    let layer = fixed(3, Duration::ZERO).with_clone_request(|n: &u32| (n % 2 == 0).then_some(*n));
+    let layer = fixed(3, Duration::ZERO).with_clone_request(|n: &u32| n.is_multiple_of(2).then_some(*n));
     let svc = layer.layer(dep.service());
     let _ = svc.clone().oneshot(1).await;
     assert_eq!(dep.attempts(), 1);

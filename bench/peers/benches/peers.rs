@@ -1,17 +1,12 @@
-//! Per-call overhead of `resilience`'s layers next to its peers, on one bare service.
+//! Criterion over every case of `src/lib.rs`, each with one thread and with two threads that
+//! share one service through clones of it.
 //!
-//! Every case wraps the same `service_fn(|x: u64| async move { Ok(x) })`, drives it by hand
-//! (`poll_ready`, `call`, poll the future) with `Waker::noop()` on the benchmark's own threads,
-//! inside the context of one tokio runtime (time enabled; its single worker only drives the
-//! timer wheel). Futures that return `Pending` (an async mutex held by the other thread, a
-//! timer) are polled again until ready, so nothing parks.
+//! Both variants time the same loop. The figure is per call and per thread: for two threads,
+//! the slower thread's time for its `iters` calls made while the other makes as many, so 2x
+//! the 1-thread figure means the threads serialise completely. Time is wall time;
+//! `PEERS_CLOCK=cpu` uses each thread's CPU time instead (see `Clock`).
 //!
-//! Each case runs with one thread and with two threads that share one service through
-//! clones of it; for two threads the figure is the time per call on each thread (the wall
-//! time of `iters` calls made by each thread at once), so 2x the 1-thread figure means the
-//! threads serialise completely.
-//!
-//! The cases are in `src/lib.rs`; `run.sh` runs this and prints the table (`report.py`).
+//! `run.sh` runs this and prints the table (`report.py`).
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -37,16 +32,52 @@ impl Visit for Bench<'_> {
     }
 }
 
+/// Which clock times a sample: wall time (default), or the thread's CPU time
+/// (`PEERS_CLOCK=cpu`), which leaves out the time the thread was preempted: steadier 1-thread
+/// figures on a machine shared with other work, but two threads that are seldom scheduled at
+/// the same time then hardly contend, so the 2-thread figures need a quiet machine either way.
+#[derive(Clone, Copy, PartialEq)]
+enum Clock {
+    ThreadCpu,
+    Wall,
+}
+
+fn clock() -> Clock {
+    match std::env::var("PEERS_CLOCK").as_deref() {
+        Ok("cpu") => Clock::ThreadCpu,
+        _ => Clock::Wall,
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; this clock id exists on every Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// `iters` calls through `svc`, timed: the one loop both variants measure.
 #[inline(never)]
-fn timed_calls<S: Service<u64>>(svc: &mut S, iters: u64) -> Duration {
+fn timed_calls<S: Service<u64>>(svc: &mut S, iters: u64, clock: Clock) -> Duration {
     let mut cx = Context::from_waker(Waker::noop());
     #[allow(clippy::disallowed_types)]
-    let start = std::time::Instant::now();
+    let wall = std::time::Instant::now();
+    let cpu = if clock == Clock::ThreadCpu {
+        thread_cpu_time()
+    } else {
+        Duration::ZERO
+    };
     for i in 0..iters {
         black_box(drive(svc, &mut cx, black_box(i)).is_ok());
     }
-    start.elapsed()
+    match clock {
+        Clock::ThreadCpu => thread_cpu_time() - cpu,
+        Clock::Wall => wall.elapsed(),
+    }
 }
 
 /// Benchmarks `svc` with one thread and with two threads sharing clones of it; both time
@@ -63,7 +94,7 @@ where
         let mut cx = Context::from_waker(Waker::noop());
         check(&drive(&mut svc, &mut cx, 0), expect, &case);
         g.bench_function(BenchmarkId::new(name, "1t"), |b| {
-            b.iter_custom(|iters| timed_calls(&mut svc, iters))
+            b.iter_custom(|iters| timed_calls(&mut svc, iters, clock()))
         });
     }
     g.bench_function(BenchmarkId::new(name, "2t"), |b| {
@@ -80,7 +111,7 @@ where
                             let mut cx = Context::from_waker(Waker::noop());
                             check(&drive(&mut svc, &mut cx, 0), expect, case);
                             barrier.wait();
-                            timed_calls(&mut svc, iters)
+                            timed_calls(&mut svc, iters, clock())
                         })
                     })
                     .collect();

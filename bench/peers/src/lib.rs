@@ -1,4 +1,5 @@
-//! The cases of the peers benchmark: per-call overhead of `resilience`'s layers next to its peers, on one bare service.
+//! The cases of the peers benchmark: the per-call overhead of `resilience`'s layers next to
+//! `tower-resilience`, `failsafe` and `tower`, on one bare service.
 //!
 //! Every case wraps the same `service_fn(|x: u64| async move { Ok(x) })`, drives it by hand
 //! (`poll_ready`, `call`, poll the future) with `Waker::noop()` on the benchmark's own threads,
@@ -6,15 +7,8 @@
 //! timer wheel). Futures that return `Pending` (an async mutex held by the other thread, a
 //! timer) are polled again until ready, so nothing parks.
 //!
-//! Each case runs with one thread and with two threads that share one service through
-//! clones of it; for two threads the figure is the time per call on each thread (the wall
-//! time of `iters` calls made by each thread at once), so 2x the 1-thread figure means the
-//! threads serialise completely.
-//!
-//! `run.sh` runs the criterion bench (`benches/peers.rs`) and prints the table; `report.py` reads criterion's
-//! estimates.
-
-//! `src/bin/profile.rs` runs one case in a loop, for callgrind.
+//! Users: `benches/peers.rs` (criterion, run by `run.sh`) and `src/bin/profile.rs` (one case
+//! in a loop, for callgrind).
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -2,7 +2,7 @@
 //! process, user-service stopped and restarted under the order flow.
 //!
 //! The stack is configured with short waits (breaker opens after 3 failures in a row, waits
-//! 500 ms; attempts time out after 300 ms) so the whole test takes a few seconds.
+//! 500 ms; attempts time out after 400 ms) so the whole test takes a few seconds.
 
 mod support;
 
@@ -102,7 +102,7 @@ async fn orders_survive_user_service_going_away_and_coming_back() {
     );
 
     // 3. user-service stops: every order is refused with 503 + Retry-After and nothing stored;
-    //    once the breaker is open each answer comes well under the 300 ms attempt timeout.
+    //    once the breaker is open each answer comes well under the 400 ms attempt timeout.
     users.stop().await;
     let mut n = 0;
     loop {
@@ -120,7 +120,7 @@ async fn orders_survive_user_service_going_away_and_coming_back() {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let secs: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=1).contains(&secs), "Retry-After {secs}");
-        assert!(took < Duration::from_millis(100), "answer took {took:?}");
+        assert!(took < Duration::from_millis(150), "answer took {took:?}");
     }
     assert_eq!(store::count(&orders.state.store, None).await.unwrap(), 1);
 
@@ -133,7 +133,7 @@ async fn orders_survive_user_service_going_away_and_coming_back() {
     let (status, _, body, _) = orders.order("back-1", uid).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(
-        back.elapsed() < Duration::from_millis(500 + 400),
+        back.elapsed() < Duration::from_millis(500 + 1000),
         "took {:?}",
         back.elapsed()
     );

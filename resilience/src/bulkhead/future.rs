@@ -8,7 +8,9 @@ use std::{
 
 use pin_project_lite::pin_project;
 
-use super::BulkheadPermit;
+use metrics::Gauge;
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::error::{BoxError, BulkheadFull};
 
 pin_project! {
@@ -20,6 +22,26 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
+        // Counted up in `call`, down when the permit is released.
+        in_use: Option<Gauge>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let KindProj::Called { permit, .. } = this.kind.project() {
+                release(permit, this.in_use);
+            }
+        }
+    }
+}
+
+/// Gives the permit back and counts the call out, once.
+fn release(permit: &mut Option<OwnedSemaphorePermit>, in_use: &mut Option<Gauge>) {
+    if permit.take().is_some()
+        && let Some(gauge) = in_use.take()
+    {
+        gauge.decrement(1.0);
     }
 }
 
@@ -30,7 +52,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<BulkheadPermit>,
+            permit: Option<OwnedSemaphorePermit>,
         },
         Rejected {
             error: Option<BulkheadFull>,
@@ -39,18 +61,20 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn called(future: F, permit: BulkheadPermit) -> Self {
+    pub(super) fn called(future: F, permit: OwnedSemaphorePermit, in_use: Gauge) -> Self {
         Self {
             kind: Kind::Called {
                 future,
                 permit: Some(permit),
             },
+            in_use: Some(in_use),
         }
     }
 
     pub(super) fn rejected(error: BulkheadFull) -> Self {
         Self {
             kind: Kind::Rejected { error: Some(error) },
+            in_use: None,
         }
     }
 }
@@ -63,10 +87,11 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
+        let this = self.project();
+        match this.kind.project() {
             KindProj::Called { future, permit } => {
                 let output = ready!(future.poll(cx));
-                permit.take();
+                release(permit, this.in_use);
                 Poll::Ready(output.map_err(Into::into))
             }
             KindProj::Rejected { error } => {

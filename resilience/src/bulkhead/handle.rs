@@ -93,6 +93,7 @@ pub struct BulkheadSnapshot {
 #[derive(Debug)]
 pub struct BulkheadPermit {
     _permit: OwnedSemaphorePermit,
+    in_use: Gauge,
 }
 
 impl BulkheadPermit {
@@ -101,6 +102,7 @@ impl BulkheadPermit {
         shared.in_use_gauge.increment(1.0);
         Self {
             _permit: permit,
+            in_use: shared.in_use_gauge.clone(),
         }
     }
 }
@@ -108,7 +110,7 @@ impl BulkheadPermit {
 impl Drop for BulkheadPermit {
     #[inline]
     fn drop(&mut self) {
-
+        self.in_use.decrement(1.0);
     }
 }
 
@@ -136,6 +138,13 @@ impl Drop for Waiting {
 }
 
 impl Shared {
+    /// Counts one more call in flight; the returned gauge counts it out again.
+    #[inline]
+    pub(super) fn in_use(&self) -> Gauge {
+        self.in_use_gauge.increment(1.0);
+        self.in_use_gauge.clone()
+    }
+
     #[inline]
     pub(super) fn try_acquire(&self) -> Option<BulkheadPermit> {
         let permit = self.semaphore.clone().try_acquire_owned().ok()?;

@@ -12,9 +12,9 @@
 //! when the response future completes or is dropped. [`BulkheadHandle`] gives snapshots and
 //! permits to code that is not a tower service.
 //!
-//! Metrics (labelled `name`): `resilience_bulkhead_in_use`, `resilience_bulkhead_waiting`
-//! (gauges) and `resilience_bulkhead_rejected_total`; each rejection is a `debug` event with
-//! target `resilience`.
+//! Metrics (labelled `name`): `resilience_bulkhead_in_use` (calls running and handle permits
+//! held), `resilience_bulkhead_waiting` (gauges) and `resilience_bulkhead_rejected_total`;
+//! each rejection is a `debug` event with target `resilience`.
 //!
 //! ```
 //! use std::time::Duration;

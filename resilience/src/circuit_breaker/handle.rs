@@ -151,8 +151,9 @@ impl Shared {
 ///
 /// Permits and response futures hold an `Arc` to this rather than to `Shared`, so the
 /// reference count they bump on every call lives on a cache line of their own clone's, not
-/// one that every thread writes; the name is copied for the same reason (rejection errors
-/// clone it).
+/// one that every thread writes (hence the alignment: two clones' counts must not share a
+/// line either); the name is copied for the same reason (rejection errors clone it).
+#[repr(align(128))]
 pub(crate) struct Local {
     pub(crate) shared: Arc<Shared>,
     name: Arc<str>,

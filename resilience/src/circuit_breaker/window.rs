@@ -46,6 +46,10 @@ pub(crate) struct Counts {
 
 /// One of the two windows.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per breaker; the size is the deliberate cache-line padding of the count window"
+)]
 pub(crate) enum Window {
     Count(CountWindow),
     Time(TimeWindow),
@@ -93,10 +97,16 @@ const FIELD20: u64 = (1 << 20) - 1;
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     size: u64,
-    /// Written by every call: on lines of its own, away from the read-mostly state word.
-    head: Padded<AtomicU64>,
-    agg: AtomicU64,
+    /// Written by recording calls: on lines of their own, away from the read-mostly state
+    /// word and from `size` and `slots`.
+    counters: Padded<Counters>,
     slots: Box<[AtomicU32]>,
+}
+
+#[derive(Debug)]
+struct Counters {
+    head: AtomicU64,
+    agg: AtomicU64,
 }
 
 impl CountWindow {
@@ -107,8 +117,10 @@ impl CountWindow {
         );
         Self {
             size: u64::from(size),
-            head: Padded(AtomicU64::new(0)),
-            agg: AtomicU64::new(0),
+            counters: Padded(Counters {
+                head: AtomicU64::new(0),
+                agg: AtomicU64::new(0),
+            }),
             slots: (0..size).map(|_| AtomicU32::new(0)).collect(),
         }
     }
@@ -117,14 +129,14 @@ impl CountWindow {
         let tag = (gen_ & GEN_MASK) << 40;
         // Head first: once it carries the new tag, older writers stop claiming slots.
         // (Swaps, not stores: read-modify-writes order themselves against racing CASes.)
-        self.head.swap(tag, AcqRel);
-        self.agg.swap(tag, AcqRel);
+        self.counters.head.swap(tag, AcqRel);
+        self.counters.agg.swap(tag, AcqRel);
     }
 
     fn counts(&self, gen_: u64) -> Counts {
         let gen_ = gen_ & GEN_MASK;
-        let head = self.head.load(Acquire);
-        let agg = self.agg.load(Acquire);
+        let head = self.counters.head.load(Acquire);
+        let agg = self.counters.agg.load(Acquire);
         if head >> 40 != gen_ || agg >> 40 != gen_ {
             return Counts::default();
         }
@@ -143,7 +155,7 @@ impl CountWindow {
         let gen_ = gen_ & GEN_MASK;
         // 1. Claim a slot of the ring (fails if the window moved to a newer generation).
         // The head keeps the next index itself, not a running count, so no division.
-        let mut head = self.head.load(Relaxed);
+        let mut head = self.counters.head.load(Relaxed);
         let (index, full) = loop {
             if head >> 40 != gen_ {
                 return None;
@@ -155,10 +167,12 @@ impl CountWindow {
             } else {
                 (head & HEAD_FULL) | (index + 1)
             };
-            match self
-                .head
-                .compare_exchange_weak(head, (gen_ << 40) | next, AcqRel, Relaxed)
-            {
+            match self.counters.head.compare_exchange_weak(
+                head,
+                (gen_ << 40) | next,
+                AcqRel,
+                Relaxed,
+            ) {
                 Ok(_) => break (index, full),
                 Err(actual) => head = actual,
             }
@@ -194,7 +208,7 @@ impl CountWindow {
         };
 
         // 3. Apply the difference to the packed counters.
-        let mut agg = self.agg.load(Acquire);
+        let mut agg = self.counters.agg.load(Acquire);
         let Some(old_bits) = evicted else {
             if agg >> 40 != gen_ {
                 return None;
@@ -214,7 +228,11 @@ impl CountWindow {
             let failures = ((agg >> 20) & FIELD20).saturating_add_signed(d_fail) & FIELD20;
             let slow = (agg & FIELD20).saturating_add_signed(d_slow) & FIELD20;
             let next = (gen_ << 40) | (failures << 20) | slow;
-            match self.agg.compare_exchange_weak(agg, next, AcqRel, Acquire) {
+            match self
+                .counters
+                .agg
+                .compare_exchange_weak(agg, next, AcqRel, Acquire)
+            {
                 Ok(_) => {
                     // A success that evicted a failure only lowered the rates.
                     let rising = bits != 0 || ramping;

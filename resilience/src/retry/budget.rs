@@ -89,7 +89,7 @@ impl RetryBudget {
             0 => {}
             1 => inner.tps.deposit(),
             batch => {
-                if (inner.pending.fetch_add(1, Ordering::Relaxed) + 1) % batch == 0 {
+                if (inner.pending.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(batch) {
                     inner.tps.deposit();
                 }
             }

@@ -96,13 +96,13 @@ async fn bind_retrying(addr: SocketAddr) -> TcpListener {
     panic!("cannot bind {addr}");
 }
 
-/// A stack with short waits so the tests take seconds: 1 s deadline, 300 ms attempts, one
+/// A stack with short waits so the tests take seconds: 1 s deadline, 400 ms attempts, one
 /// retry, a breaker that opens after 3 failures in a row and waits 500 ms.
 pub fn fast_stack() -> StackConfig {
     toml::from_str(
         r#"
         deadline = "1s"
-        attempt_timeout = "300ms"
+        attempt_timeout = "400ms"
         [bulkhead]
         max_concurrent = 32
         max_wait = "100ms"
