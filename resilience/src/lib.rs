@@ -84,3 +84,8 @@ pub mod http;
 pub use classify::{Classify, ErrorsAreFailures, Outcome};
 pub use config::ConfigError;
 pub use error::{BoxError, Error};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
