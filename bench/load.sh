@@ -8,15 +8,18 @@
 #
 # Environment (all optional):
 #   LOAD_DURATION=10s     length of each wrk run
-#   LOAD_THREADS=2        wrk threads;  LOAD_CONNECTIONS=8  connections (throughput runs)
+#   LOAD_THREADS=2        wrk threads
+#   LOAD_CONNECTIONS=8    connections for GET, and for the extra 8-writer POST run
+#   LOAD_POST_CONNECTIONS=2  connections for POST and the user-service-down runs: two
+#                         writers keep SQLite's lock queue out of the figures, and two
+#                         clients on two cores keep CPU queueing out of the fail-fast p99
 #   LOAD_REPS=2           stack on/off runs are interleaved this many times (on, off, on, off)
 #   LOAD_USERS=20         users created up front (orders pick among them)
 #   LOAD_SLOW_MS=50       X-Simulate-Latency of the "slow" scenario
 #   LOAD_USER_ADDR=127.0.0.1:5101  LOAD_ORDER_ADDR=127.0.0.1:5102  LOAD_DASHBOARD_ADDR=127.0.0.1:5180
 #                         ports of this run (not the defaults, so a system started with
-#                         `./run.sh up` on 5001/5002 is not disturbed... as long as no other
-#                         run.sh instance is managing services at the same time: pid files
-#                         live in .run/)
+#                         `./run.sh up` on 5001/5002 is not disturbed; pid files and logs go
+#                         to .run/load/ where run.sh honours RUN_DIR, else to .run/)
 #   RUN_SKIP_BUILD=1      do not build first
 #   LOAD_PROFILE=release  which binaries (debug only to try the script: figures are meaningless)
 # Data goes to data/load/ (removed at the start): the load never touches data/*.db.
@@ -31,6 +34,7 @@ MD=$OUT_DIR/results.md
 DURATION=${LOAD_DURATION:-10s}
 THREADS=${LOAD_THREADS:-2}
 CONNS=${LOAD_CONNECTIONS:-8}
+PCONNS=${LOAD_POST_CONNECTIONS:-2}
 REPS=${LOAD_REPS:-2}
 NUSERS=${LOAD_USERS:-20}
 SLOW_MS=${LOAD_SLOW_MS:-50}
@@ -43,6 +47,9 @@ export ORDER_SERVICE_URL=http://$ORDER_SERVICE_ADDR
 export USER_SERVICE_DATABASE_URL=sqlite://data/load/users.db
 export ORDER_SERVICE_DATABASE_URL=sqlite://data/load/orders.db
 export RUST_LOG=${RUST_LOG:-warn}
+# Its own pid and log directory, where run.sh honours RUN_DIR, so another system started with
+# `./run.sh up` is neither seen nor stopped by this run.
+export RUN_DIR=${LOAD_RUN_DIR:-$ROOT/.run/load}
 ORDERS=http://$ORDER_SERVICE_ADDR
 USERS=http://$USER_SERVICE_ADDR
 
@@ -62,7 +69,7 @@ fi
 
 cleanup() {
   local pid
-  pid=$(cat .run/user-service.pid 2>/dev/null || true)
+  pid=$(cat "$RUN_DIR/user-service.pid" 2>/dev/null || cat .run/user-service.pid 2>/dev/null || true)
   [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null || true
   ./run.sh down >/dev/null 2>&1 || true
 }
@@ -99,18 +106,26 @@ say "fixtures: ${#user_ids[@]} users, order $ORDER_ID"
 export LOAD_LUA_DIR=$LUA_DIR LOAD_USER_IDS=$USER_IDS LOAD_ORDER_ID=$ORDER_ID LOAD_PRODUCT_ID=sku-42 \
   LOAD_SLOW_MS=$SLOW_MS
 
-# run CASE STACK SCRIPT THREADS CONNECTIONS [wrk args...]: one wrk run, one JSON line.
+# run CASE STACK SCRIPT THREADS CONNECTIONS [wrk args...]: one wrk run, one JSON line with
+# wrk's figures and, under "server", the quantiles of order-service's own latency histogram
+# for the route over the same run (see load/server_quantiles.py for why both).
 run() {
-  local case=$1 stack=$2 script=$3 t=$4 c=$5 path=/
+  local case=$1 stack=$2 script=$3 t=$4 c=$5 method=POST route=/orders
   shift 5
-  local out
+  [ "$script" = get_order.lua ] && method=GET route=/orders/{id}
+  local tmp out result server
+  tmp=$(mktemp -d)
+  curl -sf "$ORDERS/metrics" >"$tmp/before" || true
   out=$(LOAD_RUN_ID="$RUN_ID-$case-$stack-$RANDOM" wrk -t"$t" -c"$c" -d"$DURATION" --latency "$@" \
-    -s "$LUA_DIR/$script" "$ORDERS$path" 2>&1) || { say "wrk failed: $out"; return 1; }
-  local result
+    -s "$LUA_DIR/$script" "$ORDERS/" 2>&1) || { say "wrk failed: $out"; rm -rf "$tmp"; return 1; }
+  curl -sf "$ORDERS/metrics" >"$tmp/after" || true
+  server=$(python3 "$LUA_DIR/server_quantiles.py" "$tmp/before" "$tmp/after" "$method" "$route")
+  rm -rf "$tmp"
   result=$(sed -n 's/^RESULT //p' <<<"$out")
   [ -n "$result" ] || { say "no RESULT from wrk: $out"; return 1; }
   jq -c --arg case "$case" --arg stack "$stack" --arg threads "$t" --arg conns "$c" \
-    '{case: $case, stack: $stack, threads: ($threads|tonumber), connections: ($conns|tonumber)} + .' \
+    --argjson server "$server" \
+    '{case: $case, stack: $stack, threads: ($threads|tonumber), connections: ($conns|tonumber)} + . + {server: $server}' \
     <<<"$result" | tee -a "$JSONL" >&2
 }
 
@@ -125,7 +140,9 @@ for rep in $(seq 1 "$REPS"); do
     say "rep $rep, stack $stack: GET /orders/{id}"
     run get_order "$stack" get_order.lua "$THREADS" "$CONNS"
     say "rep $rep, stack $stack: POST /orders"
-    run post_orders "$stack" post_orders.lua "$THREADS" "$CONNS"
+    run post_orders "$stack" post_orders.lua "$THREADS" "$PCONNS"
+    say "rep $rep, stack $stack: POST /orders, $CONNS connections"
+    run post_orders_many "$stack" post_orders.lua "$THREADS" "$CONNS"
   done
 done
 
@@ -149,12 +166,12 @@ for stack in on off; do
     say "breaker state before the run: $state"
   fi
   say "user-service killed, stack $stack: POST /orders"
-  LOAD_COUNT_STATUS=1 run user_down "$stack" post_orders.lua "$THREADS" "$CONNS"
+  LOAD_COUNT_STATUS=1 run user_down "$stack" post_orders.lua "$THREADS" "$PCONNS"
 done
 
 # --- 4. user-service frozen (SIGSTOP: connections open, nothing answers), stack on and off
 ./run.sh start user-service >&2
-upid=$(cat .run/user-service.pid)
+upid=$(cat "$RUN_DIR/user-service.pid" 2>/dev/null || cat .run/user-service.pid)
 for stack in on off; do
   restart_orders "$stack"
   kill -STOP "$upid"
@@ -168,7 +185,7 @@ for stack in on off; do
     say "breaker state before the run: $state"
   fi
   say "user-service frozen, stack $stack: POST /orders"
-  LOAD_COUNT_STATUS=1 run user_frozen "$stack" post_orders.lua "$THREADS" "$CONNS" --timeout 1s
+  LOAD_COUNT_STATUS=1 run user_frozen "$stack" post_orders.lua "$THREADS" "$PCONNS" --timeout 1s
   kill -CONT "$upid"
 done
 
@@ -177,5 +194,5 @@ trap - EXIT
 
 python3 "$LUA_DIR/report.py" "$JSONL" --md "$MD" \
   --machine "$(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
-  --settings "wrk -t$THREADS -c$CONNS -d$DURATION (scenarios: -c$THREADS), $REPS interleaved reps, $PROFILE build"
+  --settings "wrk -t$THREADS -d$DURATION; GET -c$CONNS, POST and user-service down -c$PCONNS, scenarios -c$THREADS; $REPS interleaved reps; $PROFILE build"
 say "written: $MD, $JSONL"

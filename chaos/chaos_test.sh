@@ -13,10 +13,16 @@
 #   CHAOS_SCENARIOS space-separated subset of: user-kill order-kill user-slow user-flap.
 #   ADMIN_TOKEN     fault-injection token; generated and exported to run.sh when unset.
 #   RUN_PROFILE     passed through to run.sh (debug|release).
-# Scenarios, one per time slot after a baseline: user-service killed and restarted; order-service
-# killed mid-burst (SIGUSR1 makes the load generator fire a burst first) and restarted; user-service slowed past order-service's attempt timeout
-# (PUT /admin/faults); user-service flapping (killed and restarted several times).
-# Loopback only. Exit: 0 all invariants hold, 1 an invariant failed, 2 the run itself failed.
+#   USER_SERVICE_ADDR, ORDER_SERVICE_ADDR  as for run.sh (loopback defaults).
+# Scenarios, one per time slot after a baseline, each fault at a random moment for a random
+# while: user-service killed (SIGKILL) and restarted; order-service killed mid-burst (SIGUSR1
+# makes the load generator fire a burst first) and restarted; user-service slowed past
+# order-service's attempt timeout (PUT /admin/faults); user-service flapping (killed and
+# restarted several times).
+# Output in $CHAOS_OUT: summary.json (every figure), events.log (what the script did, epoch ms),
+# attempts.csv (every attempt), loadgen.out (the table), run.log (run.sh output).
+# Loopback only. Exit: 0 all invariants hold, 1 an invariant failed or the system did not heal,
+# 2 the run itself failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -111,7 +117,7 @@ fi
 # 2. Load in the background, bounded by time and count.
 log "load: ${DURATION}s at ${RATE} orders/s, seed $SEED; events in $EVENTS"
 "$LOADGEN" --user-url "$USER_URL" --order-url "$ORDER_URL" --duration "$DURATION" \
-  --rate "$RATE" --seed "$SEED" --events "$EVENTS" --json "$SUMMARY" \
+  --rate "$RATE" --seed "$SEED" --events "$EVENTS" --json "$SUMMARY" --attempts-csv "$OUT/attempts.csv" \
   >"$OUT/loadgen.out" 2>"$OUT/loadgen.err" &
 loadgen_pid=$!
 

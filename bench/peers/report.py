@@ -26,6 +26,7 @@ LABELS = {
 IMPL_ORDER = [
     "service_fn",
     "ours",
+    "ours_prometheus",
     "ours_deadline",
     "tower_resilience",
     "failsafe",
@@ -107,7 +108,7 @@ def targets(results):
         r = ratio(("stack", "ours", threads), ("stack", "tower_resilience", threads))
         out.append((f"stack <= 0.3x tower-resilience's ({threads})", r, None if r is None else r <= 0.3))
     for group in GROUPS[1:]:
-        for impl in ("ours", "ours_deadline"):
+        for impl in ("ours", "ours_prometheus", "ours_deadline"):
             r = ratio((group, impl, "2t"), (group, impl, "1t"))
             if r is not None:
                 out.append((f"{group}/{impl}: 2 threads at most double 1 thread", r, r <= 2.0))

@@ -89,6 +89,21 @@ where
     })
 }
 
+/// The shape of `resilience::error::CircuitOpen` (whose constructor is the crate's own).
+#[derive(Debug)]
+struct LikeCircuitOpen(
+    #[allow(dead_code)] std::sync::Arc<str>,
+    #[allow(dead_code)] Duration,
+);
+
+impl std::fmt::Display for LikeCircuitOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("open")
+    }
+}
+
+impl std::error::Error for LikeCircuitOpen {}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("breaker");
     group.measurement_time(Duration::from_secs(3));
@@ -105,6 +120,22 @@ fn bench(c: &mut Criterion) {
     let mut svc = open();
     group.bench_function("open/1 thread", |b| {
         b.iter(|| call_once(&mut svc, black_box(1)))
+    });
+
+    // What the open path cannot avoid: one exact clock read (to admit the first call after
+    // the wait as a probe, and to say how long is left) and the boxed error. tokio's clock
+    // with `test-util` (a dev-dependency, so on here) first checks whether any runtime ever
+    // paused time: one atomic load, so the two clock rows should match.
+    group.bench_function("ref: tokio Instant::now", |b| {
+        b.iter(tokio::time::Instant::now)
+    });
+    group.bench_function("ref: std Instant::now", |b| b.iter(Instant::now));
+    let name: std::sync::Arc<str> = "bench".into();
+    group.bench_function("ref: boxed error like CircuitOpen", |b| {
+        b.iter(|| {
+            let e: resilience::BoxError = Box::new(LikeCircuitOpen(name.clone(), Duration::ZERO));
+            black_box(e)
+        })
     });
 
     let svc = bare();

@@ -40,6 +40,17 @@ where
     }
 }
 
+/// The size of `svc`'s response future, in bytes: it is built and moved through every layer
+/// on each call, so it is part of the cost.
+fn future_size<S: Service<u64>>(svc: &mut S) -> usize {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let fut = svc.call(1);
+    let size = std::mem::size_of_val(&fut);
+    let _ = pin!(fut).poll(&mut cx);
+    size
+}
+
 fn full() -> StackConfig {
     StackConfig {
         bulkhead: Some(BulkheadConfig {
@@ -109,6 +120,10 @@ fn stack(c: &mut Criterion) {
     for (name, config) in variants {
         let layer = config.into_layer("bench").unwrap();
         let mut svc = layer.layer(bare);
+        eprintln!(
+            "stack/{name}: response future {} bytes",
+            future_size(&mut svc)
+        );
         group.bench_function(name, |b| b.iter(|| call_once(&mut svc, black_box(1))));
     }
     group.finish();

@@ -74,12 +74,12 @@ pub mod classify;
 pub mod config;
 pub mod error;
 pub mod fault;
-pub mod retry;
-pub mod stack;
-pub mod timeout;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+pub mod retry;
+pub mod stack;
+pub mod timeout;
 
 pub use classify::{Classify, ErrorsAreFailures, Outcome};
 pub use config::ConfigError;

@@ -155,3 +155,21 @@ async fn a_retry_after_past_the_deadline_gives_up() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_past_the_backoff_cap_gives_up_without_a_deadline() {
+    let seen = Seen::default();
+    // 3600 s is above the backoff's `max` (10 s): give up, as the reqwest middleware does.
+    let upstream = upstream(seen.clone(), &[(503, Some("3600")), (200, None)]);
+    let client = ServiceBuilder::new()
+        .layer(config("").into_layer("up").unwrap().for_http())
+        .service(upstream);
+    let start = Instant::now();
+    let res = client
+        .oneshot(Request::get("/").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}

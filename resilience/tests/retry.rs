@@ -9,7 +9,7 @@ use std::{
 use resilience::{
     BoxError, Error, Outcome,
     bulkhead::{BulkheadConfig, BulkheadLayer},
-    retry::{BackoffConfig, BudgetConfig, Jitter, RetryConfig, RetryLayer},
+    retry::{BackoffConfig, BudgetConfig, GIVE_UP, Jitter, RetryConfig, RetryLayer},
     timeout::DeadlineLayer,
 };
 use tokio::time::Instant;
@@ -356,7 +356,8 @@ async fn a_request_that_cannot_be_cloned_is_sent_once() {
 
     // Idempotency as a hook: only even requests may be repeated.
     let dep = Dependency::failing();
-    let layer = fixed(3, Duration::ZERO).with_clone_request(|n: &u32| n.is_multiple_of(2).then_some(*n));
+    let layer =
+        fixed(3, Duration::ZERO).with_clone_request(|n: &u32| n.is_multiple_of(2).then_some(*n));
     let svc = layer.layer(dep.service());
     let _ = svc.clone().oneshot(1).await;
     assert_eq!(dep.attempts(), 1);
@@ -399,6 +400,30 @@ async fn retry_after_raises_the_delay_and_can_end_the_retries() {
     let start = Instant::now();
     assert_eq!(svc.ready().await.unwrap().call(()).await.unwrap(), 503);
     assert_eq!((dep.attempts(), start.elapsed()), (1, Duration::ZERO));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_give_up_hint_ends_the_retries_without_a_deadline() {
+    // 429 asks for more than the hook will wait: it says GIVE_UP instead of a cut-down wait.
+    let hint = |r: Result<&u16, &BoxError>| match r {
+        Ok(429) => Some(GIVE_UP),
+        Ok(503) => Some(Duration::from_millis(300)),
+        _ => None,
+    };
+    let classify = |r: Result<&u16, &BoxError>| match r {
+        Ok(200) => Outcome::Success,
+        _ => Outcome::Failure,
+    };
+    let dep = Dependency::new(vec![Ok(503), Ok(429), Ok(200)]);
+    let layer = fixed(5, Duration::from_millis(100))
+        .with_classifier(classify)
+        .with_retry_after(hint);
+    let start = Instant::now();
+    assert_eq!(layer.layer(dep.service()).oneshot(()).await.unwrap(), 429);
+    // The 503's hint was waited; the 429 came back at once, not retried.
+    assert_eq!(dep.attempts(), 2);
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+    assert_eq!(layer.handle().snapshot().retries_total, 1);
 }
 
 #[tokio::test(start_paused = true)]

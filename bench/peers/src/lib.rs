@@ -336,6 +336,13 @@ pub fn cases(rt: &Runtime, v: &mut impl Visit) {
     // Circuit breaker, closed (count window of 100), every call a success.
     #[cfg(feature = "ours")]
     v.case("breaker_closed", "ours", Expect::Ok, ours::breaker_closed());
+    #[cfg(feature = "ours")]
+    v.case(
+        "breaker_closed",
+        "ours_prometheus",
+        Expect::Ok,
+        ours::with_prometheus(ours::breaker_closed),
+    );
     v.case(
         "breaker_closed",
         "tower_resilience",
@@ -410,5 +417,12 @@ pub fn cases(rt: &Runtime, v: &mut impl Visit) {
     // The composed stack, success path.
     #[cfg(feature = "ours")]
     v.case("stack", "ours", Expect::Ok, ours::stack());
+    #[cfg(feature = "ours")]
+    v.case(
+        "stack",
+        "ours_prometheus",
+        Expect::Ok,
+        ours::with_prometheus(ours::stack),
+    );
     v.case("stack", "tower_resilience", Expect::Ok, peer::tr_stack());
 }

@@ -84,3 +84,14 @@ pub fn stack() -> impl Service<u64> + Clone + Send {
     let layer = config.into_layer("bench").expect("stack");
     ServiceBuilder::new().layer(layer).service(bare())
 }
+
+/// Builds a case with the services' Prometheus recorder in place, so the metric handles the
+/// layers register are live counters (as in order-service) instead of no-ops: the benchmark
+/// installs no global recorder, and without one every `increment` is free.
+pub fn with_prometheus<T>(build: impl FnOnce() -> T) -> T {
+    use std::sync::OnceLock;
+    static RECORDER: OnceLock<metrics_exporter_prometheus::PrometheusRecorder> = OnceLock::new();
+    let recorder = RECORDER
+        .get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
+    metrics::with_local_recorder(recorder, build)
+}

@@ -35,6 +35,8 @@ pub struct Args {
     pub progress: u64,
     /// Orders placed at once on each SIGUSR1 (`--burst`).
     pub burst: usize,
+    /// Where to write every attempt as CSV (`--attempts-csv`), for auditing the figures.
+    pub attempts_csv: Option<String>,
 }
 
 impl Default for Args {
@@ -55,6 +57,7 @@ impl Default for Args {
             json: None,
             progress: 10,
             burst: 50,
+            attempts_csv: None,
         }
     }
 }
@@ -79,6 +82,7 @@ Options (defaults in brackets):
   --json PATH          write the JSON summary there (else to stdout)
   --progress SECS      progress line interval on stderr, 0 = off [10]
   --burst N            orders placed at once on each SIGUSR1 [50]
+  --attempts-csv PATH  write every attempt there (seq,start_ms,latency_ms,result,detail,heal)
 Only loopback addresses are accepted. Exit: 0 ok, 1 invariant violated, 2 could not run.";
 
 impl Args {
@@ -124,6 +128,7 @@ impl Args {
                 "--json" => a.json = Some(value),
                 "--progress" => a.progress = num(&value)? as u64,
                 "--burst" => a.burst = num(&value)? as usize,
+                "--attempts-csv" => a.attempts_csv = Some(value),
                 other => return Err(format!("unknown option {other}\n\n{USAGE}")),
             }
         }

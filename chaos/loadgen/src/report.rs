@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::args::Args;
 use crate::check::{self, Verdict};
 use crate::figures::{self, FailureSpeed, Scenario, Window};
-use crate::model::{AttemptResult, BreakerObservation, ChaosEvent};
+use crate::model::{Attempt, AttemptResult, BreakerObservation, ChaosEvent};
 use crate::run::RunOutput;
 
 /// Attempt counts by result (load phase only).
@@ -185,6 +185,25 @@ fn ratio(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
 }
 
+/// Every attempt as CSV: `seq,start_ms,latency_ms,result,detail,heal`, in start order.
+pub fn attempts_csv(attempts: &[Attempt]) -> String {
+    let mut out = String::from("seq,start_ms,latency_ms,result,detail,heal\n");
+    for a in attempts {
+        let (result, detail) = match &a.result {
+            AttemptResult::Ok { id, status } => ("ok", format!("{status} id={id}")),
+            AttemptResult::Failed { status } => ("failed", status.to_string()),
+            AttemptResult::Refused => ("refused", String::new()),
+            AttemptResult::Unknown { why } => ("unknown", why.clone()),
+        };
+        let _ = writeln!(
+            out,
+            "{},{},{:.1},{result},{detail},{}",
+            a.seq, a.start_ms, a.latency_ms, a.heal
+        );
+    }
+    out
+}
+
 /// The figures table.
 pub fn table(s: &Summary) -> String {
     let mut t = String::new();
@@ -359,7 +378,7 @@ pub fn table(s: &Summary) -> String {
 mod tests {
     use super::*;
     use crate::check::StoredOrder;
-    use crate::model::{Attempt, OrderKey};
+    use crate::model::OrderKey;
 
     #[test]
     fn summary_and_table_from_a_small_run() {
@@ -430,5 +449,12 @@ mod tests {
         let s = summarize(&Args::default(), &unhealed, Vec::new());
         assert!(s.invariants.passed() && !s.passed);
         assert!(super::table(&s).contains("HEAL FAILED"));
+        let csv = attempts_csv(&unhealed.attempts);
+        assert_eq!(
+            csv,
+            "seq,start_ms,latency_ms,result,detail,heal\n\
+             0,1000,5.0,ok,201 id=a,false\n\
+             1,6000,5.0,failed,503,false\n"
+        );
     }
 }

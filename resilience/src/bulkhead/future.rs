@@ -61,6 +61,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(super) fn called(future: F, permit: OwnedSemaphorePermit, in_use: Gauge) -> Self {
         Self {
             kind: Kind::Called {

@@ -168,6 +168,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         if self.reject_next {
             self.reject_next = false;
@@ -177,6 +178,9 @@ where
             .permit
             .take()
             .expect("poll_ready must return Ready before call");
-        ResponseFuture::called(self.inner.call(req), permit, self.shared.in_use())
+        // Everything else first, the inner call last: its (large) future then has fewer
+        // values to wait for before it can be moved into ours.
+        let in_use = self.shared.in_use();
+        ResponseFuture::called(self.inner.call(req), permit, in_use)
     }
 }

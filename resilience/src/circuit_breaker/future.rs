@@ -52,6 +52,7 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
+    #[inline]
     pub(crate) fn called(future: F, permit: CallPermit, classifier: C) -> Self {
         Self {
             kind: Kind::Called {

@@ -147,16 +147,32 @@ impl Shared {
     }
 }
 
-/// A per-clone view of a [`Shared`] breaker.
+/// A per-thread view of a [`Shared`] breaker.
 ///
 /// Permits and response futures hold an `Arc` to this rather than to `Shared`, so the
-/// reference count they bump on every call lives on a cache line of their own clone's, not
-/// one that every thread writes (hence the alignment: two clones' counts must not share a
+/// reference count they bump on every call lives on a cache line that one thread writes, not
+/// one that every thread writes (hence the alignment: two threads' counts must not share a
 /// line either); the name is copied for the same reason (rejection errors clone it).
+///
+/// Clones of a service share their `Local` (cloning must not allocate: tower's `Retry`
+/// clones its inner service on every call), and a service used on another thread than its
+/// `Local`'s makes itself a new one first ([`Local::for_this_thread`]), once per move.
 #[repr(align(128))]
 pub(crate) struct Local {
     pub(crate) shared: Arc<Shared>,
     name: Arc<str>,
+    /// The thread this view was made for ([`thread_token`]).
+    owner: usize,
+}
+
+/// A number unique to the running thread among live threads: the address of a thread-local.
+/// One `lea` on the platforms that matter; no `ThreadId` (an `Arc` behind a lazy TLS slot).
+#[inline]
+fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|token| std::ptr::from_ref(token) as usize)
 }
 
 impl Local {
@@ -164,7 +180,16 @@ impl Local {
         Arc::new(Self {
             name: Arc::from(&*shared.name),
             shared,
+            owner: thread_token(),
         })
+    }
+
+    /// Makes `local` a view owned by the running thread, if it is not one already.
+    #[inline]
+    pub(crate) fn for_this_thread(local: &mut Arc<Self>) {
+        if local.owner != thread_token() {
+            *local = Self::new(local.shared.clone());
+        }
     }
 
     #[inline]
@@ -241,12 +266,36 @@ impl CircuitBreakerHandle {
     }
 
     /// The current state. An open circuit whose wait is over still reads as open until the
-    /// next call moves it to half-open.
+    /// next call moves it to half-open (no timer runs the breaker); the
+    /// [`snapshot`](Self::snapshot) tells the two apart with `retry_after_ms == Some(0)`.
     pub fn state(&self) -> CircuitState {
         self.local.shared.machine.state()
     }
 
     /// What the breaker is doing now, for `/resilience`-style endpoints and dashboards.
+    ///
+    /// An open circuit whose wait has elapsed reports `state: open` with
+    /// `retry_after_ms: Some(0)`: a probe is due and the next call will be admitted as one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+    /// use resilience::Outcome;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config = CircuitBreakerConfig { wait_in_open: Duration::from_secs(5), ..Default::default() };
+    /// let handle = CircuitBreakerLayer::new("db", config).unwrap().handle();
+    /// while handle.state() == CircuitState::Closed {
+    ///     handle.try_acquire().unwrap().record(Outcome::Failure);
+    /// }
+    /// assert_eq!(handle.snapshot().retry_after_ms, Some(5_000));
+    /// tokio::time::advance(Duration::from_secs(5)).await;
+    /// let snapshot = handle.snapshot();
+    /// assert_eq!((snapshot.state, snapshot.retry_after_ms), (CircuitState::Open, Some(0)));
+    /// // The next call is the probe.
+    /// assert_eq!(handle.try_acquire().unwrap().state(), CircuitState::HalfOpen);
+    /// # }
+    /// ```
     pub fn snapshot(&self) -> CircuitSnapshot {
         let shared = &*self.local.shared;
         let view = shared.machine.view(shared.now());

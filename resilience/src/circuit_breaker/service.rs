@@ -113,6 +113,7 @@ where
         // Ask the breaker first (again, if an earlier poll was rejected: the wait may be
         // over), and only poll the inner service once the call is admitted.
         if !matches!(self.decision, Decision::Admit(_)) {
+            Local::for_this_thread(&mut self.local);
             self.decision = match self.local.try_acquire() {
                 Ok(raw) => Decision::Admit(CallPermit::new(self.local.clone(), raw)),
                 Err(rejected) => {
@@ -132,10 +133,13 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         match std::mem::replace(&mut self.decision, Decision::Undecided) {
             Decision::Admit(permit) => {
-                ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
+                // The inner call last, so its future is built in place (see `Bulkhead::call`).
+                let classifier = self.classifier.clone();
+                ResponseFuture::called(self.inner.call(req), permit, classifier)
             }
             Decision::Reject(rejected) => ResponseFuture::rejected(self.local.reject(rejected)),
             Decision::Undecided => panic!("CircuitBreaker::call without a successful poll_ready"),
@@ -147,10 +151,14 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     /// A clone reports to the same breaker but starts undecided: a permit (a half-open probe
     /// slot, perhaps) reserved by this service's `poll_ready` belongs to its next `call`, and
     /// must neither be duplicated nor leak into a clone that may never call.
+    ///
+    /// It shares this service's per-thread view, so cloning does not allocate (tower's
+    /// `Retry` clones on every call); a clone sent to another thread gets its own view on its
+    /// first `poll_ready` there.
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            local: Local::new(self.local.shared.clone()),
+            local: self.local.clone(),
             classifier: self.classifier.clone(),
             decision: Decision::Undecided,
         }

@@ -38,7 +38,11 @@ pub struct CircuitSnapshot {
     pub probes_in_flight: u32,
     /// How long the breaker has been in this state.
     pub time_in_state_ms: u64,
-    /// In Open: how long until a probe is admitted. `None` in every other state.
+    /// In Open: how long until a probe is admitted, rounded up. `None` in every other state.
+    ///
+    /// `Some(0)` means the wait is over and a probe is due: the breaker moves to half-open
+    /// only when the next call arrives (no timer runs it), so until then `state` still says
+    /// `open`. Read it as "open, probing on the next call".
     pub retry_after_ms: Option<u64>,
     /// Calls rejected since the breaker was built.
     pub rejected_total: u64,

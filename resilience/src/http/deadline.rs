@@ -23,12 +23,11 @@ use std::{
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use metrics::Counter;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
 use tower::{Layer, Service};
 
 use crate::{
-    error::{BoxError, DeadlineExceeded},
-    timeout::{Deadline, current_deadline},
+    error::BoxError,
+    timeout::{Deadline, Lazy, current_deadline, future::DeadlineFuture},
 };
 
 /// The header carrying the caller's remaining deadline, in whole milliseconds.
@@ -84,7 +83,7 @@ pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
 /// it and pass it on), and stops the handler when it passes.
 ///
 /// When the deadline passes the handler's future is dropped (its work is cancelled at its next
-/// `.await`) and the call fails with [`DeadlineExceeded`]; put a
+/// `.await`) and the call fails with [`DeadlineExceeded`](crate::error::DeadlineExceeded); put a
 /// [`ProblemLayer`](super::ProblemLayer) outside to answer `504`. A request that arrives
 /// with `0` ms left is refused without calling the handler. Requests without the header run
 /// unbounded, or bounded by [`with_max`](Self::with_max) when set, which also caps what a
@@ -220,42 +219,42 @@ where
         };
         let Some(given) = asked else {
             return AcceptDeadlineFuture {
-                inner: Some(self.inner.call(req)),
-                sleep: None,
-                deadline: None,
-                given: Duration::ZERO,
-                counter: None,
+                kind: Kind::Unbounded {
+                    inner: self.inner.call(req),
+                },
             };
         };
         let deadline = Deadline::after(given).min_with(current_deadline());
+        let counter = self.counter.clone();
         let inner = if deadline.is_expired() {
-            None
+            DeadlineFuture::expired(given, counter)
         } else {
-            Some(deadline.sync_scope(|| self.inner.call(req)))
+            let (future, lazy) = Lazy::Fixed(deadline).enter(|| self.inner.call(req));
+            DeadlineFuture::new(future, lazy, given, counter)
         };
         AcceptDeadlineFuture {
-            inner,
-            sleep: None,
-            deadline: Some(deadline),
-            given,
-            counter: Some(self.counter.clone()),
+            kind: Kind::Bounded { inner },
         }
     }
 }
 
 pin_project! {
-    /// Future for [`AcceptDeadline`].
+    /// Future for [`AcceptDeadline`]: the handler's future, bounded by the caller's deadline
+    /// (the [`DeadlineService`](crate::timeout::DeadlineService)'s future) when there is one.
     #[derive(Debug)]
     pub struct AcceptDeadlineFuture<F> {
-        // `None` once the deadline passed (or had passed at `call`).
         #[pin]
-        inner: Option<F>,
-        // Armed on the first `Pending`, so fast handlers never touch the timer.
-        #[pin]
-        sleep: Option<Sleep>,
-        deadline: Option<Deadline>,
-        given: Duration,
-        counter: Option<Counter>,
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<F> {
+        // No deadline asked for and no maximum: the handler runs unbounded.
+        Unbounded { #[pin] inner: F },
+        Bounded { #[pin] inner: DeadlineFuture<F> },
     }
 }
 
@@ -266,32 +265,12 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let Some(deadline) = *this.deadline else {
-            let inner = this.inner.as_pin_mut().expect("polled after completion");
-            return inner.poll(cx).map_err(Into::into);
-        };
-        if let Some(inner) = this.inner.as_mut().as_pin_mut() {
-            if let Poll::Ready(out) = deadline.sync_scope(|| inner.poll(cx)) {
-                return Poll::Ready(out.map_err(Into::into));
-            }
-            if this.sleep.is_none() {
-                this.sleep
-                    .set(Some(tokio::time::sleep_until(deadline.instant())));
-            }
-            let sleep = this.sleep.as_pin_mut().expect("armed above");
-            if sleep.poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            // The caller has given up: stop the handler's work now.
-            this.inner.set(None);
+        match self.project().kind.project() {
+            KindProj::Unbounded { inner } => inner.poll(cx).map_err(Into::into),
+            KindProj::Bounded { inner } => inner.poll(cx),
         }
-        if let Some(counter) = this.counter.take() {
-            counter.increment(1);
-        }
-        tracing::debug!(target: "resilience", budget = ?this.given, "caller's deadline exceeded");
-        Poll::Ready(Err(DeadlineExceeded::new(*this.given).into()))
     }
 }
 
@@ -420,6 +399,7 @@ mod tests {
 
     mod server {
         use super::super::*;
+        use crate::error::DeadlineExceeded;
         use std::sync::{
             Arc,
             atomic::{AtomicUsize, Ordering},

@@ -94,7 +94,8 @@ use crate::stack::{ResilienceLayer, SendOnce};
 
 impl ResilienceLayer {
     /// The stack for an HTTP client service (a `tower` client over `http::Request`):
-    /// [`HttpClassifier`] for the breaker and retry, `Retry-After` honoured, and only
+    /// [`HttpClassifier`] for the breaker and retry, `Retry-After` honoured up to the
+    /// backoff's `max` (a longer one gives up, as in [`ResilienceMiddleware`]), and only
     /// [retry-safe](is_retry_safe) requests sent again. Add a [`PropagateDeadlineLayer`]
     /// inside it to send the deadline downstream.
     ///
@@ -105,8 +106,12 @@ impl ResilienceLayer {
     /// # let _ = layer;
     /// ```
     pub fn for_http(self) -> ResilienceLayer<HttpClassifier, HttpRetryAfter, IdempotentRequests> {
+        let cap = self.retry().map(|r| r.config().backoff.max);
+        let retry_after = cap.map_or(HttpRetryAfter::new(), |max| {
+            HttpRetryAfter::new().with_max(max)
+        });
         self.with_classifier(HttpClassifier::new())
-            .with_retry_after(HttpRetryAfter::new())
+            .with_retry_after(retry_after)
             .with_clone_request(IdempotentRequests)
     }
 

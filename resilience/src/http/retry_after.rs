@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, StatusCode, header::RETRY_AFTER};
 
-use crate::retry::RetryAfter;
+use crate::retry::{GIVE_UP, RetryAfter};
 
 /// Reads `Retry-After` from a `429` or `503` response, in either form RFC 9110 allows:
 /// delta-seconds (`120`) or an HTTP-date (`Wed, 21 Oct 2026 07:28:00 GMT`, measured from
@@ -98,9 +98,11 @@ pub fn next_delay(
 /// responses ([`http::Response`] and [`reqwest::Response`]), both forms, garbage ignored.
 ///
 /// Retry then waits at least that long, and gives up at once when that would pass the
-/// deadline. Without a deadline, a value above the cap ([`with_max`](Self::with_max), default
-/// 30 s) is cut to the cap. ([`ResilienceMiddleware`](super::ResilienceMiddleware) goes
-/// further and gives up on a value above its cap; see [`next_delay`].)
+/// deadline or when the value is above the cap ([`with_max`](Self::with_max), default 30 s;
+/// [`ResilienceLayer::for_http`](crate::stack::ResilienceLayer::for_http) uses the backoff's
+/// `max`): the hook answers [`GIVE_UP`](crate::retry::GIVE_UP) then, the same rule as
+/// [`ResilienceMiddleware`](super::ResilienceMiddleware)'s [`next_delay`]. Waiting less than
+/// the upstream asked would only be refused again.
 ///
 /// ```
 /// use std::time::Duration;
@@ -110,6 +112,11 @@ pub fn next_delay(
 /// let res = Response::builder().status(429).header("retry-after", "2").body(()).unwrap();
 /// let hint = RetryAfter::<_, std::io::Error>::retry_after(&HttpRetryAfter::new(), Ok(&res));
 /// assert_eq!(hint, Some(Duration::from_secs(2)));
+///
+/// // Above the cap: give up rather than wait less than asked.
+/// let res = Response::builder().status(503).header("retry-after", "3600").body(()).unwrap();
+/// let hint = RetryAfter::<_, std::io::Error>::retry_after(&HttpRetryAfter::new(), Ok(&res));
+/// assert_eq!(hint, Some(resilience::retry::GIVE_UP));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpRetryAfter {
@@ -123,21 +130,22 @@ impl Default for HttpRetryAfter {
 }
 
 impl HttpRetryAfter {
-    /// Reads `Retry-After`, capped at 30 s.
+    /// Reads `Retry-After`, giving up on values above 30 s.
     pub const fn new() -> Self {
         Self {
             max: Duration::from_secs(30),
         }
     }
 
-    /// Caps the hint at `max`.
+    /// Gives up on hints above `max` instead.
     #[must_use]
     pub const fn with_max(self, max: Duration) -> Self {
         Self { max }
     }
 
     fn hint(&self, status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
-        retry_after(status, headers, SystemTime::now()).map(|d| d.min(self.max))
+        retry_after(status, headers, SystemTime::now())
+            .map(|d| if d > self.max { GIVE_UP } else { d })
     }
 }
 

@@ -7,23 +7,23 @@ use std::{
     time::Duration,
 };
 
-use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-pin_project! {
-    /// The backoff wait [`RetryPolicy`](super::RetryPolicy) hands to tower before a retry; a
-    /// zero delay completes without touching the timer.
-    #[derive(Debug)]
-    pub struct Delay {
-        #[pin]
-        sleep: Option<Sleep>,
-    }
+/// The backoff wait [`RetryPolicy`](super::RetryPolicy) hands to tower before a retry; a
+/// zero delay completes without touching the timer.
+///
+/// The timer is boxed: tower keeps this inside every call's future, and a retry that really
+/// waits can afford one allocation, while the first attempt should not carry a 100-byte
+/// `Sleep` around.
+#[derive(Debug)]
+pub struct Delay {
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Delay {
     pub(super) fn new(delay: Duration) -> Self {
         Self {
-            sleep: (!delay.is_zero()).then(|| tokio::time::sleep(delay)),
+            sleep: (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay))),
         }
     }
 }
@@ -31,9 +31,9 @@ impl Delay {
 impl Future for Delay {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project().sleep.as_pin_mut() {
-            Some(sleep) => sleep.poll(cx),
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.sleep.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx),
             None => Poll::Ready(()),
         }
     }

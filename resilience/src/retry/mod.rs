@@ -64,7 +64,7 @@ pub use self::{
     future::Delay,
     handle::{RetryHandle, RetrySnapshot},
     layer::RetryLayer,
-    policy::{CloneRequest, Cloned, RetryAfter, RetryPolicy},
+    policy::{CloneRequest, Cloned, GIVE_UP, RetryAfter, RetryPolicy},
 };
 /// The service [`RetryLayer`] builds: tower's own, driven by a [`RetryPolicy`].
 pub use tower::retry::Retry;

@@ -26,7 +26,8 @@ use crate::{
 /// - the [`RetryBudget`](super::RetryBudget), if any, allows it;
 /// - the request could be cloned (tower never retries a request it could not clone).
 ///
-/// The delay is the backoff's next value, raised to the [`RetryAfter`] hint when there is one.
+/// The delay is the backoff's next value, raised to the [`RetryAfter`] hint when there is one
+/// (a [`GIVE_UP`] hint ends the retries).
 ///
 /// tower clones the policy for each request, so per-request state (the attempt count, the
 /// backoff sequence) starts fresh in each clone while the counters and budget are shared.
@@ -55,8 +56,10 @@ where
     clone_request: R,
     /// Attempts made for the current request (per-request state).
     attempts: u32,
-    /// This request's delays, made on its first retry (per-request state).
-    backoff: Option<B::Backoff>,
+    /// This request's delays, made (and boxed) on its first retry (per-request state). Boxed
+    /// because tower keeps the policy inside every call's future: a request that needs
+    /// retrying can afford an allocation, every first attempt should not carry the bytes.
+    backoff: Option<Box<B::Backoff>>,
 }
 
 impl RetryPolicy {
@@ -169,12 +172,16 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
         }
         let backoff = self
             .backoff
-            .get_or_insert_with(|| self.make_backoff.make_backoff());
+            .get_or_insert_with(|| Box::new(self.make_backoff.make_backoff()));
         let Some(mut delay) = backoff.next() else {
             self.handle.gave_up(attempts, "backoff ended");
             return None;
         };
         if let Some(hint) = self.retry_after.retry_after(result) {
+            if hint == GIVE_UP {
+                self.handle.gave_up(attempts, "retry-after past its cap");
+                return None;
+            }
             delay = delay.max(hint);
         }
         if let Some(deadline) = current_deadline() {
@@ -257,10 +264,17 @@ fn is_rejection<E: 'static>(err: &E) -> bool {
         || any.is::<error::BulkheadFull>()
 }
 
+/// The [`RetryAfter`] hint that means "give up now": [`Duration::MAX`], a wait no caller
+/// would sit out. Return it for an upstream asking for longer than you are willing to wait
+/// (as [`HttpRetryAfter`](crate::http::HttpRetryAfter) does above its cap): waiting less than
+/// asked would only be refused again.
+pub const GIVE_UP: Duration = Duration::MAX;
+
 /// A hint from a result about how long to wait before the next attempt (HTTP `Retry-After`).
 ///
 /// The hint is a minimum: the delay is the larger of it and the backoff's. A hint that would
-/// start the next attempt after the deadline makes retry give up. `()` never hints; closures
+/// start the next attempt after the deadline makes retry give up, and so does [`GIVE_UP`]
+/// (with or without a deadline). `()` never hints; closures
 /// `Fn(Result<&Res, &E>) -> Option<Duration>` are hooks too.
 ///
 /// ```
@@ -273,6 +287,15 @@ fn is_rejection<E: 'static>(err: &E) -> bool {
 ///     _ => None,
 /// };
 /// assert_eq!(hook.retry_after(Err(&(503, 2))), Some(Duration::from_secs(2)));
+///
+/// // One that gives up when asked to wait more than a minute.
+/// use resilience::retry::GIVE_UP;
+/// let capped = |r: Result<&(), &u64>| match r {
+///     Err(&secs) if secs > 60 => Some(GIVE_UP),
+///     Err(&secs) => Some(Duration::from_secs(secs)),
+///     Ok(()) => None,
+/// };
+/// assert_eq!(capped.retry_after(Err(&3600)), Some(GIVE_UP));
 /// ```
 pub trait RetryAfter<Res, E> {
     /// The minimum wait before retrying after `result`, if it says.

@@ -56,7 +56,7 @@ fn store(lazy: Option<Lazy>) {
 /// poll of the inner future that is not ready. Both happen in the same synchronous stretch as
 /// the `call` itself, which no timer could interrupt anyway.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Lazy {
+pub(crate) enum Lazy {
     /// A fixed instant.
     Fixed(Deadline),
     /// `budget` from the moment it is first needed.
@@ -65,7 +65,7 @@ pub(super) enum Lazy {
 
 impl Lazy {
     /// The deadline, anchoring it now if that has not happened yet.
-    pub(super) fn resolve(&mut self) -> Deadline {
+    pub(crate) fn resolve(&mut self) -> Deadline {
         match *self {
             Lazy::Fixed(deadline) => deadline,
             Lazy::Unanchored { budget } => {
@@ -79,21 +79,38 @@ impl Lazy {
     /// Runs `f` with this deadline in force; returns what `f` returned and the deadline as
     /// `f` left it (anchored if something inside asked for it).
     #[inline]
-    pub(super) fn enter<R>(self, f: impl FnOnce() -> R) -> (R, Lazy) {
-        /// Puts the outer deadline back, even if `f` panics.
-        struct Restore(Option<Lazy>);
-
-        impl Drop for Restore {
-            #[inline]
-            fn drop(&mut self) {
-                store(self.0);
-            }
-        }
-
-        let _restore = Restore(load());
-        store(Some(self));
+    pub(crate) fn enter<R>(self, f: impl FnOnce() -> R) -> (R, Lazy) {
+        let scope = Scope::enter(self);
         let output = f();
-        (output, load().unwrap_or(self))
+        (output, scope.exit(self))
+    }
+}
+
+/// A deadline in force until [`exit`](Self::exit) (or drop, if what runs inside panics),
+/// after which the outer one is back: [`Lazy::enter`] without the closure, for callers that
+/// build a large value inside and want it built in place.
+pub(crate) struct Scope(Option<Lazy>);
+
+impl Scope {
+    #[inline]
+    pub(crate) fn enter(lazy: Lazy) -> Self {
+        let outer = load();
+        store(Some(lazy));
+        Self(outer)
+    }
+
+    /// Ends the scope; returns `entered` as the code inside left it (anchored if something
+    /// asked for it).
+    #[inline]
+    pub(crate) fn exit(self, entered: Lazy) -> Lazy {
+        load().unwrap_or(entered)
+    }
+}
+
+impl Drop for Scope {
+    #[inline]
+    fn drop(&mut self) {
+        store(self.0);
     }
 }
 

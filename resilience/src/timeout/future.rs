@@ -20,15 +20,16 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        // Armed the first time `inner` is not ready, so fast calls never touch the timer.
-        #[pin]
-        sleep: Option<Sleep>,
+        // Armed (and boxed) the first time `inner` is not ready, so fast calls never touch
+        // the timer nor carry its 100-odd bytes through every layer's future.
+        sleep: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
         counter: Counter,
     }
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(super) fn new(inner: F, timeout: Duration, counter: Counter) -> Self {
         Self {
             inner,
@@ -47,15 +48,14 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(output) = this.inner.poll(cx) {
             return Poll::Ready(output.map_err(Into::into));
         }
-        if this.sleep.is_none() {
-            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
-        }
-        let sleep = this.sleep.as_pin_mut().expect("armed above");
-        if sleep.poll(cx).is_pending() {
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(*this.timeout)));
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         this.counter.increment(1);
@@ -72,8 +72,8 @@ pin_project! {
         // `None` when the deadline had already passed at `call`.
         #[pin]
         inner: Option<F>,
-        #[pin]
-        sleep: Option<Sleep>,
+        // Boxed when first needed, as in `ResponseFuture`.
+        sleep: Option<Pin<Box<Sleep>>>,
         deadline: Lazy,
         given: Duration,
         counter: Counter,
@@ -81,7 +81,8 @@ pin_project! {
 }
 
 impl<F> DeadlineFuture<F> {
-    pub(super) fn new(inner: F, deadline: Lazy, given: Duration, counter: Counter) -> Self {
+    #[inline]
+    pub(crate) fn new(inner: F, deadline: Lazy, given: Duration, counter: Counter) -> Self {
         Self {
             inner: Some(inner),
             sleep: None,
@@ -91,7 +92,13 @@ impl<F> DeadlineFuture<F> {
         }
     }
 
-    pub(super) fn expired(given: Duration, counter: Counter) -> Self {
+    /// Replaces the deadline (with the one the inner `call` left, anchored or not).
+    #[inline]
+    pub(super) fn set_deadline(&mut self, deadline: Lazy) {
+        self.deadline = deadline;
+    }
+
+    pub(crate) fn expired(given: Duration, counter: Counter) -> Self {
         Self {
             inner: None,
             sleep: None,
@@ -117,14 +124,12 @@ where
             if let Poll::Ready(output) = output {
                 return Poll::Ready(output.map_err(Into::into));
             }
-            if this.sleep.is_none() {
-                // Not ready: now the clock must run (if nothing inside started it already).
-                let deadline = this.deadline.resolve();
-                this.sleep
-                    .set(Some(tokio::time::sleep_until(deadline.instant())));
-            }
-            let sleep = this.sleep.as_pin_mut().expect("armed above");
-            if sleep.poll(cx).is_pending() {
+            let deadline = &mut *this.deadline;
+            // Not ready: now the clock must run (if nothing inside started it already).
+            let sleep = this.sleep.get_or_insert_with(|| {
+                Box::pin(tokio::time::sleep_until(deadline.resolve().instant()))
+            });
+            if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             // Cancel the work now rather than when the caller drops us.

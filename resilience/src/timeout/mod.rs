@@ -37,6 +37,8 @@ pub mod future;
 mod layer;
 mod service;
 
+#[cfg(feature = "http")]
+pub(crate) use self::deadline::Lazy;
 pub use self::{
     deadline::{Deadline, WithDeadline, current_deadline},
     layer::{AttemptTimeoutLayer, DeadlineLayer},
