@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # Service throughput under load: order-service with the resilience stack on and off, the
 # fail-fast path with user-service down, and weighted scenarios. Bounded in time (about
-# 3 minutes with the defaults), loopback only, stops the services it started.
+# 5 minutes with the defaults, plus the release build), loopback only, stops the services it
+# started.
 #
 #   bench/load.sh                  everything, prints the table, writes bench/load/results.md
 #   LOAD_DURATION=5s bench/load.sh shorter runs
 #
 # Environment (all optional):
-#   LOAD_DURATION=10s     length of each wrk run
+#   LOAD_DURATION=8s      length of each wrk run
 #   LOAD_THREADS=2        wrk threads
 #   LOAD_CONNECTIONS=8    connections for GET, and for the extra 8-writer POST run
 #   LOAD_POST_CONNECTIONS=2  connections for POST and the user-service-down runs: two
 #                         writers keep SQLite's lock queue out of the figures, and two
 #                         clients on two cores keep CPU queueing out of the fail-fast p99
-#   LOAD_REPS=2           stack on/off runs are interleaved this many times (on, off, on, off)
+#   LOAD_REPS=3           stack on/off runs are interleaved this many times (on, off, on, ...);
+#                         the checks compare medians
 #   LOAD_USERS=20         users created up front (orders pick among them)
 #   LOAD_SLOW_MS=50       X-Simulate-Latency of the "slow" scenario
 #   LOAD_USER_ADDR=127.0.0.1:5101  LOAD_ORDER_ADDR=127.0.0.1:5102  LOAD_DASHBOARD_ADDR=127.0.0.1:5180
-#                         ports of this run (not the defaults, so a system started with
-#                         `./run.sh up` on 5001/5002 is not disturbed; pid files and logs go
-#                         to .run/load/ where run.sh honours RUN_DIR, else to .run/)
+#                         ports of this run (not the defaults). Pid files and logs go to
+#                         .run/load/ if run.sh honours RUN_DIR; until it does they share .run/
+#                         with `./run.sh up`, so this refuses to start while `./run.sh status`
+#                         shows services running, and stops its own at the end.
 #   RUN_SKIP_BUILD=1      do not build first
 #   LOAD_PROFILE=release  which binaries (debug only to try the script: figures are meaningless)
-# Data goes to data/load/ (removed at the start): the load never touches data/*.db.
+# Data goes to LOAD_DB_DIR (removed at the start; default /dev/shm/resilience-load, see
+# below): the load never touches data/*.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,11 +35,11 @@ OUT_DIR=$LUA_DIR
 JSONL=$OUT_DIR/results.jsonl
 MD=$OUT_DIR/results.md
 
-DURATION=${LOAD_DURATION:-10s}
+DURATION=${LOAD_DURATION:-8s}
 THREADS=${LOAD_THREADS:-2}
 CONNS=${LOAD_CONNECTIONS:-8}
 PCONNS=${LOAD_POST_CONNECTIONS:-2}
-REPS=${LOAD_REPS:-2}
+REPS=${LOAD_REPS:-3}
 NUSERS=${LOAD_USERS:-20}
 SLOW_MS=${LOAD_SLOW_MS:-50}
 
@@ -44,8 +48,14 @@ export ORDER_SERVICE_ADDR=${LOAD_ORDER_ADDR:-127.0.0.1:5102}
 export DASHBOARD_ADDR=${LOAD_DASHBOARD_ADDR:-127.0.0.1:5180}
 export USER_SERVICE_URLS=http://$USER_SERVICE_ADDR
 export ORDER_SERVICE_URL=http://$ORDER_SERVICE_ADDR
-export USER_SERVICE_DATABASE_URL=sqlite://data/load/users.db
-export ORDER_SERVICE_DATABASE_URL=sqlite://data/load/orders.db
+# SQLite files on tmpfs by default: each order's fsync (synchronous=FULL) on a shared disk
+# varies more than the whole resilience stack costs, and the comparison is about the stack.
+# LOAD_DB_DIR=data/load measures with the disk.
+if [ -z "${LOAD_DB_DIR:-}" ]; then
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then LOAD_DB_DIR=/dev/shm/resilience-load; else LOAD_DB_DIR=data/load; fi
+fi
+export USER_SERVICE_DATABASE_URL=sqlite://$LOAD_DB_DIR/users.db
+export ORDER_SERVICE_DATABASE_URL=sqlite://$LOAD_DB_DIR/orders.db
 export RUST_LOG=${RUST_LOG:-warn}
 # Its own pid and log directory, where run.sh honours RUN_DIR, so another system started with
 # `./run.sh up` is neither seen nor stopped by this run.
@@ -75,7 +85,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rm -rf data/load && mkdir -p data/load
+rm -rf "$LOAD_DB_DIR" && mkdir -p "$LOAD_DB_DIR"
 : >"$JSONL"
 RUN_ID=$(date +%s%N)
 
@@ -194,5 +204,5 @@ trap - EXIT
 
 python3 "$LUA_DIR/report.py" "$JSONL" --md "$MD" \
   --machine "$(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
-  --settings "wrk -t$THREADS -d$DURATION; GET -c$CONNS, POST and user-service down -c$PCONNS, scenarios -c$THREADS; $REPS interleaved reps; $PROFILE build"
+  --settings "wrk -t$THREADS -d$DURATION; SQLite in $LOAD_DB_DIR; GET -c$CONNS, POST and user-service down -c$PCONNS, scenarios -c$THREADS; $REPS interleaved reps; $PROFILE build"
 say "written: $MD, $JSONL"

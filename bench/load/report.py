@@ -73,22 +73,22 @@ def server(r, key):
     return (r.get("server") or {}).get(key)
 
 
-def mean(rows, case, stack, key):
+def median(rows, case, stack, key):
     vals = [r[key] if key in r else server(r, key.removeprefix("server_")) for r in rows
             if r["case"] == case and r["stack"] == stack]
     vals = [v for v in vals if v is not None]
-    return statistics.mean(vals) if vals else None
+    return statistics.median(vals) if vals else None
 
 
 def checks(rows):
     out = []
     for case in ("get_order", "post_orders", "post_orders_many"):
-        on, off = mean(rows, case, "on", "rps"), mean(rows, case, "off", "rps")
+        on, off = median(rows, case, "on", "rps"), median(rows, case, "off", "rps")
         if on and off:
             out.append((f"{CASES[case]}: throughput with the stack >= 0.9x without",
                         f"{on / off:.2f}x ({on:.0f} vs {off:.0f} req/s)", on / off >= 0.9))
-        s_on, s_off = mean(rows, case, "on", "server_p99_ms"), mean(rows, case, "off", "server_p99_ms")
-        w_on, w_off = mean(rows, case, "on", "p99_ms"), mean(rows, case, "off", "p99_ms")
+        s_on, s_off = median(rows, case, "on", "server_p99_ms"), median(rows, case, "off", "server_p99_ms")
+        w_on, w_off = median(rows, case, "on", "p99_ms"), median(rows, case, "off", "p99_ms")
         if s_on and s_off and w_on and w_off:
             out.append((f"{CASES[case]}: p99 with the stack <= 1.2x without (server; wrk)",
                         f"{s_on / s_off:.2f}x ({s_on:.2f} vs {s_off:.2f} ms); wrk {w_on / w_off:.2f}x",

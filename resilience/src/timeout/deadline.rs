@@ -87,8 +87,7 @@ impl Lazy {
 }
 
 /// A deadline in force until [`exit`](Self::exit) (or drop, if what runs inside panics),
-/// after which the outer one is back: [`Lazy::enter`] without the closure, for callers that
-/// build a large value inside and want it built in place.
+/// after which the outer one is back: [`Lazy::enter`] without the closure and the tuple.
 pub(crate) struct Scope(Option<Lazy>);
 
 impl Scope {

@@ -92,12 +92,6 @@ impl<F> DeadlineFuture<F> {
         }
     }
 
-    /// Replaces the deadline (with the one the inner `call` left, anchored or not).
-    #[inline]
-    pub(super) fn set_deadline(&mut self, deadline: Lazy) {
-        self.deadline = deadline;
-    }
-
     pub(crate) fn expired(given: Duration, counter: Counter) -> Self {
         Self {
             inner: None,

@@ -6,6 +6,7 @@
 //! ```
 //!
 //! The case is `group/name` as in the table (`breaker_closed/ours`); 1 thread.
+//! `profile --list` prints every case.
 
 use std::hint::black_box;
 use std::task::{Context, Waker};
@@ -39,15 +40,45 @@ impl Visit for Run {
             std::mem::size_of_val(&fut)
         );
         drop(fut);
-        for i in 0..self.iters {
-            black_box(drive(&mut svc, &mut cx, black_box(i)).is_ok());
-        }
+        measured_loop(&mut svc, self.iters);
+    }
+}
+
+/// The calls being profiled, in a function of their own so callgrind can count only them
+/// (`--toggle-collect=profile::measured_loop*`).
+#[inline(never)]
+fn measured_loop<S: Service<u64>>(svc: &mut S, iters: u64) {
+    let mut cx = Context::from_waker(Waker::noop());
+    for i in 0..iters {
+        black_box(drive(svc, &mut cx, black_box(i)).is_ok());
+    }
+}
+
+/// Collects the ids of every case.
+struct List(Vec<String>);
+
+impl Visit for List {
+    fn case<S>(&mut self, group: &str, name: &str, _expect: Expect, _svc: S)
+    where
+        S: Service<u64> + Clone + Send,
+    {
+        self.0.push(format!("{group}/{name}"));
     }
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let want = args.next().expect("usage: profile GROUP/NAME [ITERATIONS]");
+    let want = args
+        .next()
+        .expect("usage: profile GROUP/NAME [ITERATIONS] | profile --list");
+    if want == "--list" {
+        let rt = runtime();
+        let _guard = rt.enter();
+        let mut list = List(Vec::new());
+        cases(&rt, &mut list);
+        println!("{}", list.0.join("\n"));
+        return;
+    }
     let iters = args
         .next()
         .map_or(100_000, |n| n.parse().expect("iterations"));
