@@ -45,6 +45,15 @@ fn client(mw: &ResilienceMiddleware) -> ClientWithMiddleware {
         .build()
 }
 
+/// GETs `route` on `server` through a client that runs `mw`.
+async fn get(mw: &ResilienceMiddleware, server: &MockServer, route: &str) -> reqwest::Response {
+    client(mw)
+        .get(format!("{}{route}", server.uri()))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn hits(server: &MockServer) -> usize {
     server.received_requests().await.unwrap().len()
 }
@@ -84,11 +93,7 @@ async fn a_503_503_200_sequence_succeeds_on_the_third_attempt() {
     let mw = ResilienceMiddleware::from_config("users", &config("")).unwrap();
 
     let start = Instant::now();
-    let res = client(&mw)
-        .get(format!("{}/users/1", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&mw, &server, "/users/1").await;
     assert_eq!(res.status(), 200);
     assert_eq!(hits(&server).await, 3);
     // Backoff 10 ms then 20 ms, no jitter.
@@ -105,11 +110,7 @@ async fn retry_after_in_seconds_is_a_minimum_delay() {
     let mw = ResilienceMiddleware::from_config("users", &config("")).unwrap();
 
     let start = Instant::now();
-    let res = client(&mw)
-        .get(format!("{}/r", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&mw, &server, "/r").await;
     assert_eq!(res.status(), 200);
     assert_eq!(hits(&server).await, 2);
     // The backoff said 10 ms; the server said 3 s, and wins.
@@ -125,11 +126,7 @@ async fn retry_after_as_an_http_date_is_honoured_on_429() {
     let mw = ResilienceMiddleware::from_config("users", &config("")).unwrap();
 
     let start = Instant::now();
-    let res = client(&mw)
-        .get(format!("{}/d", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&mw, &server, "/d").await;
     assert_eq!(res.status(), 200);
     // An HTTP-date has whole seconds: the wait is between 4 and 5 s from now.
     let waited = start.elapsed();
@@ -147,11 +144,7 @@ async fn garbage_retry_after_is_ignored() {
     let mw = ResilienceMiddleware::from_config("users", &config("")).unwrap();
 
     let start = Instant::now();
-    let res = client(&mw)
-        .get(format!("{}/g", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&mw, &server, "/g").await;
     assert_eq!(res.status(), 200);
     assert_eq!(start.elapsed(), Duration::from_millis(10), "plain backoff");
 }
@@ -167,11 +160,7 @@ async fn a_retry_after_past_the_cap_gives_up_at_once() {
     // Above the cap (the backoff's `max`, 10 s): the 503 comes back after one attempt, at once.
     let mw = ResilienceMiddleware::from_config("users", &config("")).unwrap();
     let start = Instant::now();
-    let res = client(&mw)
-        .get(format!("{}/long", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&mw, &server, "/long").await;
     assert_eq!(res.status(), 503);
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(hits(&server).await, 1);
@@ -190,11 +179,7 @@ async fn a_retry_after_past_the_deadline_gives_up_at_once() {
     // Under the cap but past the 2 s deadline: no point sleeping into a certain failure.
     let mw = ResilienceMiddleware::from_config("users", &config("deadline = \"2s\"")).unwrap();
     let start = Instant::now(); // not paused: real time
-    let res = client(&mw)
-        .get(format!("{}/five", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&mw, &server, "/five").await;
     assert_eq!(res.status(), 503);
     assert!(start.elapsed() < Duration::from_secs(1));
     assert_eq!(hits(&server).await, 1);
@@ -226,11 +211,7 @@ async fn a_post_without_idempotency_key_is_sent_exactly_once() {
         .unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(hits(&server).await, 2);
-    client(&mw)
-        .get(format!("{}/orders", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    get(&mw, &server, "/orders").await;
     assert_eq!(hits(&server).await, 5);
 }
 
@@ -438,11 +419,7 @@ async fn the_deadline_travels_in_a_header_and_an_inherited_one_wins_when_earlier
 
     // Without any deadline, no header.
     let plain = ResilienceMiddleware::from_config("up", &StackConfig::default()).unwrap();
-    self::client(&plain)
-        .get(format!("{}/x", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    self::get(&plain, &server, "/x").await;
     let requests = server.received_requests().await.unwrap();
     assert!(!requests[2].headers.contains_key(DEADLINE_HEADER));
 }
