@@ -59,6 +59,13 @@ fn open() -> impl Service<u64, Response = u64, Future: Send> + Clone + Send {
     layer.layer(bare())
 }
 
+/// Forced open by hand: rejected with no clock read (there is no wait to check).
+fn forced_open() -> impl Service<u64, Response = u64, Future: Send> + Clone + Send {
+    let layer = CircuitBreakerLayer::new("bench", CircuitBreakerConfig::default()).unwrap();
+    layer.handle().force_open();
+    layer.layer(bare())
+}
+
 /// Runs `iters` calls on each of two threads, each with its own clone of `svc`, and returns
 /// the wall time (so the figure is the per-call time while the other thread also calls).
 fn two_threads<S>(svc: &S, iters: u64, expect_ok: bool) -> Duration
@@ -92,7 +99,7 @@ where
 /// The shape of `resilience::error::CircuitOpen` (whose constructor is the crate's own).
 #[derive(Debug)]
 struct LikeCircuitOpen(
-    #[allow(dead_code)] std::sync::Arc<str>,
+    #[allow(dead_code)] &'static str,
     #[allow(dead_code)] Duration,
 );
 
@@ -122,6 +129,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| call_once(&mut svc, black_box(1)))
     });
 
+    let mut svc = forced_open();
+    group.bench_function("forced open/1 thread", |b| {
+        b.iter(|| call_once(&mut svc, black_box(1)))
+    });
+
     // What the open path cannot avoid: one exact clock read (to admit the first call after
     // the wait as a probe, and to say how long is left) and the boxed error. tokio's clock
     // with `test-util` (a dev-dependency, so on here) first checks whether any runtime ever
@@ -130,10 +142,9 @@ fn bench(c: &mut Criterion) {
         b.iter(tokio::time::Instant::now)
     });
     group.bench_function("ref: std Instant::now", |b| b.iter(Instant::now));
-    let name: std::sync::Arc<str> = "bench".into();
     group.bench_function("ref: boxed error like CircuitOpen", |b| {
         b.iter(|| {
-            let e: resilience::BoxError = Box::new(LikeCircuitOpen(name.clone(), Duration::ZERO));
+            let e: resilience::BoxError = Box::new(LikeCircuitOpen("bench", Duration::ZERO));
             black_box(e)
         })
     });
@@ -148,6 +159,10 @@ fn bench(c: &mut Criterion) {
     });
     let svc = open();
     group.bench_function("open/2 threads", |b| {
+        b.iter_custom(|n| two_threads(&svc, n, false))
+    });
+    let svc = forced_open();
+    group.bench_function("forced open/2 threads", |b| {
         b.iter_custom(|n| two_threads(&svc, n, false))
     });
     group.finish();

@@ -22,7 +22,7 @@
 //! # let _ = status_for;
 //! ```
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, time::Duration};
 
 /// The boxed error every failure-adding layer returns, as in tower.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -33,18 +33,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// `503` with `Retry-After` and a client can back off for the right time.
 #[derive(Debug, Clone)]
 pub struct CircuitOpen {
-    name: Arc<str>,
+    name: &'static str,
     retry_after: Duration,
 }
 
 impl CircuitOpen {
-    pub(crate) fn new(name: Arc<str>, retry_after: Duration) -> Self {
+    pub(crate) fn new(name: &'static str, retry_after: Duration) -> Self {
         Self { name, retry_after }
     }
 
     /// The name of the breaker that rejected the call.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name
     }
 
     /// How long until the breaker admits a probe (zero when it is forced open with no end).
@@ -68,17 +68,17 @@ impl std::error::Error for CircuitOpen {}
 /// The circuit is half-open and every probe slot is taken.
 #[derive(Debug, Clone)]
 pub struct HalfOpenFull {
-    name: Arc<str>,
+    name: &'static str,
 }
 
 impl HalfOpenFull {
-    pub(crate) fn new(name: Arc<str>) -> Self {
+    pub(crate) fn new(name: &'static str) -> Self {
         Self { name }
     }
 
     /// The name of the breaker that rejected the call.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name
     }
 }
 
@@ -97,12 +97,12 @@ impl std::error::Error for HalfOpenFull {}
 /// The bulkhead had no free permit within its maximum wait.
 #[derive(Debug, Clone)]
 pub struct BulkheadFull {
-    name: Arc<str>,
+    name: &'static str,
     max_concurrent: usize,
 }
 
 impl BulkheadFull {
-    pub(crate) fn new(name: Arc<str>, max_concurrent: usize) -> Self {
+    pub(crate) fn new(name: &'static str, max_concurrent: usize) -> Self {
         Self {
             name,
             max_concurrent,
@@ -111,7 +111,7 @@ impl BulkheadFull {
 
     /// The name of the bulkhead that rejected the call.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name
     }
 
     /// The bulkhead's limit on concurrent calls.
@@ -306,13 +306,13 @@ mod tests {
 
     #[test]
     fn from_boxed_sorts_each_kind() {
-        let name: Arc<str> = Arc::from("users");
+        let name = "users";
         let cases: Vec<(BoxError, &str)> = vec![
             (
-                Box::new(CircuitOpen::new(name.clone(), Duration::from_secs(3))),
+                Box::new(CircuitOpen::new(name, Duration::from_secs(3))),
                 "open",
             ),
-            (Box::new(HalfOpenFull::new(name.clone())), "half"),
+            (Box::new(HalfOpenFull::new(name)), "half"),
             (Box::new(BulkheadFull::new(name, 4)), "bulkhead"),
             (Box::new(Elapsed::new(Duration::from_millis(5))), "timeout"),
             (
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn rejection_and_timeout_predicates_walk_sources() {
-        let open = CircuitOpen::new(Arc::from("a"), Duration::ZERO);
+        let open = CircuitOpen::new("a", Duration::ZERO);
         assert!(is_rejection(&open));
         assert!(!is_timeout(&open));
         let timeout = Elapsed::new(Duration::ZERO);

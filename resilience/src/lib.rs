@@ -77,8 +77,10 @@ pub mod fault;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod name;
 pub mod retry;
 pub mod stack;
+mod striped;
 pub mod timeout;
 
 pub use classify::{Classify, ErrorsAreFailures, Outcome};

@@ -693,6 +693,47 @@ async fn metrics_follow_the_naming_contract() {
     });
     let gauge = || f64::from_bits(recorder.get("resilience_circuit_state{name=backend}"));
     assert_eq!(gauge(), 0.0);
+    // A transition series exists for each move the breaker can make, and for no other:
+    // by itself closed -> open -> half_open -> closed | open, by hand from any state to
+    // closed (reset), forced_open, disabled and metrics_only.
+    let registered: Vec<String> = {
+        let mut keys: Vec<String> = recorder
+            .0
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("resilience_circuit_transitions_total"))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    let states = [
+        "closed",
+        "open",
+        "half_open",
+        "forced_open",
+        "disabled",
+        "metrics_only",
+    ];
+    let mut possible: Vec<String> = Vec::new();
+    for from in states {
+        for to in states {
+            let automatic = matches!(
+                (from, to),
+                ("closed", "open") | ("open", "half_open") | ("half_open", "open")
+            );
+            let by_hand = matches!(to, "closed" | "forced_open" | "disabled" | "metrics_only");
+            if from != to && (automatic || by_hand) {
+                possible.push(format!(
+                    "resilience_circuit_transitions_total{{from={from},name=backend,to={to}}}"
+                ));
+            }
+        }
+    }
+    possible.sort();
+    assert_eq!(registered.len(), 23);
+    assert_eq!(registered, possible);
     calls(&mut svc, &[Call::Ok, Call::SlowOk(1500), Call::Ignore]).await;
     // 2 failures make 2 of 4 (50 %): open; the next 2 failures and 3 successes are rejected.
     calls(&mut svc, &[Call::Fail; 4]).await;

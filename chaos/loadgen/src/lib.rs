@@ -22,6 +22,5 @@ pub mod args;
 pub mod check;
 pub mod figures;
 pub mod model;
-pub mod prom;
 pub mod report;
 pub mod run;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use prom_text::{self as prom, Accumulator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -16,7 +17,6 @@ use tokio::time::Instant;
 use crate::args::Args;
 use crate::check::StoredOrder;
 use crate::model::{Attempt, AttemptResult, BreakerObservation, OrderKey, epoch_ms};
-use crate::prom::{self, Accumulator};
 
 /// Counters read from the services' `/metrics` during the load, summed across restarts.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -584,11 +584,11 @@ async fn observe(
         {
             counters.samples.0 += 1;
             acc.lookups.sample(prom::sum(
-                &text,
+                &prom::parse(&text),
                 "http_server_request_duration_seconds_count",
-                |l| {
-                    prom::label(l, "method") == Some("GET")
-                        && prom::label(l, "route").is_some_and(|r| r.starts_with("/users/"))
+                |s| {
+                    s.label("method") == Some("GET")
+                        && s.label("route").is_some_and(|r| r.starts_with("/users/"))
                 },
             ));
         }

@@ -23,7 +23,6 @@
 #![deny(missing_docs)]
 
 pub mod poll;
-pub mod prom;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -9,11 +9,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prom_text::{self as prom, Histogram, Sample};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
-
-use crate::prom::{self, Histogram, Sample};
 
 /// The latency histogram every service exports.
 pub const LATENCY_HISTOGRAM: &str = "http_server_request_duration_seconds";

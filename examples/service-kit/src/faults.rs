@@ -73,13 +73,7 @@ async fn layer_error(err: BoxError) -> Problem {
     } else {
         tracing::warn!(error = %err, status = p.status().as_u16(), "request failed in a layer");
     }
-    let mut out = Problem::new(p.status(), "", p.title());
-    out.problem_type = p.kind().to_owned();
-    out.detail = Some(p.detail().to_owned());
-    if let Some(ra) = p.retry_after() {
-        out = out.with_retry_after(ra);
-    }
-    out
+    p.into()
 }
 
 /// `PUT /admin/faults` body: the faults to run with from now on (absent fields are off).

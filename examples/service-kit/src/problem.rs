@@ -5,16 +5,23 @@
 //! client only ever has to parse one error shape. The request id of the current request is
 //! filled in automatically (see [`crate::context`]), which lets an operator find the log lines of
 //! any error a user reports, while no internal detail is ever sent.
+//!
+//! It has the members of the library's [`resilience::http::Problem`] plus those a service adds
+//! (`instance`, `request_id`, the invalid fields, `retry_after` in the body), as public fields
+//! with `Deserialize` and an OpenAPI schema, which the library's type leaves out. What the two
+//! share is the library's code: the media type, the `Retry-After` rounding and the response
+//! ([`render`](resilience::http::Problem::render)), and the layers' rejections convert into
+//! this type ([`From`]), so every problem a service sends goes out the same way.
 
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The media type of every error body.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub use resilience::http::PROBLEM_JSON;
 
 /// One input field that failed validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -96,8 +103,7 @@ impl Problem {
 
     /// Adds a `Retry-After` (rounded up to whole seconds, at least one).
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        self.retry_after = Some(secs.max(1));
+        self.retry_after = Some(resilience::http::Problem::retry_after_secs(after));
         self
     }
 
@@ -209,6 +215,25 @@ impl std::fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
+/// A rejection of the resilience layers (open circuit, full bulkhead, timeout, injected fault)
+/// with its `type`, status, detail and `Retry-After` unchanged.
+impl From<resilience::http::Problem> for Problem {
+    fn from(p: resilience::http::Problem) -> Self {
+        Self {
+            problem_type: p.kind().to_owned(),
+            title: p.title().to_owned(),
+            status: p.status().as_u16(),
+            detail: Some(p.detail().to_owned()),
+            instance: None,
+            request_id: None,
+            errors: Vec::new(),
+            retry_after: p
+                .retry_after()
+                .map(resilience::http::Problem::retry_after_secs),
+        }
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(mut self) -> Response {
         if let Some(ctx) = crate::context::current() {
@@ -219,21 +244,14 @@ impl IntoResponse for Problem {
                 self.instance = Some(ctx.path.to_string());
             }
         }
-        let status = self.status_code();
-        let retry_after = self.retry_after;
-        let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(secs) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        resilience::http::Problem::render(self.status_code(), self.retry_after, &self)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use http::header;
+
     use super::*;
 
     #[test]
@@ -259,5 +277,26 @@ mod tests {
             p.detail.as_deref(),
             Some("email: must contain @; name: must not be empty")
         );
+    }
+
+    #[tokio::test]
+    async fn a_layer_rejection_keeps_its_type_status_and_retry_after() {
+        use tower::{Layer, ServiceExt, service_fn};
+
+        let faults = resilience::fault::FaultHandle::new();
+        faults.set_error_rate(1.0).unwrap();
+        let svc = resilience::fault::FaultLayer::new(faults)
+            .layer(service_fn(|()| async { Ok::<_, resilience::BoxError>(()) }));
+        let err = svc.oneshot(()).await.unwrap_err();
+        let lib = resilience::http::Problem::from_error(&*err);
+        let p = Problem::from(lib.clone());
+        assert_eq!(p.problem_type, "urn:resilience:injected-fault");
+        assert_eq!((p.status, p.title.as_str()), (503, lib.title()));
+        assert_eq!(p.detail.as_deref(), Some(lib.detail()));
+        assert_eq!(p.retry_after, Some(1));
+        let resp = p.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
     }
 }

@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -16,6 +16,7 @@ use super::BulkheadConfig;
 use crate::{
     config::ConfigError,
     error::{BoxError, BulkheadFull},
+    striped::StripedCounter,
 };
 
 /// A cloneable handle on one bulkhead: its name, a [`snapshot`](Self::snapshot), and
@@ -41,11 +42,11 @@ pub struct BulkheadHandle {
 
 #[derive(Debug)]
 pub(super) struct Shared {
-    pub(super) name: Arc<str>,
+    pub(super) name: &'static str,
     pub(super) config: BulkheadConfig,
     pub(super) semaphore: Arc<Semaphore>,
     waiting: AtomicUsize,
-    rejected: AtomicU64,
+    rejected: StripedCounter,
     in_use_gauge: Gauge,
     waiting_gauge: Gauge,
     rejected_counter: Counter,
@@ -153,7 +154,7 @@ impl Shared {
 
     /// Records one rejection and builds the error the caller sees.
     pub(super) fn reject(&self) -> BulkheadFull {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected.add(1);
         self.rejected_counter.increment(1);
         tracing::debug!(
             target: "resilience",
@@ -161,7 +162,7 @@ impl Shared {
             max_concurrent = self.config.max_concurrent,
             "bulkhead full; call rejected"
         );
-        BulkheadFull::new(self.name.clone(), self.config.max_concurrent)
+        BulkheadFull::new(self.name, self.config.max_concurrent)
     }
 }
 
@@ -171,12 +172,12 @@ impl BulkheadHandle {
         config: BulkheadConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let name = name.into();
+        let name = crate::name::intern(&name.into());
         let label = name.to_string();
         let shared = Shared {
             semaphore: Arc::new(Semaphore::new(config.max_concurrent)),
             waiting: AtomicUsize::new(0),
-            rejected: AtomicU64::new(0),
+            rejected: StripedCounter::default(),
             in_use_gauge: metrics::gauge!("resilience_bulkhead_in_use", "name" => label.clone()),
             waiting_gauge: metrics::gauge!("resilience_bulkhead_waiting", "name" => label.clone()),
             rejected_counter: metrics::counter!("resilience_bulkhead_rejected_total", "name" => label),
@@ -190,7 +191,7 @@ impl BulkheadHandle {
 
     /// The bulkhead's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        self.shared.name
     }
 
     /// The configuration it was built with.
@@ -207,7 +208,7 @@ impl BulkheadHandle {
             max_concurrent: max,
             in_use: max.saturating_sub(shared.semaphore.available_permits()),
             waiting: shared.waiting.load(Ordering::Relaxed),
-            rejected_total: shared.rejected.load(Ordering::Relaxed),
+            rejected_total: shared.rejected.sum(),
         }
     }
 

@@ -8,29 +8,30 @@ use tokio::time::Instant;
 use super::config::CircuitBreakerConfig;
 use super::snapshot::CircuitSnapshot;
 use super::state::{CallKind, CircuitState, Hooks, RawPermit, Rejected, StateMachine};
-use super::sync::Padded;
 use crate::classify::Outcome;
 use crate::config::ConfigError;
 use crate::error::{BoxError, CircuitOpen, HalfOpenFull};
+use crate::striped::StripedCounter;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Metrics and events for one named breaker. Every handle is registered once, here; the
 /// hot path only increments.
 pub(crate) struct Observer {
-    name: Arc<str>,
+    name: &'static str,
     state: Gauge,
     calls: [Counter; 5],
     rejected: Counter,
-    /// Indexed `[from][to]` by state code; registered up front so that every handle is
-    /// bound to the recorder installed when the breaker was built.
+    /// Indexed `[from][to]` by state code; registered up front, so that every handle is
+    /// bound to the recorder installed when the breaker was built, and only for the
+    /// transitions that can happen ([`CircuitState::can_become`]).
     transitions: [[Counter; 6]; 6],
-    /// Written by every rejection: kept off the lines every call reads.
-    rejected_total: Padded<AtomicU64>,
+    /// Written by every rejection, from every thread: striped, so threads do not share it.
+    rejected_total: StripedCounter,
     transitions_total: AtomicU64,
 }
 
 impl Observer {
-    fn new(name: Arc<str>) -> Self {
+    fn new(name: &'static str) -> Self {
         let label = name.to_string();
         let calls = CallKind::ALL.map(|kind| {
             metrics::counter!(
@@ -43,7 +44,7 @@ impl Observer {
         state.set(f64::from(CircuitState::Closed.code()));
         let transitions = CircuitState::ALL.map(|from| {
             CircuitState::ALL.map(|to| {
-                if from == to {
+                if !from.can_become(to) {
                     return Counter::noop();
                 }
                 metrics::counter!(
@@ -59,14 +60,14 @@ impl Observer {
             calls,
             transitions,
             rejected: metrics::counter!("resilience_circuit_rejected_total", "name" => label),
-            rejected_total: Padded(AtomicU64::new(0)),
+            rejected_total: StripedCounter::default(),
             transitions_total: AtomicU64::new(0),
             name,
         }
     }
 
     fn on_reject(&self, rejected: Rejected) {
-        self.rejected_total.fetch_add(1, Relaxed);
+        self.rejected_total.add(1);
         self.rejected.increment(1);
         let reason = match rejected {
             Rejected::Open { .. } => "open",
@@ -120,16 +121,17 @@ pub(crate) struct Shared {
     pub(crate) machine: StateMachine<Observer>,
     config: CircuitBreakerConfig,
     origin: Instant,
-    name: Arc<str>,
+    name: &'static str,
 }
 
 impl Shared {
-    pub(crate) fn new(name: Arc<str>, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn new(name: &str, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        let name = crate::name::intern(name);
         let machine = StateMachine::new(
             config.params(),
             config.build_window(),
-            Observer::new(name.clone()),
+            Observer::new(name),
             0,
         );
         Ok(Self {
@@ -152,7 +154,7 @@ impl Shared {
 /// Permits and response futures hold an `Arc` to this rather than to `Shared`, so the
 /// reference count they bump on every call lives on a cache line that one thread writes, not
 /// one that every thread writes (hence the alignment: two threads' counts must not share a
-/// line either); the name is copied for the same reason (rejection errors clone it).
+/// line either).
 ///
 /// Clones of a service share their `Local` (cloning must not allocate: tower's `Retry`
 /// clones its inner service on every call), and a service used on another thread than its
@@ -160,7 +162,6 @@ impl Shared {
 #[repr(align(128))]
 pub(crate) struct Local {
     pub(crate) shared: Arc<Shared>,
-    name: Arc<str>,
     /// The thread this view was made for ([`thread_token`]).
     owner: usize,
 }
@@ -178,7 +179,6 @@ fn thread_token() -> usize {
 impl Local {
     pub(crate) fn new(shared: Arc<Shared>) -> Arc<Self> {
         Arc::new(Self {
-            name: Arc::from(&*shared.name),
             shared,
             owner: thread_token(),
         })
@@ -204,11 +204,11 @@ impl Local {
         self.shared.machine.hooks.on_reject(rejected);
         match rejected {
             Rejected::Open { retry_after } => Box::new(CircuitOpen::new(
-                self.name.clone(),
+                self.shared.name,
                 Duration::from_nanos(retry_after),
             )),
-            Rejected::ForcedOpen => Box::new(CircuitOpen::new(self.name.clone(), Duration::ZERO)),
-            Rejected::HalfOpenFull => Box::new(HalfOpenFull::new(self.name.clone())),
+            Rejected::ForcedOpen => Box::new(CircuitOpen::new(self.shared.name, Duration::ZERO)),
+            Rejected::HalfOpenFull => Box::new(HalfOpenFull::new(self.shared.name)),
         }
     }
 }
@@ -257,7 +257,7 @@ impl CircuitBreakerHandle {
 
     /// The breaker's name, as in its metrics and events.
     pub fn name(&self) -> &str {
-        &self.local.name
+        self.local.shared.name
     }
 
     /// The configuration the breaker was built with.
@@ -301,9 +301,9 @@ impl CircuitBreakerHandle {
         let view = shared.machine.view(shared.now());
         let hooks = &shared.machine.hooks;
         CircuitSnapshot::new(
-            &shared.name,
+            shared.name,
             view,
-            hooks.rejected_total.load(Relaxed),
+            hooks.rejected_total.sum(),
             hooks.transitions_total.load(Relaxed),
         )
     }
@@ -411,7 +411,7 @@ impl Drop for CallPermit {
 impl fmt::Debug for CallPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallPermit")
-            .field("breaker", &&*self.local.name)
+            .field("breaker", &self.local.shared.name)
             .field("state", &self.raw.state)
             .finish()
     }

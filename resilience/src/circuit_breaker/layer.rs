@@ -43,7 +43,7 @@ impl CircuitBreakerLayer {
         config: CircuitBreakerConfig,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
-            shared: Arc::new(Shared::new(name.into(), config)?),
+            shared: Arc::new(Shared::new(&name.into(), config)?),
             classifier: ErrorsAreFailures,
         })
     }

@@ -52,12 +52,17 @@ fn transitions(m: &StateMachine<Transitions>) -> u64 {
     m.hooks.0.load(SeqCst)
 }
 
+/// Makes and records `n` calls at time 0, one after the other (setup, single-threaded).
+fn calls(m: &StateMachine<Transitions>, n: usize, outcome: Outcome) {
+    for _ in 0..n {
+        let p = m.try_acquire(at(0)).unwrap();
+        m.record(p, outcome, at(0));
+    }
+}
+
 /// Trips the breaker (single-threaded setup) and returns when its wait is over.
 fn open(m: &StateMachine<Transitions>) {
-    for _ in 0..2 {
-        let p = m.try_acquire(at(0)).unwrap();
-        m.record(p, Outcome::Failure, at(0));
-    }
+    calls(m, 2, Outcome::Failure);
     assert_eq!(m.state(), CircuitState::Open);
 }
 
@@ -90,10 +95,7 @@ fn loom_two_failures_race_at_the_trip_point() {
     loom::model(|| {
         let m = machine(config(1));
         // Two successes: either failure alone makes 1/3 >= 30 %.
-        for _ in 0..2 {
-            let p = m.try_acquire(at(0)).unwrap();
-            m.record(p, Outcome::Success, at(0));
-        }
+        calls(&m, 2, Outcome::Success);
         let permits = [m.try_acquire(at(0)).unwrap(), m.try_acquire(at(0)).unwrap()];
         let threads: Vec<_> = permits
             .into_iter()
@@ -288,5 +290,40 @@ fn loom_last_probe_races_the_half_open_timeout() {
             CircuitState::Open => assert!(matches!(admitted, Err(Rejected::Open { .. }))),
             other => panic!("unexpected {other:?}"),
         }
+    });
+}
+
+#[test]
+fn loom_failure_races_a_success_that_skips_the_full_window() {
+    loom::model(|| {
+        let m = machine(CircuitBreakerConfig {
+            window: SlidingWindow::Count { size: 2 },
+            failure_rate_threshold: 100.0,
+            ..config(1)
+        });
+        // A full window of successes: a success now skips the ring (reads only).
+        calls(&m, 2, Outcome::Success);
+        let permits = [m.try_acquire(at(0)).unwrap(), m.try_acquire(at(0)).unwrap()];
+        let threads: Vec<_> = permits
+            .into_iter()
+            .zip([Outcome::Failure, Outcome::Success])
+            .map(|(p, outcome)| {
+                let m = m.clone();
+                thread::spawn(move || m.record(p, outcome, at(0)))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let counts = m.counts(0);
+        assert_eq!(
+            (counts.calls, counts.failures),
+            (2, 1),
+            "the failure counts"
+        );
+        assert_eq!(m.state(), CircuitState::Closed, "1 of 2 is under 100 %");
+        // Two more successes push the failure out, whichever way the race went.
+        calls(&m, 2, Outcome::Success);
+        assert_eq!(m.counts(0).failures, 0, "the failure left the window");
     });
 }

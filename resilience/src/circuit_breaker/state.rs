@@ -95,6 +95,21 @@ impl CircuitState {
         matches!(self, CircuitState::Open | CircuitState::ForcedOpen)
     }
 
+    /// Whether the breaker can move from `self` to `to`: by itself (Closed to Open, Open to
+    /// HalfOpen, HalfOpen to Closed or Open) or by hand (to ForcedOpen, Disabled,
+    /// MetricsOnly or Closed, from any other state).
+    pub(crate) fn can_become(self, to: CircuitState) -> bool {
+        use CircuitState::*;
+        self != to
+            && matches!(
+                (self, to),
+                (Closed, Open)
+                    | (Open, HalfOpen)
+                    | (HalfOpen, Open)
+                    | (_, Closed | ForcedOpen | Disabled | MetricsOnly)
+            )
+    }
+
     fn from_code(code: u64) -> CircuitState {
         Self::ALL[(code as usize).min(5)]
     }
@@ -538,6 +553,8 @@ impl<H: Hooks> StateMachine<H> {
     /// Publishes the next generation in state `to`. Caller holds the transition lock.
     fn enter(&self, side: &mut Side, word: u64, to: CircuitState, now: u64) {
         let from = kind(word);
+        // The metrics register a transition counter only for the moves `can_become` allows.
+        debug_assert!(from == to || from.can_become(to), "{from} -> {to}");
         let next_gen = (generation(word) + 1) & GEN_MASK;
         match to {
             CircuitState::Open => {

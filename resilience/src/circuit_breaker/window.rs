@@ -9,10 +9,11 @@
 //! - a result from an older generation can never land in a newer window, however the
 //!   threads interleave: every write is a compare-and-swap that checks the tag.
 //!
-//! The count window keeps exactly the last `size` outcomes in a ring of slots. A call that
-//! changes nothing (a success replacing a success, the steady state of a healthy
-//! dependency) costs one compare-and-swap on the ring's head and one load; only when a slot
-//! changes is the packed failure/slow counter updated.
+//! The count window keeps the last `size` outcomes in a ring of slots. A success that finds
+//! the window full of successes (the steady state of a healthy dependency) changes nothing
+//! and writes nothing: two loads. Otherwise a call costs one compare-and-swap on the ring's
+//! head and one on its slot, and only when a slot changes is the packed failure/slow
+//! counter updated.
 //!
 //! The time window keeps per-bucket counts; a bucket is recycled lazily by the first call
 //! that lands in it after it went stale, so old buckets are forgotten without a timer.
@@ -153,9 +154,21 @@ impl CountWindow {
 
     fn record(&self, gen_: u64, bits: u8) -> Option<Counts> {
         let gen_ = gen_ & GEN_MASK;
+        let mut head = self.counters.head.load(Relaxed);
+        // 0. A success that lands in a full window of successes changes nothing: it would
+        // only replace a success with a success. Skipping the ring then keeps the healthy
+        // path read-only (two loads of a line only failures write), so threads calling one
+        // healthy dependency do not contend. A failure recorded concurrently, whose slot is
+        // written but whose count is not yet, stays in the window for the skipped calls
+        // (a few calls longer, never shorter), and is counted either way.
+        if bits == 0 && head >> 40 == gen_ && head & HEAD_FULL != 0 {
+            let agg = self.counters.agg.load(Acquire);
+            if agg >> 40 == gen_ && agg & ((FIELD20 << 20) | FIELD20) == 0 {
+                return None;
+            }
+        }
         // 1. Claim a slot of the ring (fails if the window moved to a newer generation).
         // The head keeps the next index itself, not a running count, so no division.
-        let mut head = self.counters.head.load(Relaxed);
         let (index, full) = loop {
             if head >> 40 != gen_ {
                 return None;
@@ -411,6 +424,31 @@ mod tests {
             "full of successes: nothing to check"
         );
         assert!(w.record(0, FAILED).is_some());
+    }
+
+    #[test]
+    fn a_success_in_a_full_window_of_successes_writes_nothing() {
+        let w = CountWindow::new(3);
+        for _ in 0..3 {
+            w.record(0, 0);
+        }
+        let head = w.counters.head.load(Relaxed);
+        assert_eq!(w.record(0, 0), None);
+        assert_eq!(w.counters.head.load(Relaxed), head, "the ring did not move");
+        // A failure after any number of skipped successes is still kept for exactly the
+        // next `size - 1` calls, and evicted by the `size`th.
+        w.record(0, FAILED);
+        for _ in 0..2 {
+            w.record(0, 0);
+            assert_eq!(w.counts(0).failures, 1);
+        }
+        w.record(0, 0);
+        assert_eq!(w.counts(0).failures, 0);
+        // With a slow call in the window, successes take the ring again.
+        w.record(0, SLOW);
+        let head = w.counters.head.load(Relaxed);
+        w.record(0, 0);
+        assert_ne!(w.counters.head.load(Relaxed), head);
     }
 
     #[test]

@@ -256,7 +256,7 @@ pub(crate) fn classify_std_error(err: &(dyn StdError + 'static)) -> HttpFailureC
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{sync::Arc, time::Duration};
+    use std::time::Duration;
 
     fn res(status: u16) -> Response<()> {
         Response::builder().status(status).body(()).unwrap()
@@ -305,10 +305,7 @@ mod tests {
     #[test]
     fn errors_are_failures_but_rejections_are_ignored() {
         let c = HttpClassifier::new();
-        let open: BoxError = Box::new(crate::error::CircuitOpen::new(
-            Arc::from("u"),
-            Duration::from_secs(1),
-        ));
+        let open: BoxError = Box::new(crate::error::CircuitOpen::new("u", Duration::from_secs(1)));
         assert_eq!(
             Classify::<Response<()>, BoxError>::classify(&c, Err(&open)),
             Outcome::Ignored
@@ -328,10 +325,7 @@ mod tests {
             HttpClassifier::classify_any_error(&other),
             HttpFailureClass::Error("boom".into())
         );
-        let mw = reqwest_middleware::Error::middleware(crate::error::BulkheadFull::new(
-            Arc::from("b"),
-            2,
-        ));
+        let mw = reqwest_middleware::Error::middleware(crate::error::BulkheadFull::new("b", 2));
         assert_eq!(
             HttpClassifier::classify_any_error(&mw),
             HttpFailureClass::Rejected

@@ -151,7 +151,7 @@ impl Problem {
     }
 
     fn circuit_open(e: &CircuitOpen) -> Self {
-        let secs = retry_after_secs(e.retry_after());
+        let secs = Self::retry_after_secs(e.retry_after());
         Self {
             retry_after: Some(Duration::from_secs(secs)),
             ..Self::new(
@@ -201,23 +201,74 @@ impl Problem {
     /// and the JSON body. `B` is any body built from a `String` (`axum::body::Body`,
     /// `String`, `Full<Bytes>` ...).
     pub fn into_response<B: From<String>>(self) -> Response<B> {
-        let body = serde_json::to_string(&self).unwrap_or_default();
+        Self::render(self.status, self.retry_after.map(|d| d.as_secs()), &self)
+    }
+
+    /// The response for any problem details `body`, built the way
+    /// [`into_response`](Self::into_response) builds this type's: `status`,
+    /// `Content-Type: application/problem+json`, `Retry-After` when `retry_after_secs` is
+    /// given, and `body` as JSON.
+    ///
+    /// For an application's own problem type, one with members this type leaves out
+    /// (`instance`, extension members such as a request id or the invalid fields), so that
+    /// every problem a server sends goes out the same way.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use resilience::http::Problem;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct OutOfStock {
+    ///     #[serde(rename = "type")]
+    ///     kind: &'static str,
+    ///     title: &'static str,
+    ///     status: u16,
+    ///     sku: String,
+    /// }
+    ///
+    /// let body = OutOfStock {
+    ///     kind: "urn:shop:out-of-stock",
+    ///     title: "Out of stock",
+    ///     status: 409,
+    ///     sku: "A-17".into(),
+    /// };
+    /// let res: http::Response<String> = Problem::render(StatusCode::CONFLICT, Some(30), &body);
+    /// assert_eq!(res.status(), StatusCode::CONFLICT);
+    /// assert_eq!(res.headers()["content-type"], "application/problem+json");
+    /// assert_eq!(res.headers()["retry-after"], "30");
+    /// assert!(res.body().contains(r#""sku":"A-17""#));
+    /// ```
+    pub fn render<B, T>(status: StatusCode, retry_after_secs: Option<u64>, body: &T) -> Response<B>
+    where
+        B: From<String>,
+        T: Serialize + ?Sized,
+    {
+        let body = serde_json::to_string(body).unwrap_or_default();
         let mut res = Response::new(B::from(body));
-        *res.status_mut() = self.status;
+        *res.status_mut() = status;
         let headers = res.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(after) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        if let Some(secs) = retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }
-}
 
-/// Whole seconds for `Retry-After`, rounded up and at least 1: a client told "0" would come
-/// straight back while the circuit is still open.
-fn retry_after_secs(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
+    /// Whole seconds for `Retry-After`, rounded up and at least 1: a client told "0" would
+    /// come straight back while the circuit is still open. Every `Retry-After` this type sends
+    /// is counted this way; pass the result to [`render`](Self::render) to count the same.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resilience::http::Problem;
+    ///
+    /// assert_eq!(Problem::retry_after_secs(Duration::from_millis(1_500)), 2);
+    /// assert_eq!(Problem::retry_after_secs(Duration::ZERO), 1);
+    /// ```
+    pub fn retry_after_secs(after: Duration) -> u64 {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        secs.max(1)
+    }
 }
 
 /// Turns errors from the services inside it into problem+json responses, so the service
@@ -410,7 +461,6 @@ fn to_response<B: From<String>>(err: &(dyn StdError + Send + Sync + 'static)) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn body(problem: Problem) -> (StatusCode, Option<String>, serde_json::Value) {
         let res: Response<String> = problem.into_response();
@@ -428,8 +478,8 @@ mod tests {
 
     #[test]
     fn each_kind_maps_to_its_status() {
-        let name: Arc<str> = Arc::from("users");
-        let open = CircuitOpen::new(name.clone(), Duration::from_millis(2_100));
+        let name = "users";
+        let open = CircuitOpen::new(name, Duration::from_millis(2_100));
         let (status, retry, json) = body(Problem::from_error(&open));
         assert_eq!(status, 503);
         assert_eq!(retry.as_deref(), Some("3"));
@@ -438,10 +488,10 @@ mod tests {
         assert!(json["title"].is_string() && json["detail"].is_string());
 
         // Zero (forced open) still tells the client to wait at least a second.
-        let forced = CircuitOpen::new(name.clone(), Duration::ZERO);
+        let forced = CircuitOpen::new(name, Duration::ZERO);
         assert_eq!(body(Problem::from_error(&forced)).1.as_deref(), Some("1"));
 
-        let full = BulkheadFull::new(name.clone(), 4);
+        let full = BulkheadFull::new(name, 4);
         let (status, retry, _) = body(Problem::from_error(&full));
         assert_eq!((status.as_u16(), retry.as_deref()), (503, Some("1")));
 
@@ -470,15 +520,15 @@ mod tests {
         let boxed: BoxError = Box::new(Elapsed::new(Duration::from_secs(1)));
         let err = crate::Error::from_boxed(boxed);
         assert_eq!(Problem::from_error(&err).status(), 504);
-        let inner = crate::Error::Inner(Box::new(BulkheadFull::new(Arc::from("b"), 1)));
+        let inner = crate::Error::Inner(Box::new(BulkheadFull::new("b", 1)));
         assert_eq!(Problem::from_error(&inner).status(), 503);
     }
 
     #[test]
     fn retry_after_rounds_up() {
-        assert_eq!(retry_after_secs(Duration::ZERO), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(1_000)), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(1_001)), 2);
+        assert_eq!(Problem::retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(Problem::retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(Problem::retry_after_secs(Duration::from_millis(1_000)), 1);
+        assert_eq!(Problem::retry_after_secs(Duration::from_millis(1_001)), 2);
     }
 }

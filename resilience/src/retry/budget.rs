@@ -10,6 +10,7 @@ use tower::retry::budget::{Budget as _, TpsBudget};
 
 use super::BudgetConfig;
 use crate::config::ConfigError;
+use crate::striped::StripedCounter;
 
 /// A retry budget shared by every request of one client: each request deposits, each retry
 /// withdraws, and a retry with nothing to withdraw does not happen.
@@ -20,11 +21,12 @@ use crate::config::ConfigError;
 /// logged. Cloning shares the budget.
 ///
 /// Deposits are credited in batches: every 8th request (or every `1 / retry_ratio`th when a
-/// retry needs more requests than that) deposits the whole batch's share. `TpsBudget` takes a
-/// lock and reads the clock on each deposit, which would otherwise be the largest cost on a
-/// call that succeeds; batching keeps it off seven calls in eight. Credit never exceeds the
-/// requests made, so the bound on retries holds; a batch counts from the request that
-/// completes it. With `retry_ratio` 0 deposits cost nothing at all.
+/// retry needs more requests than that) on a thread deposits the whole batch's share.
+/// `TpsBudget` takes a lock and reads the clock on each deposit, which would otherwise be the
+/// largest cost on a call that succeeds; batching keeps it off seven calls in eight, and
+/// counting each thread's batch apart keeps threads off one shared counter. Credit never
+/// exceeds the requests made, so the bound on retries holds; a batch counts from the request
+/// that completes it. With `retry_ratio` 0 deposits cost nothing at all.
 ///
 /// ```
 /// use std::time::Duration;
@@ -52,7 +54,8 @@ struct Inner {
     tps: TpsBudget,
     /// Requests per deposit into `tps`; 0 when deposits earn nothing.
     batch: u64,
-    pending: AtomicU64,
+    /// Requests so far, per thread: a thread deposits when its count completes a batch.
+    pending: StripedCounter,
     exhausted: AtomicU64,
     exhausted_counter: Counter,
 }
@@ -75,7 +78,7 @@ impl RetryBudget {
                 config,
                 tps,
                 batch,
-                pending: AtomicU64::new(0),
+                pending: StripedCounter::default(),
                 exhausted: AtomicU64::new(0),
             }),
         })
@@ -89,7 +92,7 @@ impl RetryBudget {
             0 => {}
             1 => inner.tps.deposit(),
             batch => {
-                if (inner.pending.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(batch) {
+                if inner.pending.add(1).is_multiple_of(batch) {
                     inner.tps.deposit();
                 }
             }

@@ -1,18 +1,13 @@
 //! The counters and budget every clone of one retry shares.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use metrics::{Counter, Histogram};
 use serde::{Deserialize, Serialize};
 
 use super::{Backoff, RetryBudget, RetryConfig};
 use crate::config::ConfigError;
+use crate::striped::StripedCounter;
 
 /// A cloneable handle on one retry's shared parts: its config, its budget and its counters.
 ///
@@ -52,8 +47,9 @@ struct Shared {
     name: Arc<str>,
     config: RetryConfig,
     budget: Option<RetryBudget>,
-    requests: AtomicU64,
-    retries: AtomicU64,
+    /// Added to by every request, from every thread: striped so threads do not share it.
+    requests: StripedCounter,
+    retries: StripedCounter,
     requests_counter: Counter,
     retries_counter: Counter,
     delay_histogram: Histogram,
@@ -104,8 +100,8 @@ impl RetryHandle {
                 name,
                 config,
                 budget,
-                requests: AtomicU64::new(0),
-                retries: AtomicU64::new(0),
+                requests: StripedCounter::default(),
+                retries: StripedCounter::default(),
             }),
         })
     }
@@ -140,7 +136,7 @@ impl RetryHandle {
     #[inline]
     pub fn record_request(&self) {
         let shared = &self.shared;
-        shared.requests.fetch_add(1, Ordering::Relaxed);
+        shared.requests.add(1);
         shared.requests_counter.increment(1);
         if let Some(budget) = &shared.budget {
             budget.deposit();
@@ -159,7 +155,7 @@ impl RetryHandle {
     /// Counts one retry about to be sent as attempt number `attempt` after `delay`.
     pub fn record_retry(&self, attempt: u32, delay: Duration) {
         let shared = &self.shared;
-        shared.retries.fetch_add(1, Ordering::Relaxed);
+        shared.retries.add(1);
         shared.retries_counter.increment(1);
         shared.delay_histogram.record(delay.as_secs_f64());
         tracing::debug!(target: "resilience", name = %shared.name, attempt, delay = ?delay, "retrying");
@@ -175,8 +171,8 @@ impl RetryHandle {
         let shared = &self.shared;
         RetrySnapshot {
             name: shared.name.to_string(),
-            requests_total: shared.requests.load(Ordering::Relaxed),
-            retries_total: shared.retries.load(Ordering::Relaxed),
+            requests_total: shared.requests.sum(),
+            retries_total: shared.retries.sum(),
             budget_exhausted_total: shared
                 .budget
                 .as_ref()

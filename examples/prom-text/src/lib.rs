@@ -1,9 +1,22 @@
 //! Just enough of the Prometheus text format to read the services' `/metrics`.
 //!
-//! The dashboard needs request counts and one latency histogram, so it parses
-//! samples (name, labels, value) and aggregates histograms across label sets.
-//! Quantiles follow Prometheus' `histogram_quantile`: linear interpolation inside
-//! the bucket that holds the rank, so a p99 is only as precise as the buckets are.
+//! The dashboard and the chaos load generator both read what the services' `metrics` module
+//! writes: [`parse`] turns the text into samples (name, labels, value), [`sum`] adds up the
+//! series of one name that a filter keeps, [`Histogram`] aggregates a histogram across label
+//! sets, and [`Accumulator`] follows one counter across process restarts. Quantiles follow
+//! Prometheus' `histogram_quantile`: linear interpolation inside the bucket that holds the
+//! rank, so a p99 is only as precise as the buckets are.
+//!
+//! It needs no dependency, so a tool that only reads metrics does not compile a server.
+//!
+//! ```
+//! let text = "# TYPE requests counter\n\
+//!     requests{route=\"/users/{id}\",status=\"200\"} 7\n\
+//!     requests{route=\"/users/{id}\",status=\"503\"} 2\n";
+//! let samples = prom_text::parse(text);
+//! let errors = prom_text::sum(&samples, "requests", |s| s.label("status") == Some("503"));
+//! assert_eq!(errors, 2.0);
+//! ```
 
 /// One sample line: `name{label="value",...} value [timestamp]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +40,7 @@ impl Sample {
 }
 
 /// Parses the text exposition format; lines it cannot read are skipped, because
-/// one odd line must not blank the whole dashboard.
+/// one odd line must not blank a whole dashboard or stop a load run.
 pub fn parse(text: &str) -> Vec<Sample> {
     text.lines().filter_map(parse_line).collect()
 }
@@ -207,6 +220,25 @@ impl Histogram {
     }
 }
 
+/// A counter summed across process restarts: a drop means the process started
+/// again from zero, so the new value is all new.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Accumulator {
+    last: Option<f64>,
+    /// Increase seen since the first sample.
+    pub total: f64,
+}
+
+impl Accumulator {
+    /// Adds one sample.
+    pub fn sample(&mut self, value: f64) {
+        if let Some(last) = self.last {
+            self.total += if value >= last { value - last } else { value };
+        }
+        self.last = Some(value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +365,44 @@ garbage line without value
             sum: 0.5,
         };
         assert_eq!(restarted.since(&after), restarted);
+    }
+
+    const COUNTERS: &str = "# TYPE x counter\n\
+        http_server_request_duration_seconds_count{method=\"GET\",route=\"/users/{id}\",status=\"200\"} 10\n\
+        http_server_request_duration_seconds_count{method=\"POST\",route=\"/users\",status=\"201\"} 3\n\
+        http_server_request_duration_seconds_count{method=\"GET\",route=\"/metrics\",status=\"200\"} 99\n\
+        http_server_request_duration_seconds_count_extra 5\n\
+        resilience_retry_retries_total{name=\"user-service\"} 4\n\
+        resilience_retry_retries_total{name=\"a \\\"b\\\"\"} 1\n";
+
+    #[test]
+    fn sums_series_that_pass_the_filter() {
+        let samples = parse(COUNTERS);
+        let name = "http_server_request_duration_seconds_count";
+        assert_eq!(sum(&samples, name, |_| true), 112.0);
+        let lookups = sum(&samples, name, |s| {
+            s.label("method") == Some("GET") && s.label("route") == Some("/users/{id}")
+        });
+        assert_eq!(lookups, 10.0);
+        assert_eq!(
+            sum(&samples, "resilience_retry_retries_total", |_| true),
+            5.0
+        );
+        assert_eq!(
+            sum(&samples, "resilience_retry_retries_total", |s| s
+                .label("name")
+                == Some("a \"b\"")),
+            1.0
+        );
+        assert_eq!(sum(&samples, "missing", |_| true), 0.0);
+    }
+
+    #[test]
+    fn accumulator_survives_restarts() {
+        let mut a = Accumulator::default();
+        for v in [100.0, 110.0, 130.0, 5.0, 8.0] {
+            a.sample(v);
+        }
+        assert_eq!(a.total, 30.0 + 5.0 + 3.0);
     }
 }
