@@ -17,13 +17,22 @@
 #   RUN_SKIP_BUILD=1            do not run cargo build first
 #   READY_TIMEOUT=60            seconds to wait for each /health/ready
 #   STOP_TIMEOUT=15             seconds between SIGTERM and SIGKILL
+#   RUN_DIR=.run                pids, logs and the remembered profile (relative to the current
+#                               directory). A second system runs beside the first with its own
+#                               RUN_DIR, its own *_ADDR ports and its own DATABASE_URL; every
+#                               command sees only the services of its RUN_DIR.
 #   USER_SERVICE_ADDR=127.0.0.1:5001  ORDER_SERVICE_ADDR=127.0.0.1:5002  DASHBOARD_ADDR=127.0.0.1:8080
-# Files: logs in .run/logs/NAME.log, pids in .run/NAME.pid, data in ./data/.
+# Files: logs in $RUN_DIR/logs/NAME.log, pids in $RUN_DIR/NAME.pid, data in ./data/.
 set -euo pipefail
+# A relative RUN_DIR is taken from where run.sh was called, before the cd below.
+case "${RUN_DIR:-}" in
+  "" | /*) ;;
+  *) RUN_DIR=$PWD/$RUN_DIR ;;
+esac
 cd "$(dirname "$0")"
 
 ROOT=$PWD
-RUN_DIR=$ROOT/.run
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
 LOG_DIR=$RUN_DIR/logs
 # The profile `up` used is remembered, so `restart NAME` later runs the same binaries.
 PROFILE=${RUN_PROFILE:-$(cat "$RUN_DIR/profile" 2>/dev/null || echo release)}
@@ -236,7 +245,8 @@ case "$cmd" in
     kill_one "$2"
     ;;
   *)
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    # The header comment, up to `set -euo pipefail`.
+    sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'
     if [ -z "$cmd" ]; then exit 2; fi
     die "unknown command '$cmd'"
     ;;

@@ -19,10 +19,13 @@
 #   LOAD_USERS=20         users created up front (orders pick among them)
 #   LOAD_SLOW_MS=50       X-Simulate-Latency of the "slow" scenario
 #   LOAD_USER_ADDR=127.0.0.1:5101  LOAD_ORDER_ADDR=127.0.0.1:5102  LOAD_DASHBOARD_ADDR=127.0.0.1:5180
-#                         ports of this run (not the defaults). Pid files and logs go to
-#                         .run/load/ if run.sh honours RUN_DIR; until it does they share .run/
-#                         with `./run.sh up`, so this refuses to start while `./run.sh status`
-#                         shows services running, and stops its own at the end.
+#                         ports of this run (not the defaults)
+#   LOAD_RUN_DIR=.run/load  run.sh's RUN_DIR for this run (pids and logs; relative to the
+#                         repository root). With its own ports, data and RUN_DIR the run
+#                         neither sees nor stops a system started with `./run.sh up`, and can
+#                         run while one is up (it then shares the cores, so the figures are
+#                         noisier). It refuses to start while services of its own RUN_DIR
+#                         still run (another load run), and stops its own at the end.
 #   RUN_SKIP_BUILD=1      do not build first
 #   LOAD_PROFILE=release  which binaries (debug only to try the script: figures are meaningless)
 # Data goes to LOAD_DB_DIR (removed at the start; default /dev/shm/resilience-load, see
@@ -57,9 +60,11 @@ fi
 export USER_SERVICE_DATABASE_URL=sqlite://$LOAD_DB_DIR/users.db
 export ORDER_SERVICE_DATABASE_URL=sqlite://$LOAD_DB_DIR/orders.db
 export RUST_LOG=${RUST_LOG:-warn}
-# Its own pid and log directory, where run.sh honours RUN_DIR, so another system started with
-# `./run.sh up` is neither seen nor stopped by this run.
-export RUN_DIR=${LOAD_RUN_DIR:-$ROOT/.run/load}
+# Its own pid and log directory, so another system started with `./run.sh up` is neither seen
+# nor stopped by this run.
+RUN_DIR=${LOAD_RUN_DIR:-.run/load}
+case "$RUN_DIR" in /*) ;; *) RUN_DIR=$ROOT/$RUN_DIR ;; esac
+export RUN_DIR
 ORDERS=http://$ORDER_SERVICE_ADDR
 USERS=http://$USER_SERVICE_ADDR
 
@@ -72,14 +77,14 @@ done
 
 say() { printf 'load.sh: %s\n' "$*" >&2; }
 
-if ./run.sh status 2>/dev/null | grep -qi "ready\|running"; then
-  say "run.sh already manages running services (./run.sh status); stop them first (./run.sh down)"
+if ./run.sh status 2>/dev/null | grep -q " running "; then
+  say "services of $RUN_DIR are running (another load run?); stop them first: RUN_DIR=$RUN_DIR ./run.sh down"
   exit 1
 fi
 
 cleanup() {
   local pid
-  pid=$(cat "$RUN_DIR/user-service.pid" 2>/dev/null || cat .run/user-service.pid 2>/dev/null || true)
+  pid=$(cat "$RUN_DIR/user-service.pid" 2>/dev/null || true)
   [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null || true
   ./run.sh down >/dev/null 2>&1 || true
 }
@@ -181,7 +186,7 @@ done
 
 # --- 4. user-service frozen (SIGSTOP: connections open, nothing answers), stack on and off
 ./run.sh start user-service >&2
-upid=$(cat "$RUN_DIR/user-service.pid" 2>/dev/null || cat .run/user-service.pid)
+upid=$(cat "$RUN_DIR/user-service.pid")
 for stack in on off; do
   restart_orders "$stack"
   kill -STOP "$upid"

@@ -3,6 +3,11 @@
 //! The key and the order are written in one transaction, and `orders.idempotency_key` is
 //! itself unique, so whatever happens (a client retrying, two requests racing, the process
 //! killed between statements, a restart) a key names at most one order.
+//!
+//! Every write goes through the store's writer ([`Store::begin_write`], [`Store::writer`]):
+//! on SQLite that is one connection, so concurrent orders take turns instead of polling
+//! SQLite's busy handler for the write lock (which put 85-200 ms into the p99 of
+//! `POST /orders` with 8 writers). Reads use the pool.
 
 use service_kit::store::{Migrations, Store};
 use sqlx::{Row, any::AnyRow};
@@ -169,7 +174,7 @@ pub async fn insert_with_key(
     new: &NewOrder<'_>,
     render: impl Fn(&Order) -> String,
 ) -> Result<Inserted, sqlx::Error> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     // The key row goes first: a second request with the same key stops here, before any
     // order row exists (and on PostgreSQL waits for the first to commit or roll back).
     let claimed = sqlx::query(
@@ -184,6 +189,7 @@ pub async fn insert_with_key(
     .fetch_optional(&mut *tx)
     .await?;
     if claimed.is_none() {
+        // Release the writer before reading the stored answer.
         tx.rollback().await?;
         return match find_key(store, new.idempotency_key).await? {
             Some(s) => Ok(Inserted::KeyTaken(s)),
@@ -281,7 +287,7 @@ pub async fn settle(
     .bind(status.as_str())
     .bind(now_ms)
     .bind(id)
-    .execute(store.pool())
+    .execute(store.writer())
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -298,5 +304,60 @@ pub async fn count(store: &Store, key: Option<&str>) -> Result<i64, sqlx::Error>
             .fetch_one(store.pool())
             .await?
             .try_get(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use service_kit::store::testing;
+
+    use super::*;
+
+    fn new_order(key: &'static str) -> NewOrder<'static> {
+        NewOrder {
+            user_id: 1,
+            product_id: "p",
+            quantity: 1,
+            price: None,
+            status: OrderStatus::Pending,
+            idempotency_key: key,
+            fingerprint: "fp",
+            now_ms: 1,
+        }
+    }
+
+    /// Every write waits for the writer (on SQLite, its one connection): the order with its
+    /// key, the replay of a taken key, and settling.
+    #[tokio::test]
+    async fn every_write_goes_through_the_writer() {
+        for s in testing::all(&MIGRATIONS).await {
+            let w = s.clone();
+            let created = testing::assert_writes_through_writer(&s, async move {
+                insert_with_key(&w, &new_order("k"), |_| "{}".into()).await
+            })
+            .await
+            .unwrap();
+            let Inserted::Created(order, _) = created else {
+                panic!("first insert creates: {created:?}");
+            };
+            let w = s.clone();
+            let replayed = testing::assert_writes_through_writer(&s, async move {
+                insert_with_key(&w, &new_order("k"), |_| "{}".into()).await
+            })
+            .await
+            .unwrap();
+            assert!(
+                matches!(&replayed, Inserted::KeyTaken(st) if st.order_id == order.id),
+                "{replayed:?}"
+            );
+            let w = s.clone();
+            let settled = testing::assert_writes_through_writer(&s, async move {
+                settle(&w, order.id, OrderStatus::Confirmed, 2).await
+            })
+            .await;
+            assert!(settled.unwrap());
+            assert_eq!(count(&s, None).await.unwrap(), 1);
+            s.close().await;
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! Users in the store: one table, the same SQL on SQLite and PostgreSQL.
+//! Users in the store: one table, the same SQL on SQLite and PostgreSQL. Writes go through the
+//! store's writer ([`Store::writer`]: one connection on SQLite, so writers take turns rather
+//! than poll for SQLite's lock), reads through the pool.
 
 use service_kit::store::{Migrations, Store};
 use sqlx::Row;
@@ -47,7 +49,7 @@ pub async fn insert(
     .bind(name.to_owned())
     .bind(email.to_owned())
     .bind(now_ms)
-    .fetch_optional(store.pool())
+    .fetch_optional(store.writer())
     .await?;
     Ok(row.map(|r| User {
         id: r.get::<i64, _>(0),
@@ -97,4 +99,27 @@ pub async fn count(store: &Store) -> Result<i64, sqlx::Error> {
         .fetch_one(store.pool())
         .await?
         .try_get(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use service_kit::store::testing;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn insert_goes_through_the_writer() {
+        for s in testing::all(&MIGRATIONS).await {
+            let w = s.clone();
+            let user = testing::assert_writes_through_writer(&s, async move {
+                insert(&w, "Ada", "ada@example.com", 1).await
+            })
+            .await
+            .unwrap()
+            .expect("a new email");
+            assert_eq!(get(&s, user.id).await.unwrap(), Some(user));
+            assert_eq!(count(&s).await.unwrap(), 1);
+            s.close().await;
+        }
+    }
 }
