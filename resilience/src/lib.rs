@@ -78,9 +78,9 @@ pub mod fault;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod name;
+mod per_thread;
 pub mod retry;
 pub mod stack;
-mod striped;
 pub mod timeout;
 
 pub use classify::{Classify, ErrorsAreFailures, Outcome};

@@ -16,7 +16,7 @@ use super::BulkheadConfig;
 use crate::{
     config::ConfigError,
     error::{BoxError, BulkheadFull},
-    striped::StripedCounter,
+    per_thread::StripedCounter,
 };
 
 /// A cloneable handle on one bulkhead: its name, a [`snapshot`](Self::snapshot), and

@@ -11,7 +11,7 @@ use super::state::{CallKind, CircuitState, Hooks, RawPermit, Rejected, StateMach
 use crate::classify::Outcome;
 use crate::config::ConfigError;
 use crate::error::{BoxError, CircuitOpen, HalfOpenFull};
-use crate::striped::StripedCounter;
+use crate::per_thread::{StripedCounter, ThreadView};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Metrics and events for one named breaker. Every handle is registered once, here; the
@@ -149,49 +149,11 @@ impl Shared {
     }
 }
 
-/// A per-thread view of a [`Shared`] breaker.
-///
-/// Permits and response futures hold an `Arc` to this rather than to `Shared`, so the
-/// reference count they bump on every call lives on a cache line that one thread writes, not
-/// one that every thread writes (hence the alignment: two threads' counts must not share a
-/// line either).
-///
-/// Clones of a service share their `Local` (cloning must not allocate: tower's `Retry`
-/// clones its inner service on every call), and a service used on another thread than its
-/// `Local`'s makes itself a new one first ([`Local::for_this_thread`]), once per move.
-#[repr(align(128))]
-pub(crate) struct Local {
-    pub(crate) shared: Arc<Shared>,
-    /// The thread this view was made for ([`thread_token`]).
-    owner: usize,
-}
-
-/// A number unique to the running thread among live threads: the address of a thread-local.
-/// One `lea` on the platforms that matter; no `ThreadId` (an `Arc` behind a lazy TLS slot).
-#[inline]
-fn thread_token() -> usize {
-    thread_local! {
-        static TOKEN: u8 = const { 0 };
-    }
-    TOKEN.with(|token| std::ptr::from_ref(token) as usize)
-}
+/// A per-thread view of a [`Shared`] breaker: what services, permits and response futures
+/// hold, so the reference count every call takes is not on a line every thread writes.
+pub(crate) type Local = ThreadView<Shared>;
 
 impl Local {
-    pub(crate) fn new(shared: Arc<Shared>) -> Arc<Self> {
-        Arc::new(Self {
-            shared,
-            owner: thread_token(),
-        })
-    }
-
-    /// Makes `local` a view owned by the running thread, if it is not one already.
-    #[inline]
-    pub(crate) fn for_this_thread(local: &mut Arc<Self>) {
-        if local.owner != thread_token() {
-            *local = Self::new(local.shared.clone());
-        }
-    }
-
     #[inline]
     pub(crate) fn try_acquire(&self) -> Result<RawPermit, Rejected> {
         let shared = &*self.shared;

@@ -10,7 +10,7 @@ use tower::retry::budget::{Budget as _, TpsBudget};
 
 use super::BudgetConfig;
 use crate::config::ConfigError;
-use crate::striped::StripedCounter;
+use crate::per_thread::StripedCounter;
 
 /// A retry budget shared by every request of one client: each request deposits, each retry
 /// withdraws, and a retry with nothing to withdraw does not happen.

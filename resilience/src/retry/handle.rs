@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Backoff, RetryBudget, RetryConfig};
 use crate::config::ConfigError;
-use crate::striped::StripedCounter;
+use crate::per_thread::{StripedCounter, ThreadView};
 
 /// A cloneable handle on one retry's shared parts: its config, its budget and its counters.
 ///
@@ -39,7 +39,8 @@ use crate::striped::StripedCounter;
 /// ```
 #[derive(Debug, Clone)]
 pub struct RetryHandle {
-    shared: Arc<Shared>,
+    /// Per thread: tower clones the policy, and with it this handle, on every request.
+    shared: Arc<ThreadView<Shared>>,
 }
 
 #[derive(Debug)]
@@ -93,7 +94,7 @@ impl RetryHandle {
         };
         let label = name.to_string();
         Ok(Self {
-            shared: Arc::new(Shared {
+            shared: ThreadView::new(Arc::new(Shared {
                 requests_counter: metrics::counter!("resilience_retry_requests_total", "name" => label.clone()),
                 retries_counter: metrics::counter!("resilience_retry_retries_total", "name" => label.clone()),
                 delay_histogram: metrics::histogram!("resilience_retry_delay_seconds", "name" => label),
@@ -102,8 +103,15 @@ impl RetryHandle {
                 budget,
                 requests: StripedCounter::default(),
                 retries: StripedCounter::default(),
-            }),
+            })),
         })
+    }
+
+    /// Makes this handle's clones take their reference on a line of the running thread
+    /// (see [`ThreadView`]); tower's `Retry` clones the policy on every call.
+    #[inline]
+    pub(crate) fn for_this_thread(&mut self) {
+        ThreadView::for_this_thread(&mut self.shared);
     }
 
     /// The retry's name.

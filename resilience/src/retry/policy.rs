@@ -237,6 +237,9 @@ where
     }
 
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        // tower's `Retry::call` calls this on its own policy and then clones the policy into
+        // the call's future: make that clone's reference count one of this thread's.
+        self.handle.for_this_thread();
         self.clone_request.clone_request(req)
     }
 }
