@@ -8,9 +8,7 @@ use std::{
 
 use pin_project_lite::pin_project;
 
-use metrics::Gauge;
-use tokio::sync::OwnedSemaphorePermit;
-
+use super::BulkheadPermit;
 use crate::error::{BoxError, BulkheadFull};
 
 pin_project! {
@@ -22,26 +20,6 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
-        // Counted up in `call`, down when the permit is released.
-        in_use: Option<Gauge>,
-    }
-
-    impl<F> PinnedDrop for ResponseFuture<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let KindProj::Called { permit, .. } = this.kind.project() {
-                release(permit, this.in_use);
-            }
-        }
-    }
-}
-
-/// Gives the permit back and counts the call out, once.
-fn release(permit: &mut Option<OwnedSemaphorePermit>, in_use: &mut Option<Gauge>) {
-    if permit.take().is_some()
-        && let Some(gauge) = in_use.take()
-    {
-        gauge.decrement(1.0);
     }
 }
 
@@ -52,7 +30,8 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<OwnedSemaphorePermit>,
+            // Released when the call completes, or when this future is dropped.
+            permit: Option<BulkheadPermit>,
         },
         Rejected {
             error: Option<BulkheadFull>,
@@ -62,20 +41,18 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(super) fn called(future: F, permit: OwnedSemaphorePermit, in_use: Gauge) -> Self {
+    pub(super) fn called(future: F, permit: BulkheadPermit) -> Self {
         Self {
             kind: Kind::Called {
                 future,
                 permit: Some(permit),
             },
-            in_use: Some(in_use),
         }
     }
 
     pub(super) fn rejected(error: BulkheadFull) -> Self {
         Self {
             kind: Kind::Rejected { error: Some(error) },
-            in_use: None,
         }
     }
 }
@@ -92,7 +69,7 @@ where
         match this.kind.project() {
             KindProj::Called { future, permit } => {
                 let output = ready!(future.poll(cx));
-                release(permit, this.in_use);
+                drop(permit.take());
                 Poll::Ready(output.map_err(Into::into))
             }
             KindProj::Rejected { error } => {

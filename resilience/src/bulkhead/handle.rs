@@ -16,7 +16,7 @@ use super::BulkheadConfig;
 use crate::{
     config::ConfigError,
     error::{BoxError, BulkheadFull},
-    per_thread::StripedCounter,
+    per_thread::{StripedCounter, ThreadView},
 };
 
 /// A cloneable handle on one bulkhead: its name, a [`snapshot`](Self::snapshot), and
@@ -37,8 +37,12 @@ use crate::{
 /// ```
 #[derive(Debug, Clone)]
 pub struct BulkheadHandle {
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<View>,
 }
+
+/// A per-thread view of a bulkhead, for the reference every permit holds (see
+/// [`ThreadView`]): services make their own in `poll_ready`.
+pub(super) type View = ThreadView<Shared>;
 
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -91,38 +95,54 @@ pub struct BulkheadSnapshot {
 /// drop(permit);
 /// # }
 /// ```
+///
+/// It holds one of the semaphore's permits, forgotten there and given back by its own `Drop`,
+/// and a reference to the bulkhead through the view of the thread that took it: tokio's
+/// owned permit would hold an `Arc` of the semaphore, whose count every thread's calls would
+/// bump twice on one shared line.
 #[derive(Debug)]
 pub struct BulkheadPermit {
-    _permit: OwnedSemaphorePermit,
-    in_use: Gauge,
+    view: Arc<View>,
 }
 
 impl BulkheadPermit {
+    /// Takes a free permit, if there is one, without waiting.
     #[inline]
-    pub(super) fn new(permit: OwnedSemaphorePermit, shared: &Shared) -> Self {
-        shared.in_use_gauge.increment(1.0);
-        Self {
-            _permit: permit,
-            in_use: shared.in_use_gauge.clone(),
-        }
+    pub(super) fn try_acquire(view: &Arc<View>) -> Option<Self> {
+        view.semaphore.try_acquire().ok()?.forget();
+        Some(Self::holding_one(view))
+    }
+
+    /// Takes over a permit acquired by waiting on the semaphore.
+    pub(super) fn from_owned(permit: OwnedSemaphorePermit, view: &Arc<View>) -> Self {
+        permit.forget();
+        Self::holding_one(view)
+    }
+
+    /// For a permit just taken from the semaphore and forgotten there.
+    #[inline]
+    fn holding_one(view: &Arc<View>) -> Self {
+        view.in_use_gauge.increment(1.0);
+        Self { view: view.clone() }
     }
 }
 
 impl Drop for BulkheadPermit {
     #[inline]
     fn drop(&mut self) {
-        self.in_use.decrement(1.0);
+        self.view.semaphore.add_permits(1);
+        self.view.in_use_gauge.decrement(1.0);
     }
 }
 
 /// Counts one caller as waiting for as long as it lives.
 #[derive(Debug)]
 pub(super) struct Waiting {
-    shared: Arc<Shared>,
+    shared: Arc<View>,
 }
 
 impl Waiting {
-    pub(super) fn new(shared: &Arc<Shared>) -> Self {
+    pub(super) fn new(shared: &Arc<View>) -> Self {
         shared.waiting.fetch_add(1, Ordering::Relaxed);
         shared.waiting_gauge.increment(1.0);
         Self {
@@ -139,19 +159,6 @@ impl Drop for Waiting {
 }
 
 impl Shared {
-    /// Counts one more call in flight; the returned gauge counts it out again.
-    #[inline]
-    pub(super) fn in_use(&self) -> Gauge {
-        self.in_use_gauge.increment(1.0);
-        self.in_use_gauge.clone()
-    }
-
-    #[inline]
-    pub(super) fn try_acquire(&self) -> Option<BulkheadPermit> {
-        let permit = self.semaphore.clone().try_acquire_owned().ok()?;
-        Some(BulkheadPermit::new(permit, self))
-    }
-
     /// Records one rejection and builds the error the caller sees.
     pub(super) fn reject(&self) -> BulkheadFull {
         self.rejected.add(1);
@@ -185,7 +192,7 @@ impl BulkheadHandle {
             config,
         };
         Ok(Self {
-            shared: Arc::new(shared),
+            shared: ThreadView::new(Arc::new(shared)),
         })
     }
 
@@ -219,7 +226,7 @@ impl BulkheadHandle {
     /// `poll_ready`. Dropping the returned future gives up the place in the queue.
     pub async fn acquire(&self) -> Result<BulkheadPermit, BoxError> {
         let shared = &self.shared;
-        if let Some(permit) = shared.try_acquire() {
+        if let Some(permit) = BulkheadPermit::try_acquire(shared) {
             return Ok(permit);
         }
         let max_wait = shared.config.max_wait;
@@ -228,7 +235,7 @@ impl BulkheadHandle {
         }
         let _waiting = Waiting::new(shared);
         match tokio::time::timeout(max_wait, shared.semaphore.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(BulkheadPermit::new(permit, shared)),
+            Ok(Ok(permit)) => Ok(BulkheadPermit::from_owned(permit, shared)),
             // The semaphore is never closed; treat the impossible like a timeout.
             Ok(Err(_)) | Err(_) => Err(shared.reject().into()),
         }
