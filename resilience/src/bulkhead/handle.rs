@@ -100,9 +100,16 @@ pub struct BulkheadSnapshot {
 /// and a reference to the bulkhead through the view of the thread that took it: tokio's
 /// owned permit would hold an `Arc` of the semaphore, whose count every thread's calls would
 /// bump twice on one shared line.
-#[derive(Debug)]
 pub struct BulkheadPermit {
     view: Arc<View>,
+}
+
+impl std::fmt::Debug for BulkheadPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkheadPermit")
+            .field("bulkhead", &self.view.name)
+            .finish()
+    }
 }
 
 impl BulkheadPermit {
