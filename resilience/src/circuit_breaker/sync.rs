@@ -21,16 +21,4 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-/// Keeps a value on cache lines of its own (128 bytes: two lines, as adjacent-line
-/// prefetchers pair them), so that writes to it do not slow down readers of its neighbours.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
+pub(crate) use crate::per_thread::Padded;
