@@ -19,7 +19,8 @@ pub struct BulkheadLayer {
 }
 
 impl BulkheadLayer {
-    /// Validates `config` and builds the shared semaphore.
+    /// Validates `config` and builds the shared semaphore. Like a breaker's, the name is kept
+    /// once per process for its lifetime (rejection errors carry it without a reference count).
     pub fn new(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             handle: BulkheadHandle::new(name, config)?,

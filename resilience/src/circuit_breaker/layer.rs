@@ -38,6 +38,9 @@ pub struct CircuitBreakerLayer<C = ErrorsAreFailures> {
 impl CircuitBreakerLayer {
     /// A breaker named `name` (the `name` label of its metrics and events), with every
     /// `Err` counted as a failure. Fails if the config does not [validate](CircuitBreakerConfig::validate).
+    ///
+    /// The process keeps one copy of each distinct name for its lifetime (rejection errors
+    /// carry it without a reference count), as it keeps the metric series labelled with it.
     pub fn new(
         name: impl Into<Arc<str>>,
         config: CircuitBreakerConfig,
