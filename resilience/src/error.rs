@@ -273,31 +273,38 @@ impl std::error::Error for Error {
     }
 }
 
+/// `err`, then its `source`, and so on down to the root cause.
+///
+/// ```
+/// use resilience::error::{Error, chain};
+///
+/// let outer = Error::Inner(Box::new(std::io::Error::other("connection refused")));
+/// assert_eq!(chain(&outer).count(), 2);
+/// assert_eq!(chain(&outer).last().unwrap().to_string(), "connection refused");
+/// ```
+pub fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// True when `err` itself (not its sources) is one of the rejections made before the call
+/// reached the inner service.
+pub(crate) fn is_rejection_kind(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.is::<CircuitOpen>() || err.is::<HalfOpenFull>() || err.is::<BulkheadFull>()
+}
+
 /// True when `err` (anywhere in its `source` chain) is a rejection made before the call
 /// reached the inner service: an open circuit, a full half-open, or a full bulkhead.
 ///
 /// Retry uses this to fail fast instead of retrying a rejection.
 pub fn is_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if e.is::<CircuitOpen>() || e.is::<HalfOpenFull>() || e.is::<BulkheadFull>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
+    chain(err).any(is_rejection_kind)
 }
 
 /// True when `err` (anywhere in its `source` chain) is an attempt timeout.
 pub fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if e.is::<Elapsed>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
+    chain(err).any(|e| e.is::<Elapsed>())
 }
 
 #[cfg(test)]
