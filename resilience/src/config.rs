@@ -136,6 +136,20 @@ pub(crate) fn check_percent(field: &'static str, value: f64) -> Result<(), Confi
     }
 }
 
+/// Checks that `value` lies in `min..=max` (NaN and infinities outside it never do).
+pub(crate) fn check_range(
+    field: &'static str,
+    value: f64,
+    min: f64,
+    max: f64,
+) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::out_of_range(field, value, min, max, false))
+    }
+}
+
 /// Checks that a count or duration is not zero.
 pub(crate) fn check_positive<T: Copy + PartialEq + Default>(
     field: &'static str,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::Params;
 use super::window::{CountWindow, MAX_COUNT_SIZE, TimeWindow, Window};
-use crate::config::{ConfigError, Problem, check_percent, check_positive};
+use crate::config::{ConfigError, Problem, check_percent, check_positive, check_range};
 
 /// How a circuit breaker is tuned.
 ///
@@ -153,27 +153,21 @@ impl CircuitBreakerConfig {
         match self.window {
             SlidingWindow::Count { size } => {
                 check_positive("size", size).map_err(|e| e.within("window"))?;
-                if size > MAX_COUNT_SIZE {
-                    return Err(ConfigError::out_of_range(
-                        "window.size",
-                        f64::from(size),
-                        1.0,
-                        f64::from(MAX_COUNT_SIZE),
-                        false,
-                    ));
-                }
+                check_range(
+                    "window.size",
+                    f64::from(size),
+                    1.0,
+                    f64::from(MAX_COUNT_SIZE),
+                )?;
             }
             SlidingWindow::Time { duration, buckets } => {
                 check_positive("duration", duration).map_err(|e| e.within("window"))?;
-                if !(1..=MAX_BUCKETS).contains(&buckets) {
-                    return Err(ConfigError::out_of_range(
-                        "window.buckets",
-                        f64::from(buckets),
-                        1.0,
-                        f64::from(MAX_BUCKETS),
-                        false,
-                    ));
-                }
+                check_range(
+                    "window.buckets",
+                    f64::from(buckets),
+                    1.0,
+                    f64::from(MAX_BUCKETS),
+                )?;
                 if duration / buckets < Duration::from_millis(1) {
                     return Err(ConfigError::new(
                         "window.buckets",
@@ -212,15 +206,12 @@ impl CircuitBreakerConfig {
                 },
             ));
         }
-        if !(1..=MAX_PROBES).contains(&self.permitted_calls_in_half_open) {
-            return Err(ConfigError::out_of_range(
-                "permitted_calls_in_half_open",
-                f64::from(self.permitted_calls_in_half_open),
-                1.0,
-                f64::from(MAX_PROBES),
-                false,
-            ));
-        }
+        check_range(
+            "permitted_calls_in_half_open",
+            f64::from(self.permitted_calls_in_half_open),
+            1.0,
+            f64::from(MAX_PROBES),
+        )?;
         if let Some(d) = self.max_wait_in_half_open {
             check_positive("max_wait_in_half_open", d)?;
         }

@@ -145,7 +145,7 @@ impl Shared {
     /// Nanoseconds since the breaker was built, on tokio's (pausable) clock.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        super::config::nanos(self.origin.elapsed())
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Problem, check_positive};
+use crate::config::{ConfigError, Problem, check_positive, check_range};
 
 /// How often to try, how long to wait in between, and how much extra load retries may add.
 ///
@@ -113,16 +113,7 @@ impl BackoffConfig {
                 },
             ));
         }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return Err(ConfigError::out_of_range(
-                "multiplier",
-                self.multiplier,
-                1.0,
-                f64::MAX,
-                false,
-            ));
-        }
-        Ok(())
+        check_range("multiplier", self.multiplier, 1.0, f64::MAX)
     }
 }
 
@@ -190,29 +181,14 @@ impl Default for BudgetConfig {
 impl BudgetConfig {
     /// Checks the values against tower's limits; the error names the offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let ttl = self.ttl.as_secs_f64();
-        if !(1.0..=60.0).contains(&ttl) {
-            return Err(ConfigError::out_of_range("ttl", ttl, 1.0, 60.0, false));
-        }
-        if !(0.0..=1000.0).contains(&self.retry_ratio) {
-            return Err(ConfigError::out_of_range(
-                "retry_ratio",
-                self.retry_ratio,
-                0.0,
-                1000.0,
-                false,
-            ));
-        }
-        if self.min_per_sec >= i32::MAX as u32 {
-            return Err(ConfigError::out_of_range(
-                "min_per_sec",
-                f64::from(self.min_per_sec),
-                0.0,
-                f64::from(i32::MAX - 1),
-                false,
-            ));
-        }
-        Ok(())
+        check_range("ttl", self.ttl.as_secs_f64(), 1.0, 60.0)?;
+        check_range("retry_ratio", self.retry_ratio, 0.0, 1000.0)?;
+        check_range(
+            "min_per_sec",
+            f64::from(self.min_per_sec),
+            0.0,
+            f64::from(i32::MAX - 1),
+        )
     }
 }
 
