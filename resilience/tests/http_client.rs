@@ -46,12 +46,20 @@ fn client(mw: &ResilienceMiddleware) -> ClientWithMiddleware {
 }
 
 /// GETs `route` on `server` through a client that runs `mw`.
-async fn get(mw: &ResilienceMiddleware, server: &MockServer, route: &str) -> reqwest::Response {
+async fn try_get(
+    mw: &ResilienceMiddleware,
+    server: &MockServer,
+    route: &str,
+) -> reqwest_middleware::Result<reqwest::Response> {
     client(mw)
         .get(format!("{}{route}", server.uri()))
         .send()
         .await
-        .unwrap()
+}
+
+/// [`try_get`] for a request that must get an answer.
+async fn get(mw: &ResilienceMiddleware, server: &MockServer, route: &str) -> reqwest::Response {
+    try_get(mw, server, route).await.unwrap()
 }
 
 async fn hits(server: &MockServer) -> usize {
@@ -254,7 +262,6 @@ async fn client_errors_other_than_408_and_429_are_never_retried() {
             .await;
     }
     let mw = ResilienceMiddleware::from_config("users", &config("")).unwrap();
-    let client = client(&mw);
     let mut seen = 0;
     for (status, attempts) in [
         (400, 1),
@@ -266,11 +273,7 @@ async fn client_errors_other_than_408_and_429_are_never_retried() {
         (408, 3),
         (429, 3),
     ] {
-        let res = client
-            .get(format!("{}/s/{status}", server.uri()))
-            .send()
-            .await
-            .unwrap();
+        let res = get(&mw, &server, &format!("/s/{status}")).await;
         assert_eq!(res.status(), status);
         let now = hits(&server).await;
         assert_eq!(now - seen, attempts, "status {status}");
@@ -300,28 +303,13 @@ async fn per_host_breakers_isolate_a_failing_host_from_a_healthy_one() {
     )
     .unwrap();
     let mw = ResilienceMiddleware::from_config("up", &config).unwrap();
-    let client = client(&mw);
 
     for _ in 0..4 {
-        let res = client
-            .get(format!("{}/x", failing.uri()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 500);
-        let res = client
-            .get(format!("{}/x", healthy.uri()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+        assert_eq!(get(&mw, &failing, "/x").await.status(), 500);
+        assert_eq!(get(&mw, &healthy, "/x").await.status(), 200);
     }
     // The failing host's circuit is open: rejected without a request, and typed.
-    let err = client
-        .get(format!("{}/x", failing.uri()))
-        .send()
-        .await
-        .unwrap_err();
+    let err = try_get(&mw, &failing, "/x").await.unwrap_err();
     match rejection(&err) {
         Some(Error::CircuitOpen(open)) => {
             assert_eq!(open.name(), format!("up@{}", failing.address()));
@@ -331,12 +319,7 @@ async fn per_host_breakers_isolate_a_failing_host_from_a_healthy_one() {
     }
     assert_eq!(hits(&failing).await, 4);
     // The healthy host is untouched.
-    let res = client
-        .get(format!("{}/x", healthy.uri()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(get(&mw, &healthy, "/x").await.status(), 200);
 
     let breakers = mw.snapshot().breakers;
     assert_eq!(breakers.len(), 2);
@@ -372,11 +355,7 @@ async fn an_open_circuit_is_not_retried() {
     .unwrap();
     // Two failing attempts open the circuit; the third attempt is refused by it, and that
     // refusal ends the request instead of being retried.
-    let err = client(&mw)
-        .get(format!("{}/x", server.uri()))
-        .send()
-        .await
-        .unwrap_err();
+    let err = try_get(&mw, &server, "/x").await.unwrap_err();
     assert!(matches!(rejection(&err), Some(Error::CircuitOpen(_))));
     assert_eq!(hits(&server).await, 2);
     assert_eq!(mw.snapshot().retries[0].retries_total, 2);
@@ -390,16 +369,11 @@ async fn the_deadline_travels_in_a_header_and_an_inherited_one_wins_when_earlier
         .mount(&server)
         .await;
     let mw = ResilienceMiddleware::from_config("up", &config("deadline = \"2s\"")).unwrap();
-    let client = client(&mw);
 
-    client
-        .get(format!("{}/x", server.uri()))
-        .send()
-        .await
-        .unwrap();
+    get(&mw, &server, "/x").await;
     // An earlier deadline in force around the call (a server handling a request) wins.
     Deadline::after(Duration::from_millis(700))
-        .scope(client.get(format!("{}/x", server.uri())).send())
+        .scope(try_get(&mw, &server, "/x"))
         .await
         .unwrap();
 
@@ -419,7 +393,7 @@ async fn the_deadline_travels_in_a_header_and_an_inherited_one_wins_when_earlier
 
     // Without any deadline, no header.
     let plain = ResilienceMiddleware::from_config("up", &StackConfig::default()).unwrap();
-    self::get(&plain, &server, "/x").await;
+    get(&plain, &server, "/x").await;
     let requests = server.received_requests().await.unwrap();
     assert!(!requests[2].headers.contains_key(DEADLINE_HEADER));
 }
@@ -436,11 +410,7 @@ async fn attempt_timeouts_are_retried_and_count_against_the_breaker() {
         &config("attempt_timeout = \"40ms\"\n[circuit_breaker]\nminimum_calls = 10"),
     )
     .unwrap();
-    let err = client(&mw)
-        .get(format!("{}/slow", server.uri()))
-        .send()
-        .await
-        .unwrap_err();
+    let err = try_get(&mw, &server, "/slow").await.unwrap_err();
     assert!(
         matches!(rejection(&err), Some(Error::Timeout(_))),
         "{err:?}"
@@ -459,11 +429,7 @@ async fn the_deadline_bounds_all_attempts() {
         .await;
     let mw = ResilienceMiddleware::from_config("up", &config("deadline = \"120ms\"")).unwrap();
     let start = Instant::now(); // not paused: real time, as the server's delay is real
-    let err = client(&mw)
-        .get(format!("{}/slow", server.uri()))
-        .send()
-        .await
-        .unwrap_err();
+    let err = try_get(&mw, &server, "/slow").await.unwrap_err();
     assert!(
         matches!(rejection(&err), Some(Error::DeadlineExceeded(_))),
         "{err:?}"
