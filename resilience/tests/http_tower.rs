@@ -55,6 +55,10 @@ fn config(extra: &str) -> StackConfig {
     .unwrap()
 }
 
+fn get(uri: &str) -> Request<String> {
+    Request::get(uri).body(String::new()).unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn retries_503_and_honours_retry_after_and_sends_the_deadline() {
     let seen = Seen::default();
@@ -70,10 +74,7 @@ async fn retries_503_and_honours_retry_after_and_sends_the_deadline() {
         .service(upstream);
 
     let start = Instant::now();
-    let res = client
-        .oneshot(Request::get("/users/1").body(String::new()).unwrap())
-        .await
-        .unwrap();
+    let res = client.oneshot(get("/users/1")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     // Retry-After 2 s raised the first 10 ms backoff; the second is the plain 20 ms.
     assert_eq!(start.elapsed(), Duration::from_millis(2_020));
@@ -124,52 +125,37 @@ async fn client_errors_are_successes_and_never_retried() {
         .unwrap()
         .for_http();
     let client = ServiceBuilder::new().layer(layer.clone()).service(upstream);
-    let res = client
-        .oneshot(Request::get("/users/9").body(String::new()).unwrap())
-        .await
-        .unwrap();
+    let res = client.oneshot(get("/users/9")).await.unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(seen.lock().unwrap().len(), 1);
     let breaker = layer.circuit_breaker().unwrap().snapshot();
     assert_eq!((breaker.calls, breaker.failures), (1, 0));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_retry_after_past_the_deadline_gives_up() {
+/// A `Retry-After` the stack will not wait for ends the call at once, with `want` and one request.
+async fn gives_up_at_once(
+    extra: &str,
+    statuses: &'static [(u16, Option<&'static str>)],
+    want: u16,
+) {
     let seen = Seen::default();
-    let upstream = upstream(seen.clone(), &[(429, Some("3")), (200, None)]);
     let client = ServiceBuilder::new()
-        .layer(
-            config("deadline = \"1s\"")
-                .into_layer("up")
-                .unwrap()
-                .for_http(),
-        )
-        .service(upstream);
+        .layer(config(extra).into_layer("up").unwrap().for_http())
+        .service(upstream(seen.clone(), statuses));
     let start = Instant::now();
-    let res = client
-        .oneshot(Request::get("/").body(String::new()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 429);
+    let res = client.oneshot(get("/")).await.unwrap();
+    assert_eq!(res.status(), want);
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_after_past_the_deadline_gives_up() {
+    gives_up_at_once("deadline = \"1s\"", &[(429, Some("3")), (200, None)], 429).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_retry_after_past_the_backoff_cap_gives_up_without_a_deadline() {
-    let seen = Seen::default();
     // 3600 s is above the backoff's `max` (10 s): give up, as the reqwest middleware does.
-    let upstream = upstream(seen.clone(), &[(503, Some("3600")), (200, None)]);
-    let client = ServiceBuilder::new()
-        .layer(config("").into_layer("up").unwrap().for_http())
-        .service(upstream);
-    let start = Instant::now();
-    let res = client
-        .oneshot(Request::get("/").body(String::new()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 503);
-    assert_eq!(start.elapsed(), Duration::ZERO);
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    gives_up_at_once("", &[(503, Some("3600")), (200, None)], 503).await;
 }
