@@ -35,12 +35,10 @@ async fn main() -> ExitCode {
         },
         None => Vec::new(),
     };
-    if let Some(path) = &args.attempts_csv {
-        let mut attempts = out.attempts.clone();
-        attempts.sort_by_key(|a| a.start_ms);
-        if let Err(e) = std::fs::write(path, report::attempts_csv(&attempts)) {
-            eprintln!("loadgen: could not write {path}: {e}");
-        }
+    if let Some(path) = &args.attempts_csv
+        && let Err(e) = std::fs::write(path, report::attempts_csv(&out.attempts))
+    {
+        eprintln!("loadgen: could not write {path}: {e}");
     }
     let summary = report::summarize(&args, &out, events);
     println!("{}", report::table(&summary));

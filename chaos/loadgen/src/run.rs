@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::args::Args;
-use crate::check::StoredOrder;
+use crate::check::{self, KeyOutcome, StoredOrder};
 use crate::model::{Attempt, AttemptResult, BreakerObservation, OrderKey, epoch_ms};
 
 /// Counters read from the services' `/metrics` during the load, summed across restarts.
@@ -46,7 +46,7 @@ pub struct RunOutput {
     pub load_end_ms: u64,
     /// The orders the workers meant to place, by sequence number.
     pub keys: Vec<OrderKey>,
-    /// Every attempt, load and heal.
+    /// Every attempt, load and heal, in start order.
     pub attempts: Vec<Attempt>,
     /// Breaker state changes seen on order-service's `/resilience`.
     pub breakers: Vec<BreakerObservation>,
@@ -131,7 +131,6 @@ pub async fn run(args: &Args) -> anyhow::Result<RunOutput> {
     out.breakers = breakers;
     out.counters = counters;
     out.keys.sort_by_key(|k| k.seq);
-    out.attempts.sort_by_key(|a| a.start_ms);
 
     // Heal: both services ready, then settle every key whose fate is unknown.
     let heal_start = Instant::now();
@@ -143,21 +142,12 @@ pub async fn run(args: &Args) -> anyhow::Result<RunOutput> {
     } else {
         eprintln!("loadgen: services not ready after {:?}", args.heal_timeout);
     }
+    // The checker's own verdict: resend exactly the keys it would count as unknown.
+    let outcomes = check::outcomes(out.keys.len(), &out.attempts);
     let unresolved: Vec<&OrderKey> = out
         .keys
         .iter()
-        .filter(|k| {
-            let mine = out.attempts.iter().filter(|a| a.seq == k.seq);
-            let mut any_unknown = false;
-            for a in mine {
-                match a.result {
-                    AttemptResult::Ok { .. } => return false,
-                    AttemptResult::Unknown { .. } => any_unknown = true,
-                    _ => {}
-                }
-            }
-            any_unknown
-        })
+        .filter(|k| outcomes.get(k.seq) == Some(&KeyOutcome::Unknown))
         .collect();
     out.resent = unresolved.len();
     if !unresolved.is_empty() {
@@ -166,7 +156,6 @@ pub async fn run(args: &Args) -> anyhow::Result<RunOutput> {
             unresolved.len()
         );
     }
-    let mut heal_attempts = Vec::new();
     for key in unresolved {
         for n in 0..10u32 {
             if Instant::now() >= heal_by {
@@ -174,14 +163,14 @@ pub async fn run(args: &Args) -> anyhow::Result<RunOutput> {
             }
             let a = place(&client, &args.order_url, key, true).await;
             let done = a.result.is_final();
-            heal_attempts.push(a);
+            out.attempts.push(a);
             if done {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200 * u64::from(n + 1))).await;
         }
     }
-    out.attempts.extend(heal_attempts);
+    out.attempts.sort_by_key(|a| a.start_ms);
 
     // Read back every order of this run's users.
     for user in &users {
