@@ -179,7 +179,7 @@ fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
 }
 fn opt_ms(v: Option<u64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"))
 }
 fn ratio(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
@@ -242,16 +242,13 @@ pub fn table(s: &Summary) -> String {
                f: Option<&FailureSpeed>,
                open: String,
                rec: String| {
-        let (fast, slow) = f.map_or(("-".to_owned(), "-".to_owned()), |f| {
-            if f.failures == 0 {
-                ("-".to_owned(), "-".to_owned())
-            } else {
-                (
-                    format!("{:.0}", f.fast_pct),
-                    format!("{:.0}", f.timed_out_pct),
-                )
-            }
-        });
+        let (fast, slow) = match f {
+            Some(f) if f.failures > 0 => (
+                format!("{:.0}", f.fast_pct),
+                format!("{:.0}", f.timed_out_pct),
+            ),
+            _ => ("-".to_owned(), "-".to_owned()),
+        };
         let _ = writeln!(
             t,
             "{:<14} {:>8} {:>8.1} {:>8.1} {:>8} {:>9} {:>11} {:>7} {:>9} {:>11} {:>13}",
@@ -284,18 +281,8 @@ pub fn table(s: &Summary) -> String {
             &sc.during,
             Some(&sc.slot),
             Some(&sc.failure_speed),
-            opt_ms(sc.fault_to_open_ms).to_string()
-                + if sc.fault_to_open_ms.is_some() {
-                    " ms"
-                } else {
-                    ""
-                },
-            opt_ms(sc.repair_to_recovered_ms).to_string()
-                + if sc.repair_to_recovered_ms.is_some() {
-                    " ms"
-                } else {
-                    ""
-                },
+            opt_ms(sc.fault_to_open_ms),
+            opt_ms(sc.repair_to_recovered_ms),
         );
     }
     row(
