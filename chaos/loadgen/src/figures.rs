@@ -46,14 +46,18 @@ pub fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
     Some(values[rank.clamp(1, values.len()) - 1])
 }
 
+/// The load attempts (not the heal resends) started in `[from_ms, to_ms)`: what every figure counts.
+fn load_between(attempts: &[Attempt], from_ms: u64, to_ms: u64) -> impl Iterator<Item = &Attempt> {
+    attempts
+        .iter()
+        .filter(move |a| !a.heal && a.start_ms >= from_ms && a.start_ms < to_ms)
+}
+
 /// Figures for the load attempts started in `[from_ms, to_ms)`.
 pub fn window(attempts: &[Attempt], from_ms: u64, to_ms: u64) -> Window {
     let mut latencies = Vec::new();
     let mut ok = 0;
-    for a in attempts
-        .iter()
-        .filter(|a| !a.heal && a.start_ms >= from_ms && a.start_ms < to_ms)
-    {
+    for a in load_between(attempts, from_ms, to_ms) {
         latencies.push(a.latency_ms);
         if !a.result.is_error() {
             ok += 1;
@@ -105,10 +109,7 @@ pub struct FailureSpeed {
 /// Splits the failed load attempts in `[from_ms, to_ms)` by how fast they failed.
 pub fn failure_speed(attempts: &[Attempt], from_ms: u64, to_ms: u64) -> FailureSpeed {
     let mut f = FailureSpeed::default();
-    for a in attempts
-        .iter()
-        .filter(|a| !a.heal && a.start_ms >= from_ms && a.start_ms < to_ms && a.result.is_error())
-    {
+    for a in load_between(attempts, from_ms, to_ms).filter(|a| a.result.is_error()) {
         f.failures += 1;
         match &a.result {
             AttemptResult::Unknown { why } if why == "timeout" => f.timed_out += 1,
@@ -227,10 +228,7 @@ pub fn recovery(
     let bins = until_ms.saturating_sub(repair_ms).div_ceil(RECOVERY_BIN_MS) as usize;
     let mut ok = vec![0usize; bins + 1];
     let mut all = vec![0usize; bins + 1];
-    for a in attempts
-        .iter()
-        .filter(|a| !a.heal && a.start_ms >= repair_ms && a.start_ms < until_ms)
-    {
+    for a in load_between(attempts, repair_ms, until_ms) {
         let b = ((a.start_ms - repair_ms) / RECOVERY_BIN_MS) as usize;
         all[b] += 1;
         if !a.result.is_error() {
