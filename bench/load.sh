@@ -127,7 +127,7 @@ export LOAD_LUA_DIR=$LUA_DIR LOAD_USER_IDS=$USER_IDS LOAD_ORDER_ID=$ORDER_ID LOA
 run() {
   local case=$1 stack=$2 script=$3 t=$4 c=$5 method=POST route=/orders
   shift 5
-  [ "$script" = get_order.lua ] && method=GET route=/orders/{id}
+  [ "$script" = get_order.lua ] && method=GET route='/orders/{id}'
   local tmp out result server
   tmp=$(mktemp -d)
   curl -sf "$ORDERS/metrics" >"$tmp/before" || true
