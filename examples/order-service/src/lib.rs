@@ -21,10 +21,7 @@ pub mod store;
 pub mod users;
 pub mod verifier;
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -41,12 +38,12 @@ use resilience::{
 };
 use serde::{Deserialize, Serialize};
 use service_kit::{
-    extract::{ApiJson, ApiPath, ApiQuery, Validate},
+    extract::{ApiJson, ApiPath, ApiQuery, Validate, check_text},
     health::{Check, Health, Readiness, Status},
     ops::Ops,
     paging,
     problem::{FieldError, Problem},
-    store::Store,
+    store::{Store, now_ms},
 };
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -183,20 +180,7 @@ impl Validate for CreateOrder {
         if self.user_id < 1 {
             errors.push(FieldError::new("user_id", "must be a positive id"));
         }
-        let product = self.product_id.trim();
-        if product.is_empty() {
-            errors.push(FieldError::new("product_id", "must not be empty"));
-        } else if product.chars().count() > 100 {
-            errors.push(FieldError::new(
-                "product_id",
-                "must be at most 100 characters",
-            ));
-        } else if product.chars().any(char::is_control) {
-            errors.push(FieldError::new(
-                "product_id",
-                "must not contain control characters",
-            ));
-        }
+        errors.extend(check_text("product_id", &self.product_id, 100));
         if !(1..=10_000).contains(&self.quantity) {
             errors.push(FieldError::new("quantity", "must be between 1 and 10000"));
         }
@@ -234,13 +218,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             )),
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn json_response(status: StatusCode, body: String, order_id: i64, replayed: bool) -> Response {
@@ -500,10 +477,6 @@ async fn checks(state: AppState) -> Health {
     let mut health = Health::new();
     health.add("store", service_kit::ops::store_check(&state.store).await);
     for c in state.users.circuits() {
-        let observed = serde_json::to_value(c.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("{:?}", c.state));
         let status = match c.state {
             CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly => {
                 Status::Pass
@@ -512,7 +485,7 @@ async fn checks(state: AppState) -> Health {
         };
         health.add(
             format!("upstream:{}", c.name),
-            Check::observed(status, observed),
+            Check::observed(status, c.state.as_str()),
         );
     }
     health

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::{AppState, OrderStatus, now_ms, store, users::Lookup};
+use service_kit::store::now_ms;
+
+use crate::{AppState, OrderStatus, store, users::Lookup};
 
 /// Orders looked at per round.
 const BATCH: i64 = 50;

@@ -22,6 +22,30 @@ pub trait Validate {
     fn validate(&self) -> Vec<FieldError>;
 }
 
+/// The rule for a free-text field (a name, a product id): after trimming, 1 to `max_chars`
+/// characters and no control characters. `None` when `value` keeps it.
+///
+/// ```
+/// use service_kit::extract::check_text;
+///
+/// assert!(check_text("name", "  Ada ", 200).is_none());
+/// assert_eq!(check_text("name", " ", 200).unwrap().detail, "must not be empty");
+/// assert_eq!(check_text("sku", "abc", 2).unwrap().detail, "must be at most 2 characters");
+/// ```
+pub fn check_text(field: &str, value: &str, max_chars: usize) -> Option<FieldError> {
+    let value = value.trim();
+    let problem = if value.is_empty() {
+        "must not be empty".to_owned()
+    } else if value.chars().count() > max_chars {
+        format!("must be at most {max_chars} characters")
+    } else if value.chars().any(char::is_control) {
+        "must not contain control characters".to_owned()
+    } else {
+        return None;
+    };
+    Some(FieldError::new(field, problem))
+}
+
 /// A JSON body, checked as described in the module docs.
 ///
 /// ```
@@ -64,13 +88,17 @@ where
                 Problem::bad_request("the request body could not be read")
             }
         })?;
-        let value = parse_json::<T>(&bytes)?;
-        let errors = value.validate();
-        if errors.is_empty() {
-            Ok(ApiJson(value))
-        } else {
-            Err(Problem::validation(errors))
-        }
+        parse_json(&bytes).and_then(validated).map(ApiJson)
+    }
+}
+
+/// `value` when it passes its [`Validate`] rules, else a 422 listing every broken one.
+fn validated<T: Validate>(value: T) -> Result<T, Problem> {
+    let errors = value.validate();
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(Problem::validation(errors))
     }
 }
 
@@ -149,12 +177,7 @@ where
         let Query(value) = Query::<T>::try_from_uri(&parts.uri).map_err(|e| {
             Problem::bad_request(format!("invalid query string: {}", e.body_text()))
         })?;
-        let errors = value.validate();
-        if errors.is_empty() {
-            Ok(ApiQuery(value))
-        } else {
-            Err(Problem::validation(errors))
-        }
+        validated(value).map(ApiQuery)
     }
 }
 

@@ -300,6 +300,19 @@ async fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
     Ok(url)
 }
 
+/// Now, in milliseconds since the Unix epoch: what the services store in their `*_at_ms`
+/// columns (0 before the epoch, saturating far after it).
+///
+/// ```
+/// assert!(service_kit::store::now_ms() > 1_700_000_000_000);
+/// ```
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Maps a store error to a 503 (the store is down or busy: retrying later may work; this is
 /// never the client's fault and never a 500). The cause is logged, not sent.
 pub fn unavailable(e: &sqlx::Error) -> Problem {

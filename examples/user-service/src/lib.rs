@@ -13,10 +13,7 @@
 
 pub mod store;
 
-use std::{
-    sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
@@ -28,12 +25,12 @@ use resilience::fault::FaultHandle;
 use serde::{Deserialize, Serialize};
 use service_kit::{
     config::{Common, ConfigErrors, Env},
-    extract::{ApiJson, ApiPath, ApiQuery, Validate},
+    extract::{ApiJson, ApiPath, ApiQuery, Validate, check_text},
     health::{Health, Readiness},
     ops::Ops,
     paging,
     problem::{FieldError, Problem},
-    store::Store,
+    store::{Store, now_ms},
 };
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -123,17 +120,7 @@ pub struct CreateUser {
 impl Validate for CreateUser {
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        let name = self.name.trim();
-        if name.is_empty() {
-            errors.push(FieldError::new("name", "must not be empty"));
-        } else if name.chars().count() > 200 {
-            errors.push(FieldError::new("name", "must be at most 200 characters"));
-        } else if name.chars().any(char::is_control) {
-            errors.push(FieldError::new(
-                "name",
-                "must not contain control characters",
-            ));
-        }
+        errors.extend(check_text("name", &self.name, 200));
         if let Some(problem) = email_problem(self.email.trim()) {
             errors.push(FieldError::new("email", problem));
         }
@@ -191,13 +178,6 @@ pub struct UserPage {
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Creates a user.
