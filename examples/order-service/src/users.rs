@@ -11,7 +11,7 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use reqwest::{StatusCode, Url};
@@ -19,7 +19,7 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use resilience::{
     Error,
     circuit_breaker::CircuitState,
-    http::{ResilienceMiddleware, into_error},
+    http::{ResilienceMiddleware, into_error, parse_retry_after},
     stack::{StackConfig, StackSnapshot},
 };
 use service_kit::context::RequestContext;
@@ -95,11 +95,6 @@ impl UserClient {
         })
     }
 
-    /// The instances, in configured order.
-    pub fn instances(&self) -> &[Url] {
-        &self.instances
-    }
-
     /// Asks the instances, round robin with failover, whether `user_id` exists.
     pub async fn lookup(
         &self,
@@ -122,40 +117,36 @@ impl UserClient {
                     req = req.header(name, value);
                 }
             }
-            match req.send().await {
+            let (wait, reason) = match req.send().await {
                 Ok(resp) if resp.status() == StatusCode::OK => return Ok(Lookup::Found),
                 Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
                     // A 404 from the fallback (wrong URL) is not an answer about the user.
                     let body = resp.text().await.unwrap_or_default();
-                    if body.contains("urn:problem:no-route") {
-                        reasons.push(format!("{base}: no /users route there"));
-                        continue;
+                    if !body.contains("urn:problem:no-route") {
+                        return Ok(Lookup::NotFound);
                     }
-                    return Ok(Lookup::NotFound);
+                    (None, "no /users route there".to_owned())
                 }
                 Ok(resp) => {
-                    if let Some(ra) = resp
+                    let wait = resp
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                    {
-                        soonest =
-                            Some(soonest.map_or(Duration::from_secs(ra), |s| {
-                                s.min(Duration::from_secs(ra))
-                            }));
-                    }
-                    reasons.push(format!("{base}: answered {}", resp.status()));
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    (wait, format!("answered {}", resp.status()))
                 }
                 Err(e) => {
                     let err = into_error(e);
-                    if let Error::CircuitOpen(open) = &err {
-                        let ra = open.retry_after();
-                        soonest = Some(soonest.map_or(ra, |s| s.min(ra)));
-                    }
-                    reasons.push(format!("{base}: {}", describe(&err)));
+                    let wait = match &err {
+                        Error::CircuitOpen(open) => Some(open.retry_after()),
+                        _ => None,
+                    };
+                    (wait, describe(&err))
                 }
+            };
+            if let Some(w) = wait {
+                soonest = Some(soonest.map_or(w, |s| s.min(w)));
             }
+            reasons.push(format!("{base}: {reason}"));
         }
         Err(Unavailable {
             retry_after: soonest.unwrap_or(Duration::from_secs(1)),
