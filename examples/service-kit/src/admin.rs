@@ -3,7 +3,11 @@
 //! With no `ADMIN_TOKEN` configured the admin routes answer 404 as if they did not exist, so
 //! a default deployment exposes no way to inject faults.
 
-use axum::response::{IntoResponse, Response};
+use axum::{
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::problem::Problem;
@@ -42,6 +46,20 @@ pub fn authorize(headers: &HeaderMap, token: Option<&str>) -> Result<(), Respons
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             Err(resp)
         }
+    }
+}
+
+/// Middleware guarding admin routes with [`authorize`] (state: the configured token). It runs
+/// before the handler's extractors, so a caller without the token learns nothing from how a
+/// body would have been parsed. Add it with `route_layer`, so a wrong method is still 405.
+pub async fn require_token(
+    State(token): State<Option<String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match authorize(req.headers(), token.as_deref()) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
     }
 }
 

@@ -12,7 +12,8 @@
 //! and turns what they add (deadline exceeded 504, injected fault 503 + `Retry-After`) into
 //! this crate's problem+json, with the request id.
 //!
-//! The admin routes (`GET`, `PUT`, `DELETE /admin/faults`, routed by [`crate::ops::app`]) need `Authorization: Bearer $ADMIN_TOKEN`; with no
+//! The admin routes (`GET`, `PUT`, `DELETE /admin/faults`, routed by [`crate::ops::app`]
+//! behind [`crate::admin::require_token`]) need `Authorization: Bearer $ADMIN_TOKEN`; with no
 //! token configured they answer 404, so faults cannot be switched on in a default deployment.
 
 use std::{convert::Infallible, time::Duration};
@@ -21,10 +22,9 @@ use axum::{
     Json,
     error_handling::HandleErrorLayer,
     extract::{Request, State},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::Route,
 };
-use http::HeaderMap;
 use resilience::{
     BoxError,
     fault::{FaultHandle, FaultLayer, FaultSnapshot, SimulateLatencyHeader},
@@ -68,7 +68,8 @@ pub fn business_layers(
 
 async fn layer_error(err: BoxError) -> Problem {
     let p = resilience::http::Problem::from_error(&*err);
-    if p.status().is_server_error() && p.retry_after().is_none() && p.status().as_u16() == 500 {
+    // 500 is what the library makes of an error it does not know: a bug, not a rejection.
+    if p.status() == http::StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %err, "unexpected layer error");
     } else {
         tracing::warn!(error = %err, status = p.status().as_u16(), "request failed in a layer");
@@ -140,11 +141,8 @@ impl From<FaultSnapshot> for FaultReport {
         (status = 404, description = "Admin disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_faults(State(s): State<Ops>, headers: HeaderMap) -> Response {
-    if let Err(r) = crate::admin::authorize(&headers, s.admin_token.as_deref()) {
-        return r;
-    }
-    Json(FaultReport::from(s.faults.snapshot())).into_response()
+pub async fn get_faults(State(s): State<Ops>) -> Json<FaultReport> {
+    Json(FaultReport::from(s.faults.snapshot()))
 }
 
 /// Replaces the fault settings.
@@ -164,33 +162,24 @@ pub async fn get_faults(State(s): State<Ops>, headers: HeaderMap) -> Response {
         (status = 422, description = "Out-of-range or unknown field", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn put_faults(State(s): State<Ops>, headers: HeaderMap, body: Request) -> Response {
-    if let Err(r) = crate::admin::authorize(&headers, s.admin_token.as_deref()) {
-        return r;
-    }
-    // Authorised first, then parsed: a caller without the token learns nothing from errors.
-    let ApiJson(settings) =
-        match <ApiJson<FaultSettings> as axum::extract::FromRequest<()>>::from_request(body, &())
-            .await
-        {
-            Ok(v) => v,
-            Err(p) => return p.into_response(),
-        };
+pub async fn put_faults(
+    State(s): State<Ops>,
+    ApiJson(settings): ApiJson<FaultSettings>,
+) -> Result<Json<FaultReport>, Problem> {
     s.faults
         .set_latency(Duration::from_millis(settings.latency_ms));
     if s.faults.set_error_rate(settings.error_rate).is_err() {
-        return Problem::validation(vec![FieldError::new(
+        return Err(Problem::validation(vec![FieldError::new(
             "error_rate",
             "must be between 0 and 1",
-        )])
-        .into_response();
+        )]));
     }
     tracing::warn!(
         latency_ms = settings.latency_ms,
         error_rate = settings.error_rate,
         "fault injection changed"
     );
-    Json(FaultReport::from(s.faults.snapshot())).into_response()
+    Ok(Json(FaultReport::from(s.faults.snapshot())))
 }
 
 /// Turns every fault off.
@@ -205,13 +194,10 @@ pub async fn put_faults(State(s): State<Ops>, headers: HeaderMap, body: Request)
         (status = 404, description = "Admin disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn delete_faults(State(s): State<Ops>, headers: HeaderMap) -> Response {
-    if let Err(r) = crate::admin::authorize(&headers, s.admin_token.as_deref()) {
-        return r;
-    }
+pub async fn delete_faults(State(s): State<Ops>) -> Json<FaultReport> {
     s.faults.reset();
     tracing::warn!("fault injection switched off");
-    Json(FaultReport::from(s.faults.snapshot())).into_response()
+    Json(FaultReport::from(s.faults.snapshot()))
 }
 
 /// Adds the `bearer` security scheme the admin routes refer to; use as

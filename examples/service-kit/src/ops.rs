@@ -14,7 +14,7 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, Router, extract::State, middleware, routing::get};
 use resilience::fault::FaultHandle;
 use utoipa::OpenApi;
 
@@ -71,6 +71,8 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let body_limit = ops.body_limit;
+    let require_token =
+        middleware::from_fn_with_state(ops.admin_token.clone(), crate::admin::require_token);
     let service = business
         .layer(faults::business_layers(ops.faults.clone()))
         .merge(operations)
@@ -83,7 +85,8 @@ where
             "/admin/faults",
             get(faults::get_faults)
                 .put(faults::put_faults)
-                .delete(faults::delete_faults),
+                .delete(faults::delete_faults)
+                .route_layer(require_token),
         )
         .with_state(ops);
     crate::finish(service.merge(shared), body_limit)
