@@ -195,11 +195,9 @@ pub async fn scope<F: Future>(ctx: RequestContext, fut: F) -> F::Output {
 pub async fn observe(mut req: Request, next: Next) -> Response {
     let start = tokio::time::Instant::now();
     let method = req.method().clone();
-    let route: Arc<str> = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| Arc::from(m.as_str()))
-        .unwrap_or_else(|| Arc::from("unmatched"));
+    // A clone of the matched path shares its string; the request is moved into `next` below.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let ctx = RequestContext::from_headers(req.headers(), req.uri().path());
     req.extensions_mut().insert(ctx.clone());
     let span = tracing::info_span!(
@@ -231,8 +229,8 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     }
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
-    crate::metrics::record_request(&method, &route, status, elapsed);
-    let quiet = route.starts_with("/health") || &*route == "/metrics" || &*route == "/resilience";
+    crate::metrics::record_request(&method, route, status, elapsed);
+    let quiet = route.starts_with("/health") || route == "/metrics" || route == "/resilience";
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
         if quiet {
