@@ -294,17 +294,13 @@ pub async fn settle(
 
 /// How many orders exist, and how many carry `key` (tests).
 pub async fn count(store: &Store, key: Option<&str>) -> Result<i64, sqlx::Error> {
-    match key {
-        Some(k) => sqlx::query("SELECT COUNT(*) FROM orders WHERE idempotency_key = $1")
-            .bind(k.to_owned())
-            .fetch_one(store.pool())
-            .await?
-            .try_get(0),
-        None => sqlx::query("SELECT COUNT(*) FROM orders")
-            .fetch_one(store.pool())
-            .await?
-            .try_get(0),
-    }
+    let query = match key {
+        Some(k) => {
+            sqlx::query("SELECT COUNT(*) FROM orders WHERE idempotency_key = $1").bind(k.to_owned())
+        }
+        None => sqlx::query("SELECT COUNT(*) FROM orders"),
+    };
+    query.fetch_one(store.pool()).await?.try_get(0)
 }
 
 #[cfg(test)]
