@@ -182,16 +182,11 @@ impl UserClient {
 
 fn describe(err: &Error) -> String {
     match err {
-        Error::Inner(e) => {
-            // Walk to the root cause: "connection refused" says more than "error sending request".
-            let mut msg = e.to_string();
-            let mut cur = e.source();
-            while let Some(c) = cur {
-                msg = c.to_string();
-                cur = c.source();
-            }
-            msg
-        }
+        // The root cause: "connection refused" says more than "error sending request".
+        Error::Inner(e) => resilience::error::chain(&**e)
+            .last()
+            .unwrap_or(&**e)
+            .to_string(),
         other => other.to_string(),
     }
 }
