@@ -27,7 +27,7 @@ use tower::{Layer, Service};
 
 use crate::{
     error::BoxError,
-    timeout::{Deadline, Lazy, current_deadline, future::DeadlineFuture},
+    timeout::{Deadline, Lazy, current_deadline, future::DeadlineFuture, timeouts_counter},
 };
 
 /// The header carrying the caller's remaining deadline, in whole milliseconds.
@@ -141,11 +141,7 @@ impl AcceptDeadlineLayer {
     }
 
     fn named(name: Arc<str>, max: Option<Duration>) -> Self {
-        let counter = metrics::counter!(
-            "resilience_timeouts_total",
-            "name" => name.to_string(),
-            "kind" => "deadline"
-        );
+        let counter = timeouts_counter(&name, "deadline");
         Self { max, name, counter }
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     error::{BoxError, DeadlineExceeded, Elapsed},
     retry::RetryHandle,
     stack::{StackConfig, StackSnapshot},
-    timeout::{Deadline, current_deadline},
+    timeout::{Deadline, current_deadline, timeouts_counter},
 };
 
 /// Runs the resilience stack around every call of a `reqwest_middleware` client:
@@ -165,7 +165,6 @@ impl ResilienceMiddlewareBuilder {
         let breakers = config
             .circuit_breaker
             .map(|c| HostBreakers::new(name.clone(), c, max_hosts, idle_timeout));
-        let label = name.to_string();
         Ok(ResilienceMiddleware {
             shared: Arc::new(Shared {
                 bulkhead,
@@ -174,8 +173,8 @@ impl ResilienceMiddlewareBuilder {
                 breakers,
                 attempt_timeout: config.attempt_timeout,
                 max_retry_after,
-                attempt_timeouts: metrics::counter!("resilience_timeouts_total", "name" => label.clone(), "kind" => "attempt"),
-                deadline_timeouts: metrics::counter!("resilience_timeouts_total", "name" => label, "kind" => "deadline"),
+                attempt_timeouts: timeouts_counter(&name, "attempt"),
+                deadline_timeouts: timeouts_counter(&name, "deadline"),
             }),
         })
     }

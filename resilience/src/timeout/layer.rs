@@ -99,6 +99,8 @@ impl<S> Layer<S> for DeadlineLayer {
     }
 }
 
-pub(super) fn timeouts_counter(name: &str, kind: &'static str) -> Counter {
+/// The `resilience_timeouts_total{name, kind}` series, `kind` being `attempt` or `deadline`;
+/// the HTTP middleware and `AcceptDeadline` count theirs here too.
+pub(crate) fn timeouts_counter(name: &str, kind: &'static str) -> Counter {
     metrics::counter!("resilience_timeouts_total", "name" => name.to_string(), "kind" => kind)
 }

@@ -39,6 +39,8 @@ mod service;
 
 #[cfg(feature = "http")]
 pub(crate) use self::deadline::Lazy;
+#[cfg(feature = "http")]
+pub(crate) use self::layer::timeouts_counter;
 pub use self::{
     deadline::{Deadline, WithDeadline, current_deadline},
     layer::{AttemptTimeoutLayer, DeadlineLayer},
