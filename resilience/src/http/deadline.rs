@@ -27,7 +27,7 @@ use tower::{Layer, Service};
 
 use crate::{
     error::BoxError,
-    timeout::{Deadline, Lazy, current_deadline, future::DeadlineFuture, timeouts_counter},
+    timeout::{current_deadline, future::DeadlineFuture, timeouts_counter},
 };
 
 /// The header carrying the caller's remaining deadline, in whole milliseconds.
@@ -213,24 +213,19 @@ where
             (Some(asked), Some(max)) => Some(asked.min(max)),
             (asked, max) => asked.or(max),
         };
-        let Some(given) = asked else {
-            return AcceptDeadlineFuture {
-                kind: Kind::Unbounded {
-                    inner: self.inner.call(req),
-                },
-            };
+        let kind = match asked {
+            None => Kind::Unbounded {
+                inner: self.inner.call(req),
+            },
+            // The caller has already given up: refused without calling the handler.
+            Some(budget) if budget.is_zero() => Kind::Bounded {
+                inner: DeadlineFuture::expired(budget, self.counter.clone()),
+            },
+            Some(budget) => Kind::Bounded {
+                inner: DeadlineFuture::start(&mut self.inner, req, budget, &self.counter),
+            },
         };
-        let deadline = Deadline::after(given).min_with(current_deadline());
-        let counter = self.counter.clone();
-        let inner = if deadline.is_expired() {
-            DeadlineFuture::expired(given, counter)
-        } else {
-            let (future, lazy) = Lazy::Fixed(deadline).enter(|| self.inner.call(req));
-            DeadlineFuture::new(future, lazy, given, counter)
-        };
-        AcceptDeadlineFuture {
-            kind: Kind::Bounded { inner },
-        }
+        AcceptDeadlineFuture { kind }
     }
 }
 

@@ -38,8 +38,6 @@ mod layer;
 mod service;
 
 #[cfg(feature = "http")]
-pub(crate) use self::deadline::Lazy;
-#[cfg(feature = "http")]
 pub(crate) use self::layer::timeouts_counter;
 pub use self::{
     deadline::{Deadline, WithDeadline, current_deadline},

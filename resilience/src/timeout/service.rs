@@ -4,12 +4,9 @@ use std::{
 };
 
 use metrics::Counter;
-use tokio::time::Instant;
 use tower::Service;
 
 use super::{
-    Deadline, current_deadline,
-    deadline::{Lazy, Scope},
     future::{DeadlineFuture, ResponseFuture},
     layer::timeouts_counter,
 };
@@ -98,15 +95,15 @@ where
 /// Gives a whole call (retries and backoff included) a total time; past it the call fails
 /// with [`DeadlineExceeded`](crate::error::DeadlineExceeded) and the inner future is dropped.
 ///
-/// The deadline is visible to everything inside through [`current_deadline`], both while the
-/// inner service's `call` runs and while its future is polled; an outer deadline that ends
-/// earlier wins. A call whose inherited deadline has already passed never reaches the inner
-/// service.
+/// The deadline is visible to everything inside through
+/// [`current_deadline`](super::current_deadline), both while the inner service's `call` runs
+/// and while its future is polled; an outer deadline that ends earlier wins. A call whose
+/// inherited deadline has already passed never reaches the inner service.
 ///
 /// The clock starts when something first needs it: an inner layer reading
-/// [`current_deadline`], or the first poll of the inner future that is not ready. Both come in
-/// the same synchronous stretch as the `call` (which no timer could interrupt anyway), and a
-/// call that completes at once never reads the clock.
+/// [`current_deadline`](super::current_deadline), or the first poll of the inner future that
+/// is not ready. Both come in the same synchronous stretch as the `call` (which no timer could
+/// interrupt anyway), and a call that completes at once never reads the clock.
 ///
 /// ```
 /// use std::time::Duration;
@@ -175,31 +172,6 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let (lazy, given) = match current_deadline() {
-            // The common case: no outer deadline, and no clock read until one is needed.
-            None => (
-                Lazy::Unanchored {
-                    budget: self.budget,
-                },
-                self.budget,
-            ),
-            Some(outer) => {
-                let now = Instant::now();
-                let deadline = Deadline::after_from(now, self.budget).min_with(Some(outer));
-                // What this call is given: less than our budget under an earlier outer deadline.
-                let given = deadline.instant().saturating_duration_since(now);
-                if given.is_zero() {
-                    return DeadlineFuture::expired(given, self.counter.clone());
-                }
-                (Lazy::Fixed(deadline), given)
-            }
-        };
-        let counter = self.counter.clone();
-        // Not `Lazy::enter`: handing the inner future back in a tuple costs one more copy of
-        // it (hundreds of bytes under retry: 46 against 68 ns for `stack/deadline` in
-        // `benches/stack.rs`).
-        let scope = Scope::enter(lazy);
-        let future = self.inner.call(req);
-        DeadlineFuture::new(future, scope.exit(lazy), given, counter)
+        DeadlineFuture::start(&mut self.inner, req, self.budget, &self.counter)
     }
 }
