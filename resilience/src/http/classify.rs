@@ -167,7 +167,8 @@ impl ClassifyResponse for HttpClassifier {
     }
 }
 
-fn outcome_of(class: Result<(), HttpFailureClass>) -> Outcome {
+/// The breaker's view of a classified result.
+pub(crate) fn outcome_of(class: &Result<(), HttpFailureClass>) -> Outcome {
     match class {
         Ok(()) => Outcome::Success,
         Err(class) => class.outcome(),
@@ -181,7 +182,7 @@ where
     #[inline]
     fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
         match result {
-            Ok(res) => outcome_of(Self::classify_status(res.status())),
+            Ok(res) => outcome_of(&Self::classify_status(res.status())),
             Err(e) => Self::classify_any_error(e).outcome(),
         }
     }
@@ -194,7 +195,7 @@ where
     #[inline]
     fn classify(&self, result: Result<&reqwest::Response, &E>) -> Outcome {
         match result {
-            Ok(res) => outcome_of(Self::classify_status(res.status())),
+            Ok(res) => outcome_of(&Self::classify_status(res.status())),
             Err(e) => Self::classify_any_error(e).outcome(),
         }
     }

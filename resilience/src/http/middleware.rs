@@ -13,8 +13,11 @@ use reqwest::{Request, Response, Url};
 use reqwest_middleware::{Middleware, Next};
 
 use super::{
-    HttpClassifier, HttpFailureClass, classify::classify_middleware_error, is_retry_safe,
-    next_delay, registry::HostBreakers, retry_after, set_deadline_header,
+    HttpClassifier, HttpFailureClass,
+    classify::{classify_middleware_error, outcome_of},
+    is_retry_safe, next_delay,
+    registry::HostBreakers,
+    retry_after, set_deadline_header,
 };
 use crate::{
     bulkhead::{BulkheadHandle, BulkheadLayer},
@@ -307,10 +310,7 @@ impl ResilienceMiddleware {
                 Err(e) => Err(classify_middleware_error(e)),
             };
             if let Some(permit) = permit {
-                permit.record(match &class {
-                    Ok(()) => crate::Outcome::Success,
-                    Err(class) => class.outcome(),
-                });
+                permit.record(outcome_of(&class));
             }
             let (Err(class), Some(again), Some(retry)) = (class, spare, retry) else {
                 return result;
