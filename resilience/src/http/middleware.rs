@@ -23,10 +23,14 @@ use crate::{
     bulkhead::{BulkheadHandle, BulkheadLayer},
     circuit_breaker::CircuitBreakerHandle,
     config::ConfigError,
-    error::{BoxError, DeadlineExceeded, Elapsed},
+    error::BoxError,
     retry::RetryHandle,
     stack::{StackConfig, StackSnapshot},
-    timeout::{Deadline, current_deadline, timeouts_counter},
+    timeout::{
+        Deadline, current_deadline,
+        future::{attempt_timed_out, deadline_exceeded},
+        timeouts_counter,
+    },
 };
 
 /// Runs the resilience stack around every call of a `reqwest_middleware` client:
@@ -262,9 +266,7 @@ impl ResilienceMiddleware {
                 return result;
             }
         }
-        s.deadline_timeouts.increment(1);
-        tracing::debug!(target: "resilience", budget = ?given, "deadline exceeded");
-        Err(reject(DeadlineExceeded::new(given).into()))
+        Err(reject(deadline_exceeded(given, &s.deadline_timeouts)))
     }
 
     async fn attempts(
@@ -361,10 +363,10 @@ impl ResilienceMiddleware {
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,
-            Err(_) => {
-                self.shared.attempt_timeouts.increment(1);
-                Err(reject(Elapsed::new(timeout).into()))
-            }
+            Err(_) => Err(reject(attempt_timed_out(
+                timeout,
+                &self.shared.attempt_timeouts,
+            ))),
         }
     }
 }

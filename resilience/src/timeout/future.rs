@@ -62,9 +62,7 @@ where
         if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        this.counter.increment(1);
-        tracing::debug!(target: "resilience", timeout = ?this.timeout, "attempt timed out");
-        Poll::Ready(Err(Elapsed::new(*this.timeout).into()))
+        Poll::Ready(Err(attempt_timed_out(*this.timeout, this.counter)))
     }
 }
 
@@ -166,8 +164,24 @@ where
             // Cancel the work now rather than when the caller drops us.
             this.inner.set(None);
         }
-        this.counter.increment(1);
-        tracing::debug!(target: "resilience", budget = ?this.given, "deadline exceeded");
-        Poll::Ready(Err(DeadlineExceeded::new(*this.given).into()))
+        Poll::Ready(Err(deadline_exceeded(*this.given, this.counter)))
     }
+}
+
+/// Counts an attempt that ran out of time, logs it, and builds the error its caller sees:
+/// the one place for what an attempt timeout reports, here or in the HTTP middleware.
+#[cold]
+pub(crate) fn attempt_timed_out(timeout: Duration, counter: &Counter) -> BoxError {
+    counter.increment(1);
+    tracing::debug!(target: "resilience", timeout = ?timeout, "attempt timed out");
+    Elapsed::new(timeout).into()
+}
+
+/// Counts a call whose deadline passed, logs it, and builds the error its caller sees, as
+/// [`attempt_timed_out`] does for an attempt.
+#[cold]
+pub(crate) fn deadline_exceeded(budget: Duration, counter: &Counter) -> BoxError {
+    counter.increment(1);
+    tracing::debug!(target: "resilience", budget = ?budget, "deadline exceeded");
+    DeadlineExceeded::new(budget).into()
 }
