@@ -253,7 +253,6 @@ impl<F: Future> Future for WithDeadline<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         // An earlier deadline around this poll wins, as with nested deadline layers.
-        let deadline = this.deadline.min_with(current_deadline());
-        Lazy::Fixed(deadline).enter(|| this.future.poll(cx)).0
+        this.deadline.sync_scope(|| this.future.poll(cx))
     }
 }
