@@ -11,7 +11,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::ConfigError, retry::random_seed};
+use crate::{
+    config::ConfigError,
+    retry::{SplitMix64, random_seed},
+};
 
 /// The switches of a [`FaultLayer`](super::FaultLayer): added latency and an error rate,
 /// changed at run time (from an admin endpoint, a chaos script) by any clone.
@@ -159,16 +162,14 @@ impl FaultHandle {
         self.state.delayed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A lock-free SplitMix64 step over a shared counter.
+    /// The next draw of one SplitMix64 sequence every clone shares: one atomic add claims
+    /// the next state, lock-free.
     fn next_u64(&self) -> u64 {
-        let mut z = self
+        let state = self
             .state
             .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+            .fetch_add(SplitMix64::GAMMA, Ordering::Relaxed);
+        SplitMix64(state).next_u64()
     }
 }
 

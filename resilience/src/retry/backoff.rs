@@ -173,8 +173,12 @@ pub(crate) fn random_seed() -> u64 {
 pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
+    /// The step between states: a sequence shared by many callers can be drawn from one
+    /// atomic by adding this and stepping from the value it held (see `FaultHandle`).
+    pub(crate) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(Self::GAMMA);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

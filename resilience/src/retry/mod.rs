@@ -56,7 +56,7 @@ mod handle;
 mod layer;
 mod policy;
 
-pub(crate) use self::backoff::random_seed;
+pub(crate) use self::backoff::{SplitMix64, random_seed};
 pub use self::{
     backoff::{Backoff, FromIter, MakeBackoff},
     budget::RetryBudget,
