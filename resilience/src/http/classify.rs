@@ -220,38 +220,39 @@ fn classify_reqwest_error(e: &reqwest::Error) -> HttpFailureClass {
 
 /// Walks an error's `source` chain for the kinds this crate knows.
 pub(crate) fn classify_std_error(err: &(dyn StdError + 'static)) -> HttpFailureClass {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(e) = e.downcast_ref::<crate::Error>() {
-            return match e {
-                crate::Error::Inner(inner) => classify_std_error(&**inner),
-                crate::Error::Timeout(_) | crate::Error::DeadlineExceeded(_) => {
-                    HttpFailureClass::Timeout
-                }
-                _ => HttpFailureClass::Rejected,
-            };
-        }
-        if error::is_rejection(e) {
-            return HttpFailureClass::Rejected;
-        }
-        if e.is::<Elapsed>() || e.is::<DeadlineExceeded>() {
-            return HttpFailureClass::Timeout;
-        }
-        if let Some(e) = e.downcast_ref::<reqwest::Error>() {
-            return classify_reqwest_error(e);
-        }
-        if let Some(e) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            match e.kind() {
-                TimedOut => return HttpFailureClass::Timeout,
-                ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
-                | BrokenPipe | UnexpectedEof => return HttpFailureClass::Connection,
-                _ => {}
+    error::chain(err)
+        .find_map(classify_link)
+        .unwrap_or_else(|| HttpFailureClass::Error(err.to_string()))
+}
+
+/// What one link of an error chain says, when it is a kind this crate knows.
+fn classify_link(e: &(dyn StdError + 'static)) -> Option<HttpFailureClass> {
+    if let Some(e) = e.downcast_ref::<crate::Error>() {
+        return Some(match e {
+            crate::Error::Inner(inner) => classify_std_error(&**inner),
+            crate::Error::Timeout(_) | crate::Error::DeadlineExceeded(_) => {
+                HttpFailureClass::Timeout
             }
-        }
-        cur = e.source();
+            _ => HttpFailureClass::Rejected,
+        });
     }
-    HttpFailureClass::Error(err.to_string())
+    if error::is_rejection(e) {
+        return Some(HttpFailureClass::Rejected);
+    }
+    if e.is::<Elapsed>() || e.is::<DeadlineExceeded>() {
+        return Some(HttpFailureClass::Timeout);
+    }
+    if let Some(e) = e.downcast_ref::<reqwest::Error>() {
+        return Some(classify_reqwest_error(e));
+    }
+    let e = e.downcast_ref::<std::io::Error>()?;
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        TimedOut => Some(HttpFailureClass::Timeout),
+        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
+        | UnexpectedEof => Some(HttpFailureClass::Connection),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

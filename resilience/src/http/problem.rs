@@ -68,14 +68,9 @@ fn serialize_status<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S
 impl Problem {
     /// The problem for `err`, looking through its `source` chain for this crate's error types.
     pub fn from_error(err: &(dyn StdError + 'static)) -> Self {
-        let mut cur = Some(err);
-        while let Some(e) = cur {
-            if let Some(problem) = Self::known(e) {
-                return problem;
-            }
-            cur = e.source();
-        }
-        Self::internal()
+        crate::error::chain(err)
+            .find_map(Self::known)
+            .unwrap_or_else(Self::internal)
     }
 
     fn known(e: &(dyn StdError + 'static)) -> Option<Self> {
