@@ -464,7 +464,7 @@ attack_deadline() {
     --max-seconds 20 --run "$RUN_ID" --header 'Idempotency-Key: hostile-deadline-{run}-{i}' \
     --header 'x-request-deadline-ms: 1' \
     --body "{\"user_id\":$user,\"product_id\":\"hostile-deadline\",\"quantity\":1}" >"$out" || return 1
-  check deadline status "$(jq -r '"\(.answered) of 50 answered, statuses \(.statuses | tojson)"' "$out")" \
+  check deadline status "$(jq -r '"\(.answered) of 50 answered, statuses \(.statuses | tojson)" + ([.problems[] | select(.status == 503) | "; 503 says: \(.detail)"][0] // "")' "$out")" \
     "every one 504 (the caller's deadline passed), none 503" \
     jqt '.answered == 50 and (.statuses["504"] // 0) == 50' "$out"
   code=$(http GET "$ORDER_URL/resilience")
