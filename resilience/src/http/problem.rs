@@ -17,6 +17,9 @@ use tower::{Layer, Service};
 
 use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, HalfOpenFull};
 
+/// The problem `type` of a request whose deadline passed (or was too short to start).
+pub(crate) const DEADLINE_EXCEEDED_TYPE: &str = "urn:resilience:deadline-exceeded";
+
 /// The media type of a problem details body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -107,7 +110,7 @@ impl Problem {
             ))
         } else if e.is::<DeadlineExceeded>() {
             Some(Self::new(
-                "urn:resilience:deadline-exceeded",
+                DEADLINE_EXCEEDED_TYPE,
                 "Deadline exceeded",
                 StatusCode::GATEWAY_TIMEOUT,
                 "The request's deadline passed before it completed.".into(),
