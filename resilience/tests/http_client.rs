@@ -528,9 +528,7 @@ async fn dropping_the_request_during_backoff_stops_further_attempts() {
 
 /// A `504` problem answer with `problem_type`, as `ProblemLayer` writes one.
 fn problem_504(problem_type: &str) -> ResponseTemplate {
-    let body = format!(
-        r#"{{"type":"{problem_type}","title":"t","status":504,"detail":"d"}}"#
-    );
+    let body = format!(r#"{{"type":"{problem_type}","title":"t","status":504,"detail":"d"}}"#);
     ResponseTemplate::new(504).set_body_raw(body, "application/problem+json")
 }
 
@@ -562,7 +560,11 @@ async fn deadline_answers_to_our_budget_are_ignored_by_the_breaker_and_not_retri
     assert_eq!(snap.retries[0].retries_total, 0);
     let breaker = &snap.breakers[0];
     assert_eq!(breaker.state, CircuitState::Closed);
-    assert_eq!((breaker.calls, breaker.failures), (0, 0), "neither failure nor success");
+    assert_eq!(
+        (breaker.calls, breaker.failures),
+        (0, 0),
+        "neither failure nor success"
+    );
 }
 
 #[tokio::test]
@@ -621,7 +623,10 @@ async fn a_deadline_answer_gives_the_half_open_probe_slot_back() {
     tokio::time::sleep(Duration::from_millis(80)).await; // real time: the server is real
     // The probe's answer is about our deadline: it decides nothing and frees the slot...
     let err = try_get(&mw, &server, "/short").await.unwrap_err();
-    assert!(matches!(rejection(&err), Some(Error::DeadlineExceeded(_))), "{err:?}");
+    assert!(
+        matches!(rejection(&err), Some(Error::DeadlineExceeded(_))),
+        "{err:?}"
+    );
     assert_eq!(mw.snapshot().breakers[0].state, CircuitState::HalfOpen);
     assert_eq!(mw.snapshot().breakers[0].probes_in_flight, 0);
     // ...so the next call is admitted as the probe, and its success closes the circuit.

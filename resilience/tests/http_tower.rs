@@ -191,7 +191,10 @@ async fn failures_of_the_callers_deadline_leave_the_breaker_closed_and_are_not_r
             .scope(client.clone().oneshot(get("/users/1")))
             .await
             .unwrap_err();
-        assert!(matches!(resilience::Error::from_boxed(err), resilience::Error::DeadlineExceeded(_)));
+        assert!(matches!(
+            resilience::Error::from_boxed(err),
+            resilience::Error::DeadlineExceeded(_)
+        ));
         assert_eq!(start.elapsed(), Duration::from_millis(5));
     }
     assert_eq!(*calls.lock().unwrap(), 20, "never retried");

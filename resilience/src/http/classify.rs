@@ -7,7 +7,7 @@ use tower_http::classify::{
     ClassifiedResponse, ClassifyResponse, NeverClassifyEos, SharedClassifier,
 };
 
-use super::problem::DEADLINE_EXCEEDED_TYPE;
+use super::DEADLINE_EXCEEDED_TYPE;
 use crate::{
     classify::{Classify, Outcome},
     error::{self, BoxError, DeadlineExceeded, Elapsed},
@@ -412,7 +412,12 @@ mod tests {
             Some("urn:resilience:timeout")
         ));
         // Other statuses are never about our deadline.
-        assert!(!answers_our_budget(StatusCode::SERVICE_UNAVAILABLE, ms(0), ms(5), deadline));
+        assert!(!answers_our_budget(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ms(0),
+            ms(5),
+            deadline
+        ));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::{
 use http::{Extensions, StatusCode, header};
 use metrics::Counter;
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
-use tokio::time::Instant;
 use reqwest_middleware::{Middleware, Next};
+use tokio::time::Instant;
 
 use super::{
     HttpClassifier, HttpFailureClass, PROBLEM_JSON,
@@ -371,8 +371,16 @@ impl ResilienceMiddleware {
             match sent {
                 Some((sent, given)) if res.status() == StatusCode::GATEWAY_TIMEOUT => {
                     let (res, problem_type) = read_problem_type(res).await;
-                    if answers_our_budget(res.status(), sent, started.elapsed(), problem_type.as_deref()) {
-                        return Err(reject(deadline_exceeded(given, &self.shared.deadline_timeouts)));
+                    if answers_our_budget(
+                        res.status(),
+                        sent,
+                        started.elapsed(),
+                        problem_type.as_deref(),
+                    ) {
+                        return Err(reject(deadline_exceeded(
+                            given,
+                            &self.shared.deadline_timeouts,
+                        )));
                     }
                     Ok(res)
                 }

@@ -86,7 +86,10 @@ pub use self::{
     },
     idempotency::{IDEMPOTENCY_KEY, IdempotentRequests, is_retry_safe},
     middleware::{ResilienceMiddleware, ResilienceMiddlewareBuilder, into_error, rejection},
-    problem::{PROBLEM_JSON, Problem, ProblemLayer, ProblemService, ResponseFuture},
+    problem::{
+        BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, Problem, ProblemLayer,
+        ProblemService, ResponseFuture,
+    },
     retry_after::{HttpRetryAfter, next_delay, parse_retry_after, retry_after},
 };
 

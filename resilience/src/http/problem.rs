@@ -17,8 +17,15 @@ use tower::{Layer, Service};
 
 use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, HalfOpenFull};
 
-/// The problem `type` of a request whose deadline passed (or was too short to start).
-pub(crate) const DEADLINE_EXCEEDED_TYPE: &str = "urn:resilience:deadline-exceeded";
+/// The problem `type` of a request whose deadline passed (or was too short to start): the
+/// one [`Problem`] gives [`DeadlineExceeded`], and the one
+/// [`ResilienceMiddleware`](super::ResilienceMiddleware) recognises in an upstream's `504` as
+/// an answer to the deadline it sent.
+pub const DEADLINE_EXCEEDED_TYPE: &str = "urn:resilience:deadline-exceeded";
+
+/// The problem `type` of a request refused because a concurrency limit of this service (a
+/// bulkhead) is reached: the one [`Problem`] gives [`BulkheadFull`].
+pub const BULKHEAD_FULL_TYPE: &str = "urn:resilience:bulkhead-full";
 
 /// The media type of a problem details body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -97,7 +104,7 @@ impl Problem {
             ))
         } else if e.is::<BulkheadFull>() {
             Some(Self::unavailable(
-                "urn:resilience:bulkhead-full",
+                BULKHEAD_FULL_TYPE,
                 "Too many concurrent requests",
                 "The server is at its concurrency limit; try again shortly.",
             ))
