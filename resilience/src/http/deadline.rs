@@ -128,7 +128,7 @@ impl Default for AcceptDeadlineLayer {
 impl AcceptDeadlineLayer {
     /// Honours the caller's deadline; no limit for requests without one.
     pub fn new() -> Self {
-        Self::named("inbound".into())
+        Self::named("inbound")
     }
 
     /// Caps every request at `max`: applies to requests without the header and to callers
@@ -168,12 +168,12 @@ impl AcceptDeadlineLayer {
         Self {
             max: self.max,
             min_budget: self.min_budget,
-            ..Self::named(name.into())
+            ..Self::named(&name.into())
         }
     }
 
-    fn named(name: Arc<str>) -> Self {
-        let counter = timeouts_counter(&name, "deadline");
+    fn named(name: &str) -> Self {
+        let counter = timeouts_counter(name, "deadline");
         Self {
             max: None,
             min_budget: Duration::ZERO,

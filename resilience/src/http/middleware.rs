@@ -55,6 +55,13 @@ use crate::{
 ///   one; an open circuit fails the request at once and is never retried;
 /// - the **attempt timeout** sits inside the breaker, so a hung attempt counts as a failure.
 ///
+/// A failure of the caller's *own* deadline says nothing about the upstream: the deadline
+/// running out, or a `504` that answers the budget this attempt sent (the whole budget used,
+/// or a `urn:resilience:deadline-exceeded` problem: refused as too short) ends the request with
+/// `DeadlineExceeded`; the breaker records it as neither failure nor success (a half-open probe
+/// slot is given back) and retry does not repeat it. A `504` for any other reason while budget
+/// was left is the upstream's failure.
+///
 /// Any piece missing from the [`StackConfig`] is not applied.
 ///
 /// # Errors
