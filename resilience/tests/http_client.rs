@@ -525,3 +525,111 @@ async fn dropping_the_request_during_backoff_stops_further_attempts() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(hits(&server).await, 1);
 }
+
+/// A `504` problem answer with `problem_type`, as `ProblemLayer` writes one.
+fn problem_504(problem_type: &str) -> ResponseTemplate {
+    let body = format!(r#"{{"type":"{problem_type}","title":"t","status":504,"detail":"d"}}"#);
+    ResponseTemplate::new(504).set_body_raw(body, "application/problem+json")
+}
+
+/// A 2 s deadline, a breaker that opens after two failures in a row.
+const TRIPS_AFTER_TWO: &str = r#"deadline = "2s"
+[circuit_breaker]
+consecutive_failures = 2
+minimum_calls = 100
+wait_in_open = "60s"
+"#;
+
+#[tokio::test]
+async fn deadline_answers_to_our_budget_are_ignored_by_the_breaker_and_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(path("/x"))
+        .respond_with(problem_504("urn:resilience:deadline-exceeded"))
+        .mount(&server)
+        .await;
+    let mw = ResilienceMiddleware::from_config("up", &config(TRIPS_AFTER_TWO)).unwrap();
+    for _ in 0..20 {
+        let err = try_get(&mw, &server, "/x").await.unwrap_err();
+        assert!(
+            matches!(rejection(&err), Some(Error::DeadlineExceeded(_))),
+            "the caller's deadline, not the upstream's failure: {err:?}"
+        );
+    }
+    assert_eq!(hits(&server).await, 20, "never retried");
+    let snap = mw.snapshot();
+    assert_eq!(snap.retries[0].retries_total, 0);
+    let breaker = &snap.breakers[0];
+    assert_eq!(breaker.state, CircuitState::Closed);
+    assert_eq!(
+        (breaker.calls, breaker.failures),
+        (0, 0),
+        "neither failure nor success"
+    );
+}
+
+#[tokio::test]
+async fn a_504_that_is_not_about_our_budget_counts_against_the_breaker() {
+    let server = MockServer::start().await;
+    // The upstream's own timeout (its dependency was slow) with plenty of our budget left.
+    Mock::given(path("/x"))
+        .respond_with(problem_504("urn:resilience:timeout"))
+        .mount(&server)
+        .await;
+    let no_retry: StackConfig = toml::from_str(TRIPS_AFTER_TWO).unwrap();
+    let mw = ResilienceMiddleware::from_config("up", &no_retry).unwrap();
+    for _ in 0..2 {
+        let res = get(&mw, &server, "/x").await;
+        assert_eq!(res.status(), 504);
+        // The body was read to look at its type, and is still there for the caller.
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["type"], "urn:resilience:timeout");
+    }
+    let err = try_get(&mw, &server, "/x").await.unwrap_err();
+    assert!(matches!(rejection(&err), Some(Error::CircuitOpen(_))));
+    assert_eq!(hits(&server).await, 2, "two failures opened the circuit");
+    assert_eq!(mw.snapshot().breakers[0].failures, 2);
+}
+
+#[tokio::test]
+async fn a_deadline_answer_gives_the_half_open_probe_slot_back() {
+    let server = MockServer::start().await;
+    Mock::given(path("/fail"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    Mock::given(path("/short"))
+        .respond_with(problem_504("urn:resilience:deadline-exceeded"))
+        .mount(&server)
+        .await;
+    Mock::given(path("/ok"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let config: StackConfig = toml::from_str(
+        r#"deadline = "2s"
+        [circuit_breaker]
+        consecutive_failures = 2
+        minimum_calls = 100
+        wait_in_open = "50ms"
+        permitted_calls_in_half_open = 1
+        "#,
+    )
+    .unwrap();
+    let mw = ResilienceMiddleware::from_config("up", &config).unwrap();
+    for _ in 0..2 {
+        assert_eq!(get(&mw, &server, "/fail").await.status(), 500);
+    }
+    assert_eq!(mw.snapshot().breakers[0].state, CircuitState::Open);
+    tokio::time::sleep(Duration::from_millis(80)).await; // real time: the server is real
+    // The probe's answer is about our deadline: it decides nothing and frees the slot...
+    let err = try_get(&mw, &server, "/short").await.unwrap_err();
+    assert!(
+        matches!(rejection(&err), Some(Error::DeadlineExceeded(_))),
+        "{err:?}"
+    );
+    assert_eq!(mw.snapshot().breakers[0].state, CircuitState::HalfOpen);
+    assert_eq!(mw.snapshot().breakers[0].probes_in_flight, 0);
+    // ...so the next call is admitted as the probe, and its success closes the circuit.
+    assert_eq!(get(&mw, &server, "/ok").await.status(), 200);
+    assert_eq!(mw.snapshot().breakers[0].state, CircuitState::Closed);
+}

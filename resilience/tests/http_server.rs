@@ -24,30 +24,41 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 type ServerLayer = ResilienceLayer<HttpClassifier, (), SendOnce>;
 
 fn stack(toml_text: &str) -> ServerLayer {
-    let config: StackConfig = toml::from_str(toml_text).unwrap();
-    config.into_layer("api").unwrap().for_server()
+    named_stack(toml_text, "api")
 }
 
-/// A router with the server-side layers, as a service would build it.
-fn app(layer: ServerLayer) -> Router {
+fn named_stack(toml_text: &str, name: &str) -> ServerLayer {
+    let config: StackConfig = toml::from_str(toml_text).unwrap();
+    config.into_layer(name).unwrap().for_server()
+}
+
+/// A router with the server-side layers, as a service would build it: the caller's deadline
+/// around the whole router, and a stack of its own on each route (`route_layer`), so one
+/// route's failures open only that route's circuit, and unknown paths are plain 404s.
+fn app(toml_text: &str) -> Router {
+    let guard = |route: &str| {
+        ServiceBuilder::new()
+            .layer(ProblemLayer::new())
+            .layer(named_stack(toml_text, route))
+    };
     Router::new()
-        .route("/ok", get(|| async { "fine" }))
+        .route("/ok", get(|| async { "fine" }).route_layer(guard("ok")))
         .route(
             "/broken",
-            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }).route_layer(guard("broken")),
         )
         .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 "late"
-            }),
+            })
+            .route_layer(guard("slow")),
         )
         .layer(
             ServiceBuilder::new()
                 .layer(ProblemLayer::new())
-                .layer(AcceptDeadlineLayer::new())
-                .layer(layer),
+                .layer(AcceptDeadlineLayer::new()),
         )
 }
 
@@ -76,46 +87,64 @@ async fn problem(res: axum::response::Response) -> (StatusCode, Option<String>, 
 
 #[tokio::test(start_paused = true)]
 async fn an_open_circuit_answers_503_with_retry_after_until_the_next_probe() {
-    let app = app(stack(
-        r#"
+    let app = app(r#"
         [circuit_breaker]
         window = { kind = "count", size = 2 }
         minimum_calls = 2
         wait_in_open = "10s"
-        "#,
-    ));
+        "#);
     // The handler's own 500s pass through untouched, and trip the breaker.
     for _ in 0..2 {
         let res = app.clone().oneshot(get_req("/broken")).await.unwrap();
         assert_eq!(res.status(), 500);
         assert!(res.headers().get("content-type").is_none());
     }
-    let res = app.clone().oneshot(get_req("/ok")).await.unwrap();
+    let res = app.clone().oneshot(get_req("/broken")).await.unwrap();
     let (status, retry, json) = problem(res).await;
     assert_eq!(status, 503);
     assert_eq!(retry.as_deref(), Some("10"));
     assert_eq!(json["type"], "urn:resilience:circuit-open");
+    let detail = json["detail"].as_str().unwrap().to_lowercase();
+    assert!(detail.contains("this service"), "{json}");
+
+    // Only the failing route's circuit is open: the others answer, unknown paths are 404.
+    assert_eq!(
+        app.clone().oneshot(get_req("/ok")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(get_req("/nope"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 
     tokio::time::advance(Duration::from_millis(7_500)).await;
-    let (_, retry, _) = problem(app.oneshot(get_req("/ok")).await.unwrap()).await;
+    let (_, retry, _) = problem(app.oneshot(get_req("/broken")).await.unwrap()).await;
     assert_eq!(retry.as_deref(), Some("3"), "rounded up to whole seconds");
 }
 
 #[tokio::test]
 async fn a_full_bulkhead_answers_503_with_retry_after() {
-    let app = app(stack("[bulkhead]\nmax_concurrent = 1"));
+    let app = app("[bulkhead]\nmax_concurrent = 1");
     let slow = tokio::spawn(app.clone().oneshot(get_req("/slow")));
     tokio::task::yield_now().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (status, retry, json) = problem(app.oneshot(get_req("/ok")).await.unwrap()).await;
+    let (status, retry, json) = problem(app.clone().oneshot(get_req("/slow")).await.unwrap()).await;
     assert_eq!((status.as_u16(), retry.as_deref()), (503, Some("1")));
     assert_eq!(json["type"], "urn:resilience:bulkhead-full");
+    assert!(
+        json["detail"].as_str().unwrap().contains("limit of 1"),
+        "{json}"
+    );
     slow.abort();
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_attempt_timeout_answers_504() {
-    let app = app(stack("attempt_timeout = \"100ms\""));
+    let app = app("attempt_timeout = \"100ms\"");
     let (status, retry, json) = problem(app.clone().oneshot(get_req("/slow")).await.unwrap()).await;
     assert_eq!((status.as_u16(), retry), (504, None));
     assert_eq!(json["type"], "urn:resilience:timeout");
@@ -125,7 +154,7 @@ async fn an_attempt_timeout_answers_504() {
 
 #[tokio::test(start_paused = true)]
 async fn the_callers_deadline_stops_the_handler_with_504() {
-    let app = app(stack(""));
+    let app = app("");
     let start = tokio::time::Instant::now();
     let req = Request::get("/slow")
         .header(DEADLINE_HEADER, "250")

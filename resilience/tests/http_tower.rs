@@ -159,3 +159,105 @@ async fn a_retry_after_past_the_backoff_cap_gives_up_without_a_deadline() {
     // 3600 s is above the backoff's `max` (10 s): give up, as the reqwest middleware does.
     gives_up_at_once("", &[(503, Some("3600")), (200, None)], 503).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn failures_of_the_callers_deadline_leave_the_breaker_closed_and_are_not_retried() {
+    use resilience::{
+        circuit_breaker::CircuitState,
+        timeout::{Deadline, DeadlineLayer},
+    };
+    let calls = Arc::new(Mutex::new(0_u32));
+    let counted = calls.clone();
+    let hangs = service_fn(move |_: Request<String>| {
+        *counted.lock().unwrap() += 1;
+        async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, BoxError>(Response::new(String::new()))
+        }
+    });
+    let layer = config("[circuit_breaker]\nconsecutive_failures = 2\nminimum_calls = 100")
+        .into_layer("up")
+        .unwrap()
+        .for_http();
+    // The call inside the breaker inherits the caller's deadline (as an outgoing call made
+    // by a handler behind `AcceptDeadlineLayer` does) and fails when that deadline passes.
+    let client = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(DeadlineLayer::new(Duration::from_secs(30)).unwrap())
+        .service(hangs);
+    for _ in 0..20 {
+        let start = Instant::now();
+        let err = Deadline::after(Duration::from_millis(5))
+            .scope(client.clone().oneshot(get("/users/1")))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            resilience::Error::from_boxed(err),
+            resilience::Error::DeadlineExceeded(_)
+        ));
+        assert_eq!(start.elapsed(), Duration::from_millis(5));
+    }
+    assert_eq!(*calls.lock().unwrap(), 20, "never retried");
+    let snap = layer.snapshot();
+    assert_eq!(snap.breakers[0].state, CircuitState::Closed);
+    assert_eq!(snap.breakers[0].failures, 0);
+    assert_eq!(snap.retries[0].retries_total, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_failing_on_the_callers_deadline_gives_its_slot_back() {
+    use resilience::{
+        circuit_breaker::CircuitState,
+        timeout::{Deadline, DeadlineLayer},
+    };
+    let upstream = service_fn(|req: Request<String>| async move {
+        match req.uri().path() {
+            "/fail" => {
+                Ok::<_, BoxError>(Response::builder().status(500).body(String::new()).unwrap())
+            }
+            "/hang" => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Response::new(String::new()))
+            }
+            _ => Ok(Response::new(String::new())),
+        }
+    });
+    let layer = StackConfig {
+        retry: None,
+        ..config(
+            "[circuit_breaker]\nconsecutive_failures = 2\nminimum_calls = 100\n\
+             wait_in_open = \"1s\"\npermitted_calls_in_half_open = 1",
+        )
+    }
+    .into_layer("up")
+    .unwrap()
+    .for_http();
+    let client = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(DeadlineLayer::new(Duration::from_secs(30)).unwrap())
+        .service(upstream);
+    for _ in 0..2 {
+        let res = client.clone().oneshot(get("/fail")).await.unwrap();
+        assert_eq!(res.status(), 500);
+    }
+    assert_eq!(layer.snapshot().breakers[0].state, CircuitState::Open);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // The probe runs out of the caller's time: it decides nothing and frees its slot...
+    let err = Deadline::after(Duration::from_millis(5))
+        .scope(client.clone().oneshot(get("/hang")))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        resilience::Error::from_boxed(err),
+        resilience::Error::DeadlineExceeded(_)
+    ));
+    let breaker = &layer.snapshot().breakers[0];
+    assert_eq!(
+        (breaker.state, breaker.probes_in_flight),
+        (CircuitState::HalfOpen, 0)
+    );
+    // ...so the next call is admitted as the probe, and its success closes the circuit.
+    let res = client.oneshot(get("/ok")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(layer.snapshot().breakers[0].state, CircuitState::Closed);
+}

@@ -9,14 +9,15 @@ use service_kit::config::{Common, ConfigErrors, Env};
 /// The stack used when `RESILIENCE_CONFIG` names no file: calls to user-service get 2 s in
 /// total, 500 ms per attempt, one retry within a 20 % budget, a breaker per instance that opens
 /// after 5 failures in a row (or half of at least 5 calls in 10 s failing), waits 2 s, and lets
-/// one probe decide; at most 64 lookups in flight.
+/// one probe decide; at most 64 lookups in flight, and a lookup past them is refused at once
+/// (503 naming order-service's own limit) rather than queued.
 pub const DEFAULT_STACK: &str = r#"
 deadline = "2s"
 attempt_timeout = "500ms"
 
 [bulkhead]
 max_concurrent = 64
-max_wait = "100ms"
+max_wait = "0ms"
 
 [retry]
 max_attempts = 2

@@ -51,7 +51,7 @@ pub use crate::config::{Config, DEFAULT_STACK, DegradedMode, default_stack};
 use crate::{
     idempotency::InFlight,
     store::{Inserted, NewOrder, StoredResponse},
-    users::{Lookup, UserClient},
+    users::{Lookup, LookupError, UserClient},
 };
 
 /// The service's name in logs, health, metrics and `/resilience`.
@@ -74,6 +74,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Largest accepted body.
     pub body_limit: usize,
+    /// `MIN_DEADLINE_MS`: the shortest caller's deadline the business routes accept.
+    pub min_deadline: Duration,
     /// Fault injection on the `/orders` routes (off until `PUT /admin/faults`).
     pub faults: FaultHandle,
 }
@@ -91,6 +93,7 @@ impl AppState {
             degraded: config.degraded,
             admin_token: config.common.admin_token.clone(),
             body_limit: config.common.body_limit,
+            min_deadline: config.common.min_deadline,
             faults: FaultHandle::new(),
         })
     }
@@ -250,6 +253,30 @@ fn replay(stored: &StoredResponse, fingerprint: &str) -> Result<Response, Proble
     ))
 }
 
+/// 504: the caller's deadline ran out (or user-service refused what was left of it).
+fn deadline_exceeded() -> Problem {
+    metrics::counter!("orders_rejected_deadline_total").increment(1);
+    let mut p = Problem::new(StatusCode::GATEWAY_TIMEOUT, "", "Deadline exceeded").with_detail(
+        "the request's deadline (x-request-deadline-ms) ran out before the user could be verified; the order was not stored",
+    );
+    // The library's type: the same one the deadline layer answers with.
+    resilience::http::DEADLINE_EXCEEDED_TYPE.clone_into(&mut p.problem_type);
+    p
+}
+
+/// 503 + `Retry-After`: order-service's own limit on concurrent user lookups is reached.
+fn overloaded(max_concurrent: usize) -> Problem {
+    metrics::counter!("orders_rejected_overloaded_total").increment(1);
+    let mut p = Problem::unavailable(
+        format!(
+            "order-service is at its own limit of {max_concurrent} concurrent user lookups; user-service was not called and the order was not stored"
+        ),
+        Duration::from_secs(1),
+    );
+    resilience::http::BULKHEAD_FULL_TYPE.clone_into(&mut p.problem_type);
+    p
+}
+
 fn key_reused() -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -274,7 +301,7 @@ fn key_reused() -> Problem {
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Validation failed, unknown user, or key reused with a different body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "user-service or the store unavailable, or an injected fault (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "user-service or the store unavailable, order-service's own limit on concurrent lookups reached (`urn:resilience:bulkhead-full`), or an injected fault (with Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The caller's deadline (`x-request-deadline-ms`) passed", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -311,7 +338,12 @@ pub async fn create_order(
                 format!("no user with id {}", body.user_id),
             )]));
         }
-        Err(u) => match state.degraded {
+        // Neither says anything about user-service, so neither becomes a pending order.
+        Err(LookupError::DeadlineExceeded) => return Err(deadline_exceeded()),
+        Err(LookupError::Overloaded { max_concurrent }) => {
+            return Err(overloaded(max_concurrent));
+        }
+        Err(LookupError::Unavailable(u)) => match state.degraded {
             DegradedMode::Accept => {
                 tracing::warn!(reason = %u.reason, "user-service unavailable; accepting order as pending");
                 OrderStatus::Pending
@@ -517,6 +549,7 @@ pub fn app(state: AppState) -> Router {
         faults: state.faults.clone(),
         admin_token: state.admin_token.clone(),
         body_limit: state.body_limit,
+        min_deadline: state.min_deadline,
         checks: Arc::new(move || Box::pin(checks(for_checks.clone()))),
         openapi: ApiDoc::openapi,
     };

@@ -5,6 +5,11 @@
 //! dead instance is ejected by its open circuit (a rejection costs no network round trip) and
 //! the request moves on to the next instance; only when no instance can answer is the user
 //! "unavailable", with the soonest time a breaker will let a probe through as `Retry-After`.
+//!
+//! Two failures are not user-service's and end the lookup at once, without failover: the
+//! caller's deadline running out ([`LookupError::DeadlineExceeded`]: ours, or user-service
+//! answering that the budget we sent was too short), and order-service's own limit on
+//! concurrent lookups ([`LookupError::Overloaded`]: the bulkhead, shared by every instance).
 
 use std::{
     sync::{
@@ -31,6 +36,35 @@ pub enum Lookup {
     Found,
     /// No such user (a definite answer from an instance).
     NotFound,
+}
+
+/// Why a lookup got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// No instance could answer.
+    Unavailable(Unavailable),
+    /// The caller's deadline ran out (or was too short for user-service to start).
+    DeadlineExceeded,
+    /// order-service's own limit on concurrent lookups is reached; user-service was not called.
+    Overloaded {
+        /// The limit.
+        max_concurrent: usize,
+    },
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LookupError::Unavailable(u) => f.write_str(&u.reason),
+            LookupError::DeadlineExceeded => f.write_str("the caller's deadline ran out"),
+            LookupError::Overloaded { max_concurrent } => {
+                write!(
+                    f,
+                    "the limit of {max_concurrent} concurrent lookups is reached"
+                )
+            }
+        }
+    }
 }
 
 /// No instance could answer.
@@ -100,7 +134,7 @@ impl UserClient {
         &self,
         user_id: i64,
         ctx: Option<&RequestContext>,
-    ) -> Result<Lookup, Unavailable> {
+    ) -> Result<Lookup, LookupError> {
         let n = self.instances.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut soonest: Option<Duration> = None;
@@ -138,6 +172,12 @@ impl UserClient {
                     let err = into_error(e);
                     let wait = match &err {
                         Error::CircuitOpen(open) => Some(open.retry_after()),
+                        Error::DeadlineExceeded(_) => return Err(LookupError::DeadlineExceeded),
+                        Error::BulkheadFull(full) => {
+                            return Err(LookupError::Overloaded {
+                                max_concurrent: full.max_concurrent(),
+                            });
+                        }
                         _ => None,
                     };
                     (wait, describe(&err))
@@ -148,10 +188,10 @@ impl UserClient {
             }
             reasons.push(format!("{base}: {reason}"));
         }
-        Err(Unavailable {
+        Err(LookupError::Unavailable(Unavailable {
             retry_after: soonest.unwrap_or(Duration::from_secs(1)),
             reason: reasons.join("; "),
-        })
+        }))
     }
 
     /// Snapshots for `GET /resilience` (empty with the stack off).

@@ -24,8 +24,8 @@ pub async fn verify_pending_once(state: &AppState) -> Result<usize, sqlx::Error>
         let status = match state.users.lookup(order.user_id, None).await {
             Ok(Lookup::Found) => OrderStatus::Confirmed,
             Ok(Lookup::NotFound) => OrderStatus::Rejected,
-            Err(u) => {
-                tracing::debug!(reason = %u.reason, "user-service still unavailable; pending orders wait");
+            Err(e) => {
+                tracing::debug!(reason = %e, "user-service gave no answer; pending orders wait");
                 break;
             }
         };

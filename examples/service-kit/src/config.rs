@@ -181,6 +181,10 @@ pub struct Common {
     pub shutdown_timeout: Duration,
     /// `BODY_LIMIT_BYTES`: the largest request body accepted (413 above).
     pub body_limit: usize,
+    /// `MIN_DEADLINE_MS`: a caller's deadline (`x-request-deadline-ms`) below this is answered
+    /// 504 at once, before any work or downstream call (default 10 ms; 0 refuses only an
+    /// expired one).
+    pub min_deadline: Duration,
 }
 
 impl Common {
@@ -226,6 +230,7 @@ impl Common {
             shutdown_timeout: env.duration_ms("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10)),
             body_limit: usize::try_from(env.int_in("BODY_LIMIT_BYTES", 64 * 1024, 256, 16 << 20))
                 .unwrap_or(64 * 1024),
+            min_deadline: Duration::from_millis(env.int_in("MIN_DEADLINE_MS", 10, 0, 60_000)),
         }
     }
 }
@@ -267,6 +272,7 @@ mod tests {
         );
         assert!(c.addr.ip().is_loopback());
         assert_eq!(c.admin_token, None);
+        assert_eq!(c.min_deadline, Duration::from_millis(10));
         env.finish().unwrap();
     }
 }

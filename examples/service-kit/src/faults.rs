@@ -5,7 +5,8 @@
 //! answering during a chaos run) in, outermost first:
 //!
 //! - the caller's deadline ([`AcceptDeadlineLayer`]): work stops once the caller has given up,
-//!   and outgoing calls made by the handler inherit what is left of it;
+//!   outgoing calls made by the handler inherit what is left of it, and a deadline shorter
+//!   than `min_deadline` (`MIN_DEADLINE_MS`) is refused with 504 before any work;
 //! - fault injection ([`FaultLayer`]): latency and an error rate set through
 //!   `PUT /admin/faults`, plus per-request latency from `X-Simulate-Latency`;
 //!
@@ -49,6 +50,7 @@ pub const MAX_LATENCY_MS: u64 = 30_000;
 /// The layers for business routes (see the module docs); apply with `Router::layer`.
 pub fn business_layers(
     faults: FaultHandle,
+    min_deadline: Duration,
 ) -> impl Layer<
     Route,
     Service: Service<Request, Response = Response, Error = Infallible, Future: Send>
@@ -62,7 +64,7 @@ pub fn business_layers(
 + 'static {
     ServiceBuilder::new()
         .layer(HandleErrorLayer::new(layer_error))
-        .layer(AcceptDeadlineLayer::new())
+        .layer(AcceptDeadlineLayer::new().with_min_budget(min_deadline))
         .layer(FaultLayer::new(faults).with_request_latency(SimulateLatencyHeader))
 }
 

@@ -39,6 +39,8 @@ pub struct Ops {
     pub admin_token: Option<String>,
     /// Largest accepted body.
     pub body_limit: usize,
+    /// The shortest caller's deadline the business routes accept (`MIN_DEADLINE_MS`).
+    pub min_deadline: Duration,
     /// The service's readiness checks (the store, upstream circuits).
     pub checks: Arc<dyn Fn() -> ChecksFuture + Send + Sync>,
     /// The service's OpenAPI document, without the operations routes.
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Ops {
             .field("faults", &self.faults)
             .field("admin", &self.admin_token.is_some())
             .field("body_limit", &self.body_limit)
+            .field("min_deadline", &self.min_deadline)
             .finish_non_exhaustive()
     }
 }
@@ -74,7 +77,10 @@ where
     let require_token =
         middleware::from_fn_with_state(ops.admin_token.clone(), crate::admin::require_token);
     let service = business
-        .layer(faults::business_layers(ops.faults.clone()))
+        .layer(faults::business_layers(
+            ops.faults.clone(),
+            ops.min_deadline,
+        ))
         .merge(operations)
         .with_state(state);
     let shared = Router::new()

@@ -13,7 +13,7 @@
 
 pub mod store;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -73,6 +73,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Largest accepted body.
     pub body_limit: usize,
+    /// `MIN_DEADLINE_MS`: the shortest caller's deadline the business routes accept.
+    pub min_deadline: Duration,
     /// Fault injection on the `/users` routes (off until `PUT /admin/faults`).
     pub faults: FaultHandle,
 }
@@ -86,6 +88,7 @@ impl AppState {
             readiness: Readiness::new(),
             admin_token: config.common.admin_token.clone(),
             body_limit: config.common.body_limit,
+            min_deadline: config.common.min_deadline,
         }
     }
 }
@@ -300,6 +303,7 @@ pub fn app(state: AppState) -> Router {
         faults: state.faults.clone(),
         admin_token: state.admin_token.clone(),
         body_limit: state.body_limit,
+        min_deadline: state.min_deadline,
         checks: Arc::new(move || {
             let store = store.clone();
             Box::pin(async move {

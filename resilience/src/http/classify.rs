@@ -1,12 +1,13 @@
 //! HTTP response classification: which responses and errors say the upstream is unwell.
 
-use std::{any::Any, error::Error as StdError, fmt};
+use std::{any::Any, error::Error as StdError, fmt, time::Duration};
 
 use http::{Response, StatusCode};
 use tower_http::classify::{
     ClassifiedResponse, ClassifyResponse, NeverClassifyEos, SharedClassifier,
 };
 
+use super::DEADLINE_EXCEEDED_TYPE;
 use crate::{
     classify::{Classify, Outcome},
     error::{self, BoxError, DeadlineExceeded, Elapsed},
@@ -19,8 +20,11 @@ use crate::{
 /// - Every other status, other `4xx` included, is a success: a `404` or a `422` is the caller's
 ///   problem, says nothing about the upstream's health, and would fail again if retried.
 /// - Errors are failures (timeouts, refused or reset connections), except this crate's own
-///   rejections (an open circuit, a full bulkhead), which are [`Outcome::Ignored`]: they never
-///   reached the upstream, so they are neither recorded nor retried.
+///   rejections (an open circuit, a full bulkhead), which never reached the upstream, and the
+///   caller's deadline running out ([`DeadlineExceeded`]), which says how patient the caller
+///   was, not how healthy the upstream is. Both are [`Outcome::Ignored`]: neither recorded nor
+///   retried, and a half-open probe slot they held is given back. (An attempt timeout is the
+///   upstream being slow, and stays a failure.)
 ///
 /// It is a tower-http [`ClassifyResponse`] with a typed [`HttpFailureClass`], so it also plugs
 /// into tower-http's `TraceLayer`, and a [`Classify`] for both [`http::Response`] and
@@ -103,34 +107,40 @@ impl HttpClassifier {
 pub enum HttpFailureClass {
     /// A response with a `5xx`, `408` or `429` status.
     Status(StatusCode),
-    /// No response in time: an attempt timeout, the deadline, or the client's own timeout.
+    /// No response in time: an attempt timeout, or the client's own timeout.
     Timeout,
     /// The connection could not be made or broke before a response arrived.
     Connection,
     /// Rejected by this crate before reaching the upstream (open circuit, full bulkhead):
     /// says nothing about the upstream and is never retried.
     Rejected,
+    /// The caller's deadline ran out: this call's own, or the upstream answered that the
+    /// budget it was sent is used up. Says nothing about the upstream, and another attempt
+    /// has no time left to run in.
+    DeadlineExceeded,
     /// Any other error, by its message.
     Error(String),
 }
 
 impl HttpFailureClass {
-    /// True when another attempt might succeed: everything but [`HttpFailureClass::Rejected`]
-    /// and `501 Not Implemented` / `505 HTTP Version Not Supported`, which will not change.
+    /// True when another attempt might succeed: everything but [`HttpFailureClass::Rejected`],
+    /// [`HttpFailureClass::DeadlineExceeded`] and `501 Not Implemented` / `505 HTTP Version
+    /// Not Supported`, which will not change.
     pub fn is_retryable(&self) -> bool {
         match self {
             HttpFailureClass::Status(s) => {
                 *s != StatusCode::NOT_IMPLEMENTED && *s != StatusCode::HTTP_VERSION_NOT_SUPPORTED
             }
-            HttpFailureClass::Rejected => false,
+            HttpFailureClass::Rejected | HttpFailureClass::DeadlineExceeded => false,
             _ => true,
         }
     }
 
-    /// The breaker's view: rejections are ignored, everything else is a failure.
+    /// The breaker's view: rejections and the caller's deadline are ignored, everything else
+    /// is a failure.
     pub fn outcome(&self) -> Outcome {
         match self {
-            HttpFailureClass::Rejected => Outcome::Ignored,
+            HttpFailureClass::Rejected | HttpFailureClass::DeadlineExceeded => Outcome::Ignored,
             _ => Outcome::Failure,
         }
     }
@@ -143,6 +153,7 @@ impl fmt::Display for HttpFailureClass {
             HttpFailureClass::Timeout => f.write_str("timed out"),
             HttpFailureClass::Connection => f.write_str("connection failed"),
             HttpFailureClass::Rejected => f.write_str("rejected before reaching the upstream"),
+            HttpFailureClass::DeadlineExceeded => f.write_str("the caller's deadline ran out"),
             HttpFailureClass::Error(e) => write!(f, "error: {e}"),
         }
     }
@@ -201,6 +212,26 @@ where
     }
 }
 
+/// Whether an upstream's answer to an attempt sent with `sent` of the caller's budget (in
+/// [`DEADLINE_HEADER`](super::DEADLINE_HEADER)) is about that budget rather than about the
+/// upstream's health: a `504` after the whole budget was used (`elapsed >= sent`: the upstream
+/// ran out of the caller's time), or a `504` whose problem `type` says the caller's deadline
+/// was exceeded (refused at once, as below the upstream's minimum budget).
+///
+/// A `504` for any other reason while budget was left (the upstream's own dependency timed out,
+/// the upstream was slow) is the upstream's failure. The caveat: an upstream that answers
+/// `deadline-exceeded` when a cap of its *own* passes (`AcceptDeadlineLayer::with_max`) is
+/// taken at its word; the attempt timeout still counts a slow upstream as failing.
+pub(crate) fn answers_our_budget(
+    status: StatusCode,
+    sent: Duration,
+    elapsed: Duration,
+    problem_type: Option<&str>,
+) -> bool {
+    status == StatusCode::GATEWAY_TIMEOUT
+        && (elapsed >= sent || problem_type == Some(DEADLINE_EXCEEDED_TYPE))
+}
+
 pub(crate) fn classify_middleware_error(e: &reqwest_middleware::Error) -> HttpFailureClass {
     match e {
         reqwest_middleware::Error::Reqwest(e) => classify_reqwest_error(e),
@@ -230,17 +261,19 @@ fn classify_link(e: &(dyn StdError + 'static)) -> Option<HttpFailureClass> {
     if let Some(e) = e.downcast_ref::<crate::Error>() {
         return Some(match e {
             crate::Error::Inner(inner) => classify_std_error(&**inner),
-            crate::Error::Timeout(_) | crate::Error::DeadlineExceeded(_) => {
-                HttpFailureClass::Timeout
-            }
+            crate::Error::Timeout(_) => HttpFailureClass::Timeout,
+            crate::Error::DeadlineExceeded(_) => HttpFailureClass::DeadlineExceeded,
             _ => HttpFailureClass::Rejected,
         });
     }
     if error::is_rejection(e) {
         return Some(HttpFailureClass::Rejected);
     }
-    if e.is::<Elapsed>() || e.is::<DeadlineExceeded>() {
+    if e.is::<Elapsed>() {
         return Some(HttpFailureClass::Timeout);
+    }
+    if e.is::<DeadlineExceeded>() {
+        return Some(HttpFailureClass::DeadlineExceeded);
     }
     if let Some(e) = e.downcast_ref::<reqwest::Error>() {
         return Some(classify_reqwest_error(e));
@@ -258,7 +291,6 @@ fn classify_link(e: &(dyn StdError + 'static)) -> Option<HttpFailureClass> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn res(status: u16) -> Response<()> {
         Response::builder().status(status).body(()).unwrap()
@@ -332,6 +364,60 @@ mod tests {
             HttpClassifier::classify_any_error(&mw),
             HttpFailureClass::Rejected
         );
+    }
+
+    #[test]
+    fn the_callers_deadline_is_ignored_and_never_retried() {
+        let c = HttpClassifier::new();
+        let err: BoxError = Box::new(DeadlineExceeded::new(Duration::from_millis(5)));
+        assert_eq!(
+            HttpClassifier::classify_any_error(&err),
+            HttpFailureClass::DeadlineExceeded
+        );
+        assert_eq!(
+            Classify::<Response<()>, BoxError>::classify(&c, Err(&err)),
+            Outcome::Ignored
+        );
+        assert!(!HttpFailureClass::DeadlineExceeded.is_retryable());
+        let wrapped = crate::Error::Inner(err);
+        assert_eq!(
+            classify_std_error(&wrapped),
+            HttpFailureClass::DeadlineExceeded
+        );
+        // An attempt timeout is the upstream being slow: still a failure.
+        let slow: BoxError = Box::new(Elapsed::new(Duration::from_millis(5)));
+        assert_eq!(
+            Classify::<Response<()>, BoxError>::classify(&c, Err(&slow)),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn a_504_answers_our_budget_when_it_used_it_up_or_says_so() {
+        let ms = Duration::from_millis;
+        let deadline = Some(DEADLINE_EXCEEDED_TYPE);
+        let gateway = StatusCode::GATEWAY_TIMEOUT;
+        // The budget we sent was used up: the callee ran out of our time.
+        assert!(answers_our_budget(gateway, ms(0), ms(0), None));
+        assert!(answers_our_budget(gateway, ms(20), ms(21), None));
+        // Refused at once because the budget was too short for the callee (its floor).
+        assert!(answers_our_budget(gateway, ms(5), ms(1), deadline));
+        // A 504 for its own reasons with our budget left: the callee (or its dependency) was
+        // slow, which is the callee's health.
+        assert!(!answers_our_budget(gateway, ms(2_000), ms(300), None));
+        assert!(!answers_our_budget(
+            gateway,
+            ms(2_000),
+            ms(300),
+            Some("urn:resilience:timeout")
+        ));
+        // Other statuses are never about our deadline.
+        assert!(!answers_our_budget(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ms(0),
+            ms(5),
+            deadline
+        ));
     }
 
     #[test]

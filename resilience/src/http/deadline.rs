@@ -37,7 +37,8 @@ pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("x-request-deadl
 /// meant, and the callee's own limits apply.
 const MAX_HEADER_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Writes `remaining` into `headers` as [`DEADLINE_HEADER`], replacing any value already there.
+/// Writes `remaining` into `headers` as [`DEADLINE_HEADER`], replacing any value already there;
+/// returns the budget written (rounded down to whole milliseconds), the budget the callee sees.
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,12 +46,14 @@ const MAX_HEADER_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
 /// use resilience::http::{DEADLINE_HEADER, set_deadline_header};
 ///
 /// let mut headers = HeaderMap::new();
-/// set_deadline_header(&mut headers, Duration::from_micros(850_900));
+/// let sent = set_deadline_header(&mut headers, Duration::from_micros(850_900));
 /// assert_eq!(headers[DEADLINE_HEADER], "850");
+/// assert_eq!(sent, Duration::from_millis(850));
 /// ```
-pub fn set_deadline_header(headers: &mut HeaderMap, remaining: Duration) {
+pub fn set_deadline_header(headers: &mut HeaderMap, remaining: Duration) -> Duration {
     let ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
     headers.insert(DEADLINE_HEADER, HeaderValue::from(ms));
+    Duration::from_millis(ms)
 }
 
 /// Reads [`DEADLINE_HEADER`]: the caller's remaining time, or `None` when the header is
@@ -85,9 +88,10 @@ pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
 /// When the deadline passes the handler's future is dropped (its work is cancelled at its next
 /// `.await`) and the call fails with [`DeadlineExceeded`](crate::error::DeadlineExceeded); put a
 /// [`ProblemLayer`](super::ProblemLayer) outside to answer `504`. A request that arrives
-/// with `0` ms left is refused without calling the handler. Requests without the header run
-/// unbounded, or bounded by [`with_max`](Self::with_max) when set, which also caps what a
-/// caller may ask for. Counts `resilience_timeouts_total{name, kind="deadline"}`.
+/// with `0` ms left, or with less than [`with_min_budget`](Self::with_min_budget), is refused
+/// the same way without calling the handler. Requests without the header run unbounded, or
+/// bounded by [`with_max`](Self::with_max) when set, which also caps what a caller may ask
+/// for. Counts `resilience_timeouts_total{name, kind="deadline"}`.
 ///
 /// ```
 /// use std::{convert::Infallible, time::Duration};
@@ -111,7 +115,7 @@ pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
 #[derive(Debug, Clone)]
 pub struct AcceptDeadlineLayer {
     max: Option<Duration>,
-    name: Arc<str>,
+    min_budget: Duration,
     counter: Counter,
 }
 
@@ -124,25 +128,57 @@ impl Default for AcceptDeadlineLayer {
 impl AcceptDeadlineLayer {
     /// Honours the caller's deadline; no limit for requests without one.
     pub fn new() -> Self {
-        Self::named("inbound".into(), None)
+        Self::named("inbound")
     }
 
     /// Caps every request at `max`: applies to requests without the header and to callers
     /// asking for more.
     #[must_use]
     pub fn with_max(self, max: Duration) -> Self {
-        Self::named(self.name, Some(max))
+        Self {
+            max: Some(max),
+            ..self
+        }
+    }
+
+    /// Refuses at once (`504` behind a [`ProblemLayer`](super::ProblemLayer), the handler not
+    /// called) a request whose caller leaves it less than `min` (default zero: only an
+    /// expired deadline is refused). So little time cannot pay for the work, and the calls the
+    /// handler would make downstream with the rest would only fail there; refusing up front
+    /// keeps a caller who sends tiny deadlines from costing anything but the refusal.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resilience::http::AcceptDeadlineLayer;
+    ///
+    /// let layer = AcceptDeadlineLayer::new().with_min_budget(Duration::from_millis(10));
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn with_min_budget(self, min: Duration) -> Self {
+        Self {
+            min_budget: min,
+            ..self
+        }
     }
 
     /// Names the `resilience_timeouts_total` series (default `inbound`).
     #[must_use]
     pub fn with_name(self, name: impl Into<Arc<str>>) -> Self {
-        Self::named(name.into(), self.max)
+        Self {
+            max: self.max,
+            min_budget: self.min_budget,
+            ..Self::named(&name.into())
+        }
     }
 
-    fn named(name: Arc<str>, max: Option<Duration>) -> Self {
-        let counter = timeouts_counter(&name, "deadline");
-        Self { max, name, counter }
+    fn named(name: &str) -> Self {
+        let counter = timeouts_counter(name, "deadline");
+        Self {
+            max: None,
+            min_budget: Duration::ZERO,
+            counter,
+        }
     }
 }
 
@@ -153,6 +189,7 @@ impl<S> Layer<S> for AcceptDeadlineLayer {
         AcceptDeadline {
             inner,
             max: self.max,
+            min_budget: self.min_budget,
             counter: self.counter.clone(),
         }
     }
@@ -174,6 +211,7 @@ impl<S> Layer<S> for AcceptDeadlineLayer {
 pub struct AcceptDeadline<S> {
     inner: S,
     max: Option<Duration>,
+    min_budget: Duration,
     counter: Counter,
 }
 
@@ -209,7 +247,19 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let asked = match (deadline_from_headers(req.headers()), self.max) {
+        let from_caller = deadline_from_headers(req.headers());
+        // The caller has given up already, or left too little to do the work: refused
+        // without calling the handler.
+        if let Some(asked) = from_caller
+            && (asked.is_zero() || asked < self.min_budget)
+        {
+            return AcceptDeadlineFuture {
+                kind: Kind::Bounded {
+                    inner: DeadlineFuture::expired(asked, self.counter.clone()),
+                },
+            };
+        }
+        let asked = match (from_caller, self.max) {
             (Some(asked), Some(max)) => Some(asked.min(max)),
             (asked, max) => asked.or(max),
         };
@@ -217,7 +267,7 @@ where
             None => Kind::Unbounded {
                 inner: self.inner.call(req),
             },
-            // The caller has already given up: refused without calling the handler.
+            // A zero cap: nothing can run.
             Some(budget) if budget.is_zero() => Kind::Bounded {
                 inner: DeadlineFuture::expired(budget, self.counter.clone()),
             },
@@ -447,6 +497,27 @@ mod tests {
             assert_eq!(seen, Some(Duration::from_millis(100)));
             let seen = svc.oneshot(req(None)).await.unwrap();
             assert_eq!(seen, Some(Duration::from_millis(100)));
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_budget_below_the_minimum_is_refused_without_calling() {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let c = calls.clone();
+            let layer = AcceptDeadlineLayer::new().with_min_budget(Duration::from_millis(10));
+            let svc = layer.layer(service_fn(move |_: Request<()>| {
+                c.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, std::convert::Infallible>(()) }
+            }));
+            for short in ["0", "1", "9"] {
+                let err = svc.clone().oneshot(req(Some(short))).await.unwrap_err();
+                let err = err.downcast::<DeadlineExceeded>().unwrap();
+                assert_eq!(err.budget(), Duration::from_millis(short.parse().unwrap()));
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never ran");
+            // At the minimum, and without a deadline at all, the handler runs.
+            svc.clone().oneshot(req(Some("10"))).await.unwrap();
+            svc.oneshot(req(None)).await.unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
         }
     }
 }

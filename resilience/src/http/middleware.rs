@@ -7,14 +7,15 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use http::Extensions;
+use http::{Extensions, StatusCode, header};
 use metrics::Counter;
-use reqwest::{Request, Response, Url};
+use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
+use tokio::time::Instant;
 
 use super::{
-    HttpClassifier, HttpFailureClass,
-    classify::{classify_middleware_error, outcome_of},
+    HttpClassifier, HttpFailureClass, PROBLEM_JSON,
+    classify::{answers_our_budget, classify_middleware_error, outcome_of},
     is_retry_safe, next_delay,
     registry::HostBreakers,
     retry_after, set_deadline_header,
@@ -53,6 +54,13 @@ use crate::{
 ///   bounded registry that evicts idle entries, so one failing host does not cut off a healthy
 ///   one; an open circuit fails the request at once and is never retried;
 /// - the **attempt timeout** sits inside the breaker, so a hung attempt counts as a failure.
+///
+/// A failure of the caller's *own* deadline says nothing about the upstream: the deadline
+/// running out, or a `504` that answers the budget this attempt sent (the whole budget used,
+/// or a `urn:resilience:deadline-exceeded` problem: refused as too short) ends the request with
+/// `DeadlineExceeded`; the breaker records it as neither failure nor success (a half-open probe
+/// slot is given back) and retry does not repeat it. A `504` for any other reason while budget
+/// was left is the upstream's failure.
 ///
 /// Any piece missing from the [`StackConfig`] is not applied.
 ///
@@ -261,7 +269,8 @@ impl ResilienceMiddleware {
         };
         let given = deadline.remaining();
         if !given.is_zero() {
-            let attempts = deadline.scope(self.attempts(req, ext, next, Some(deadline)));
+            let bound = Some(Bound { deadline, given });
+            let attempts = deadline.scope(self.attempts(req, ext, next, bound));
             if let Ok(result) = tokio::time::timeout_at(deadline.instant(), attempts).await {
                 return result;
             }
@@ -274,7 +283,7 @@ impl ResilienceMiddleware {
         mut req: Request,
         ext: &mut Extensions,
         next: Next<'_>,
-        deadline: Option<Deadline>,
+        bound: Option<Bound>,
     ) -> reqwest_middleware::Result<Response> {
         let s = &*self.shared;
         let breaker = match (&s.breakers, authority(req.url())) {
@@ -299,14 +308,15 @@ impl ResilienceMiddleware {
             } else {
                 None
             };
-            if let Some(deadline) = deadline {
-                set_deadline_header(req.headers_mut(), deadline.remaining());
-            }
+            let sent = bound.map(|b| {
+                let sent = set_deadline_header(req.headers_mut(), b.deadline.remaining());
+                (sent, b.given)
+            });
             let permit = match &breaker {
                 Some(breaker) => Some(breaker.try_acquire().map_err(reject)?),
                 None => None,
             };
-            let result = self.attempt(req, ext, &next).await;
+            let result = self.attempt(req, ext, &next, sent).await;
             let class = match &result {
                 Ok(res) => HttpClassifier::classify_status(res.status()),
                 Err(e) => Err(classify_middleware_error(e)),
@@ -328,7 +338,7 @@ impl ResilienceMiddleware {
                 .get_or_insert_with(|| retry.backoff())
                 .next()
                 .unwrap_or(retry.config().backoff.max);
-            let left = deadline.map(|d| d.remaining());
+            let left = bound.map(|b| b.deadline.remaining());
             let Some(delay) = next_delay(step, asked, s.max_retry_after, left) else {
                 give_up(
                     retry,
@@ -351,13 +361,39 @@ impl ResilienceMiddleware {
         }
     }
 
+    /// One attempt, bounded by the attempt timeout. `sent` is the budget written into the
+    /// deadline header (and the whole request's budget): an answer that is about that budget
+    /// ([`answers_our_budget`]) becomes [`DeadlineExceeded`](crate::error::DeadlineExceeded),
+    /// which the breaker ignores and retry does not repeat.
     async fn attempt(
         &self,
         req: Request,
         ext: &mut Extensions,
         next: &Next<'_>,
+        sent: Option<(Duration, Duration)>,
     ) -> reqwest_middleware::Result<Response> {
-        let call = next.clone().run(req, ext);
+        let started = Instant::now();
+        let call = async {
+            let res = next.clone().run(req, ext).await?;
+            match sent {
+                Some((sent, given)) if res.status() == StatusCode::GATEWAY_TIMEOUT => {
+                    let (res, problem_type) = read_problem_type(res).await;
+                    if answers_our_budget(
+                        res.status(),
+                        sent,
+                        started.elapsed(),
+                        problem_type.as_deref(),
+                    ) {
+                        return Err(reject(deadline_exceeded(
+                            given,
+                            &self.shared.deadline_timeouts,
+                        )));
+                    }
+                    Ok(res)
+                }
+                _ => Ok(res),
+            }
+        };
         let Some(timeout) = self.shared.attempt_timeout else {
             return call.await;
         };
@@ -369,6 +405,55 @@ impl ResilienceMiddleware {
             ))),
         }
     }
+}
+
+/// The deadline a request runs under, and the budget it was given at the start.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    deadline: Deadline,
+    given: Duration,
+}
+
+/// The largest problem body read to learn its `type`; problem bodies are a few hundred bytes.
+const MAX_PROBLEM_BODY: u64 = 4 * 1024;
+
+/// The problem `type` of `res`, when it is a small `application/problem+json` body with a
+/// length, and the response rebuilt around the bytes read (same status, headers, URL and
+/// extensions), so the caller still gets the whole answer.
+async fn read_problem_type(mut res: Response) -> (Response, Option<String>) {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+    if !is_problem || res.content_length().is_none_or(|n| n > MAX_PROBLEM_BODY) {
+        return (res, None);
+    }
+    let status = res.status();
+    let version = res.version();
+    let url = res.url().clone();
+    let headers = std::mem::take(res.headers_mut());
+    let extensions = std::mem::take(res.extensions_mut());
+    let body = res.bytes().await.unwrap_or_default();
+    let kind = serde_json::from_slice::<ProblemType>(&body)
+        .ok()
+        .map(|p| p.kind);
+    let mut rebuilt = http::Response::builder()
+        .status(status)
+        .version(version)
+        .url(url)
+        .body(body)
+        .expect("status and version came from a response");
+    *rebuilt.headers_mut() = headers;
+    rebuilt.extensions_mut().extend(extensions);
+    (Response::from(rebuilt), kind)
+}
+
+/// The one member of a problem body that [`read_problem_type`] needs.
+#[derive(serde::Deserialize)]
+struct ProblemType {
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 fn give_up(retry: &RetryHandle, attempts: u32, class: &HttpFailureClass, reason: &'static str) {

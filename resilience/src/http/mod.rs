@@ -49,8 +49,14 @@
 //!
 //! # An axum router
 //!
+//! The caller's deadline goes around the whole router; a stack goes on each route with
+//! `route_layer`, each built under its own name, so that each has its own breaker and
+//! bulkhead: one failing route then opens only its own circuit, and paths no route matches
+//! stay plain `404`s instead of `503`s.
+//!
 //! ```
 //! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
 //! use axum::{Router, routing::get};
 //! use resilience::{http::{AcceptDeadlineLayer, ProblemLayer}, stack::StackConfig};
 //! use tower::ServiceBuilder;
@@ -59,13 +65,22 @@
 //!     attempt_timeout = "2s"
 //!     [bulkhead]
 //!     max_concurrent = 64
+//!     [circuit_breaker]
 //! "#)?;
-//! let app: Router = Router::new().route("/users/{id}", get(|| async { "user" })).layer(
-//!     ServiceBuilder::new()
+//! let guarded = |route: &str| -> Result<_, resilience::config::ConfigError> {
+//!     Ok(ServiceBuilder::new()
 //!         .layer(ProblemLayer::new()) // rejections -> 503 / 504 problem+json
-//!         .layer(AcceptDeadlineLayer::new()) // honour the caller's deadline header
-//!         .layer(config.into_layer("user-service")?.for_server()),
-//! );
+//!         .layer(config.clone().into_layer(route)?.for_server()))
+//! };
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "user" }).route_layer(guarded("get-user")?))
+//!     .route("/users", get(|| async { "users" }).route_layer(guarded("list-users")?))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(ProblemLayer::new())
+//!             // honour the caller's deadline header; refuse one too short to do any work
+//!             .layer(AcceptDeadlineLayer::new().with_min_budget(Duration::from_millis(10))),
+//!     );
 //! # let _ = app; Ok(()) }
 //! # run().unwrap();
 //! ```
@@ -86,7 +101,10 @@ pub use self::{
     },
     idempotency::{IDEMPOTENCY_KEY, IdempotentRequests, is_retry_safe},
     middleware::{ResilienceMiddleware, ResilienceMiddlewareBuilder, into_error, rejection},
-    problem::{PROBLEM_JSON, Problem, ProblemLayer, ProblemService, ResponseFuture},
+    problem::{
+        BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, Problem, ProblemLayer,
+        ProblemService, ResponseFuture,
+    },
     retry_after::{HttpRetryAfter, next_delay, parse_retry_after, retry_after},
 };
 
@@ -117,6 +135,10 @@ impl ResilienceLayer {
 
     /// The stack for a server (an axum router): [`HttpClassifier`] for the breaker, and no
     /// request is ever sent twice (bodies are streams). Put a [`ProblemLayer`] outside it.
+    ///
+    /// Apply it per route (`MethodRouter::route_layer`, one stack built per route), not to a
+    /// whole `Router` with `layer`: a breaker around the router would let one failing route
+    /// `503` every route, and the fallback's `404`s too (see the [module docs](self)).
     ///
     /// ```
     /// use resilience::stack::StackConfig;

@@ -17,10 +17,22 @@ use tower::{Layer, Service};
 
 use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, HalfOpenFull};
 
+/// The problem `type` of a request whose deadline passed (or was too short to start): the
+/// one [`Problem`] gives [`DeadlineExceeded`], and the one
+/// [`ResilienceMiddleware`](super::ResilienceMiddleware) recognises in an upstream's `504` as
+/// an answer to the deadline it sent.
+pub const DEADLINE_EXCEEDED_TYPE: &str = "urn:resilience:deadline-exceeded";
+
+/// The problem `type` of a request refused because a concurrency limit of this service (a
+/// bulkhead) is reached: the one [`Problem`] gives [`BulkheadFull`].
+pub const BULKHEAD_FULL_TYPE: &str = "urn:resilience:bulkhead-full";
+
 /// The media type of a problem details body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// An RFC 9457 problem details body, built from an error of this crate.
+/// An RFC 9457 problem details body, built from an error of this crate, as a server answers
+/// its caller: every text speaks of *this service* (its circuit, its concurrency limit, its
+/// time limit), which is what the caller sees, whatever layer inside it refused.
 ///
 /// Each rejection gets its own `type` URI (a `urn:resilience:` name) so clients can tell them
 /// apart without parsing text, the status that fits it, and a `Retry-After` when waiting helps:
@@ -29,7 +41,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// |---|---|---|
 /// | open circuit | `503` | seconds until the next probe (at least 1) |
 /// | half-open, probes taken | `503` | `1` |
-/// | bulkhead full | `503` | `1` |
+/// | bulkhead full (names its limit) | `503` | `1` |
 /// | injected fault (chaos) | `503` | `1` |
 /// | attempt timeout | `504` | |
 /// | deadline exceeded | `504` | |
@@ -89,34 +101,42 @@ impl Problem {
         } else if e.is::<HalfOpenFull>() {
             Some(Self::unavailable(
                 "urn:resilience:circuit-half-open",
-                "Dependency recovering",
-                "A dependency is being probed after an outage; try again shortly.",
+                "Service recovering",
+                "This service is testing with a few requests whether it has recovered from \
+                 repeated failures; try again shortly."
+                    .into(),
             ))
-        } else if e.is::<BulkheadFull>() {
+        } else if let Some(e) = e.downcast_ref::<BulkheadFull>() {
             Some(Self::unavailable(
-                "urn:resilience:bulkhead-full",
+                BULKHEAD_FULL_TYPE,
                 "Too many concurrent requests",
-                "The server is at its concurrency limit; try again shortly.",
+                format!(
+                    "This service is at its limit of {} concurrent requests; try again shortly.",
+                    e.max_concurrent()
+                )
+                .into(),
             ))
         } else if e.is::<Elapsed>() {
             Some(Self::new(
                 "urn:resilience:timeout",
-                "Upstream timed out",
+                "Timed out",
                 StatusCode::GATEWAY_TIMEOUT,
-                "A dependency did not answer in time.".into(),
+                "This service did not complete the request within its time limit.".into(),
             ))
         } else if e.is::<DeadlineExceeded>() {
             Some(Self::new(
-                "urn:resilience:deadline-exceeded",
+                DEADLINE_EXCEEDED_TYPE,
                 "Deadline exceeded",
                 StatusCode::GATEWAY_TIMEOUT,
-                "The request's deadline passed before it completed.".into(),
+                "The request's deadline passed, or left too little time, before this service \
+                 could complete it."
+                    .into(),
             ))
         } else if e.is::<crate::fault::InjectedFault>() {
             Some(Self::unavailable(
                 "urn:resilience:injected-fault",
                 "Injected fault",
-                "A fault was injected for testing; try again shortly.",
+                "A fault was injected into this service for testing; try again shortly.".into(),
             ))
         } else {
             None
@@ -138,10 +158,10 @@ impl Problem {
         }
     }
 
-    fn unavailable(kind: &'static str, title: &'static str, detail: &'static str) -> Self {
+    fn unavailable(kind: &'static str, title: &'static str, detail: Cow<'static, str>) -> Self {
         Self {
             retry_after: Some(Duration::from_secs(1)),
-            ..Self::new(kind, title, StatusCode::SERVICE_UNAVAILABLE, detail.into())
+            ..Self::new(kind, title, StatusCode::SERVICE_UNAVAILABLE, detail)
         }
     }
 
@@ -151,9 +171,13 @@ impl Problem {
             retry_after: Some(Duration::from_secs(secs)),
             ..Self::new(
                 "urn:resilience:circuit-open",
-                "Dependency unavailable",
+                "Service unavailable",
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("A dependency is failing and was not called; retry in {secs} s.").into(),
+                format!(
+                    "This service is refusing these requests for now after repeated failures; \
+                     retry in {secs} s."
+                )
+                .into(),
             )
         }
     }
@@ -283,10 +307,13 @@ impl Problem {
 ///     bulkhead: Some(BulkheadConfig::default()),
 ///     ..StackConfig::default()
 /// };
-/// let app: Router = Router::new().route("/", get(|| async { "hi" })).layer(
-///     ServiceBuilder::new()
-///         .layer(ProblemLayer::new())
-///         .layer(stack.into_layer("api").unwrap().for_server()),
+/// let app: Router = Router::new().route(
+///     "/",
+///     get(|| async { "hi" }).route_layer(
+///         ServiceBuilder::new()
+///             .layer(ProblemLayer::new())
+///             .layer(stack.into_layer("index").unwrap().for_server()),
+///     ),
 /// );
 /// # let _ = app;
 /// ```
@@ -508,6 +535,30 @@ mod tests {
         let (status, retry, json) = body(Problem::from_error(&*other));
         assert_eq!((status.as_u16(), retry), (500, None));
         assert!(!json.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn texts_speak_of_this_service_and_name_the_limit() {
+        let problems = [
+            Problem::from_error(&CircuitOpen::new("api", Duration::from_secs(2))),
+            Problem::from_error(&HalfOpenFull::new("api")),
+            Problem::from_error(&BulkheadFull::new("api", 64)),
+            Problem::from_error(&Elapsed::new(Duration::from_secs(1))),
+            Problem::from_error(&DeadlineExceeded::new(Duration::from_secs(1))),
+        ];
+        for p in &problems {
+            let text = format!("{} {}", p.title(), p.detail()).to_lowercase();
+            assert!(text.contains("this service"), "{text}");
+            assert!(
+                !text.contains("dependency") && !text.contains("upstream"),
+                "{text}"
+            );
+        }
+        assert!(
+            problems[2].detail().contains("64"),
+            "{}",
+            problems[2].detail()
+        );
     }
 
     #[test]

@@ -30,9 +30,19 @@ impl UserInstance {
         Self::start_on(store, "127.0.0.1:0".parse().unwrap()).await
     }
 
+    /// Starts on a new port with a fresh store, configured by `env` (`MIN_DEADLINE_MS`...).
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let store = testing::sqlite(&user_service::store::MIGRATIONS).await;
+        Self::start_configured(store, "127.0.0.1:0".parse().unwrap(), env).await
+    }
+
     /// Starts over `store` (shared with other instances) on `addr`.
     pub async fn start_on(store: Store, addr: SocketAddr) -> Self {
-        let config = user_service::Config::from_env(Env::from_pairs([])).unwrap();
+        Self::start_configured(store, addr, &[]).await
+    }
+
+    async fn start_configured(store: Store, addr: SocketAddr, env: &[(&str, &str)]) -> Self {
+        let config = user_service::Config::from_env(Env::from_pairs(env.iter().copied())).unwrap();
         let state = user_service::AppState::new(store.clone(), &config);
         let faults = state.faults.clone();
         let listener = bind_retrying(addr).await;
