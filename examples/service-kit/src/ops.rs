@@ -74,7 +74,10 @@ where
     let require_token =
         middleware::from_fn_with_state(ops.admin_token.clone(), crate::admin::require_token);
     let service = business
-        .layer(faults::business_layers(ops.faults.clone()))
+        .layer(faults::business_layers(
+            ops.faults.clone(),
+            ops.admin_token.clone(),
+        ))
         .merge(operations)
         .with_state(state);
     let shared = Router::new()
