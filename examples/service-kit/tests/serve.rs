@@ -72,6 +72,25 @@ impl Server {
         self.stop.take().unwrap().send(()).unwrap();
     }
 
+    /// Sends `GET /slow` (keep-alive) and returns once its handler runs; the task reads until
+    /// the server closes the connection (at most 3 s) and returns what it read and whether
+    /// the close came.
+    async fn slow_request_in_flight(&self) -> JoinHandle<(String, bool)> {
+        let notified = self.slow_started.notified();
+        let mut stream = self.connect().await;
+        let task = tokio::spawn(async move {
+            stream
+                .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            let read = timeout(Duration::from_secs(3), stream.read_to_end(&mut out)).await;
+            (String::from_utf8_lossy(&out).into_owned(), read.is_ok())
+        });
+        notified.await;
+        task
+    }
+
     async fn connect(&self) -> TcpStream {
         TcpStream::connect(self.addr).await.unwrap()
     }
@@ -128,6 +147,15 @@ async fn read_response(stream: &mut TcpStream) -> String {
         assert!(n > 0, "closed mid-response: {text:?}");
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// `GET /fast` on a keep-alive connection; the response.
+async fn fast_on(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(stream).await
 }
 
 /// Waits (at most `within`) for the server to close `stream`; how long that took, or `None`.
@@ -192,38 +220,31 @@ async fn a_slowloris_client_is_cut_off_at_the_header_timeout_while_others_are_se
     drip.abort();
 }
 
+/// The server closes `stream` by the 300 ms idle timer: not much sooner, and well before the
+/// 3 s header timer.
+async fn assert_closed_as_idle(stream: &mut TcpStream) {
+    let closed = closed_after(stream, Duration::from_secs(5)).await;
+    let closed = closed.expect("the idle connection was still open after 5 s");
+    assert!(
+        closed >= Duration::from_millis(200) && closed < Duration::from_millis(2000),
+        "closed {closed:?} after going idle; idle timeout 300 ms, header timeout 3 s"
+    );
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     // The header timeout is longer, so the close comes from the idle timer.
     let server = Server::start(limits(3000, 300, 64), timing(0)).await;
     // One that never sends a byte.
     let mut silent = server.connect().await;
-    let closed = closed_after(&mut silent, Duration::from_secs(5)).await;
-    let closed = closed.expect("the silent connection was still open after 5 s");
-    assert!(
-        closed >= Duration::from_millis(200) && closed < Duration::from_millis(2000),
-        "closed after {closed:?}; idle timeout 300 ms, header timeout 3 s"
-    );
+    assert_closed_as_idle(&mut silent).await;
     // One that keeps its connection alive between requests.
     let mut stream = server.connect().await;
-    stream
-        .write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut stream).await.ends_with("ok"));
+    assert!(fast_on(&mut stream).await.ends_with("ok"));
     // A second request within the idle timeout is served on the same connection.
     sleep(Duration::from_millis(150)).await;
-    stream
-        .write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut stream).await.ends_with("ok"));
-    let closed = closed_after(&mut stream, Duration::from_secs(5)).await;
-    let closed = closed.expect("the idle connection was still open after 5 s");
-    assert!(
-        closed >= Duration::from_millis(200) && closed < Duration::from_millis(2000),
-        "closed {closed:?} after the last answer; idle timeout 300 ms, header timeout 3 s"
-    );
+    assert!(fast_on(&mut stream).await.ends_with("ok"));
+    assert_closed_as_idle(&mut stream).await;
 }
 
 #[tokio::test]
@@ -232,11 +253,7 @@ async fn past_the_connection_cap_a_client_gets_503_and_a_freed_slot_serves_again
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = server.connect().await;
-        stream
-            .write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert!(read_response(&mut stream).await.starts_with("HTTP/1.1 200"));
+        assert!(fast_on(&mut stream).await.ends_with("ok"));
         held.push(stream);
     }
     let refused = server.get("/fast").await;
@@ -267,29 +284,12 @@ async fn past_the_connection_cap_a_client_gets_503_and_a_freed_slot_serves_again
 async fn shutdown_closes_idle_and_slow_connections_at_once_and_drains_in_flight_requests() {
     let mut server = Server::start(limits(10_000, 10_000, 64), timing(50)).await;
     let mut idle = server.connect().await;
-    idle.write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(read_response(&mut idle).await.ends_with("ok"));
+    assert!(fast_on(&mut idle).await.ends_with("ok"));
     let mut slow = server.connect().await;
     slow.write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\nx-sl")
         .await
         .unwrap();
-    let started = server.slow_started.clone();
-    let notified = started.notified();
-    let addr = server.addr;
-    let in_flight = tokio::spawn(async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let out = read_response(&mut stream).await;
-        // Keep-alive was asked for, but a draining server closes after the answer.
-        let closed = closed_after(&mut stream, Duration::from_secs(2)).await;
-        (out, closed)
-    });
-    notified.await;
+    let in_flight = server.slow_request_in_flight().await;
     let stopped_at = Instant::now();
     server.stop();
     sleep(Duration::from_millis(20)).await;
@@ -311,10 +311,11 @@ async fn shutdown_closes_idle_and_slow_connections_at_once_and_drains_in_flight_
         "still draining the in-flight request"
     );
 
+    // Keep-alive was asked for, but a draining server closes the connection after the answer.
     let (out, closed) = in_flight.await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.ends_with("done"), "{out}");
-    assert!(closed.is_some(), "the drained connection was closed");
+    assert!(closed, "the drained connection was closed");
     timeout(Duration::from_secs(2), &mut server.task)
         .await
         .expect("serve returns once drained")
@@ -332,18 +333,7 @@ async fn shutdown_waits_no_longer_than_the_drain_timeout() {
         },
     )
     .await;
-    let notified = server.slow_started.notified();
-    let addr = server.addr;
-    let _in_flight = tokio::spawn(async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        let _ = stream.read_to_end(&mut out).await;
-    });
-    notified.await;
+    let _in_flight = server.slow_request_in_flight().await;
     let t = Instant::now();
     server.stop();
     timeout(Duration::from_secs(2), &mut server.task)
