@@ -81,6 +81,16 @@ running_pid() {
   echo "$pid"
 }
 
+# Whether PID is still running. A process that has exited but not yet been reaped (a zombie:
+# the services are re-parented to PID 1, which may reap late) holds no socket any more, so it
+# counts as stopped; otherwise a restart would wait on the reaper.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  [ "$(echo "${stat##*) }" | cut -d' ' -f1)" != Z ]
+}
+
 # HTTP status of NAME's /health/ready ("000" when it does not answer).
 ready_code() {
   curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$(addr_of "$1")/health/ready" 2>/dev/null || true
@@ -104,7 +114,7 @@ wait_ready() {
   while :; do
     code=$(ready_code "$name")
     [ "$code" = 200 ] && return 0
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
       say "$name exited during start-up; last log lines:"
       tail -n 20 "$LOG_DIR/$name.log" >&2 || true
       rm -f "$(pid_file "$name")"
@@ -155,7 +165,7 @@ stop_one() {
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$pid"; do
     if [ "$waited" -ge $((STOP_TIMEOUT * 10)) ]; then
       say "$name did not stop within ${STOP_TIMEOUT}s; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
@@ -174,7 +184,7 @@ kill_one() {
   if pid=$(running_pid "$name"); then
     kill -KILL "$pid" 2>/dev/null || true
     # Not our child (an earlier run.sh started it), so poll rather than wait.
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.02; done
     say "$name killed (SIGKILL, pid $pid)"
   else
     say "$name was not running"

@@ -17,7 +17,8 @@
 #   LOAD_REPS=3           stack on/off runs are interleaved this many times (on, off, on, ...);
 #                         the checks compare medians
 #   LOAD_USERS=20         users created up front (orders pick among them)
-#   LOAD_SLOW_MS=50       X-Simulate-Latency of the "slow" scenario
+#   LOAD_SLOW_MS=50       X-Simulate-Latency of the "slow" scenario (honoured only with
+#                         ADMIN_TOKEN exported to both the services and this script)
 #   LOAD_USER_ADDR=127.0.0.1:5101  LOAD_ORDER_ADDR=127.0.0.1:5102  LOAD_DASHBOARD_ADDR=127.0.0.1:5180
 #                         ports of this run (not the defaults)
 #   LOAD_RUN_DIR=.run/load  run.sh's RUN_DIR for this run (pids and logs; relative to the

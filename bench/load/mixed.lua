@@ -1,6 +1,7 @@
 -- Weighted scenarios, as the original demo's load test had them:
 --   normal    valid order                                          (LOAD_W_NORMAL, 70)
 --   slow      valid order with X-Simulate-Latency (LOAD_SLOW_MS)   (LOAD_W_SLOW, 10)
+--             (honoured only with ADMIN_TOKEN set here and in the service: sent as a bearer token)
 --   malformed broken JSON, a missing field, a bad quantity, an
 --             unknown user, no Idempotency-Key                     (LOAD_W_MALFORMED, 20)
 -- Run with as many connections as threads: each connection then alternates request and
@@ -12,6 +13,7 @@ assert(#users > 0, "LOAD_USER_IDS")
 local product = os.getenv("LOAD_PRODUCT_ID") or "1"
 local unknown_user = os.getenv("LOAD_UNKNOWN_USER_ID") or "999999999"
 local slow_ms = os.getenv("LOAD_SLOW_MS") or "50"
+local admin_token = os.getenv("ADMIN_TOKEN")
 local w_normal = tonumber(os.getenv("LOAD_W_NORMAL") or "70")
 local w_slow = tonumber(os.getenv("LOAD_W_SLOW") or "10")
 local w_malformed = tonumber(os.getenv("LOAD_W_MALFORMED") or "20")
@@ -53,7 +55,7 @@ function request()
     return wrk.format("POST", "/orders", headers(), order(user))
   elseif r <= w_normal + w_slow then
     last = "slow"
-    return wrk.format("POST", "/orders", headers({ ["X-Simulate-Latency"] = slow_ms }), order(user))
+    return wrk.format("POST", "/orders", headers({ ["X-Simulate-Latency"] = slow_ms, ["Authorization"] = admin_token and ("Bearer " .. admin_token) or nil }), order(user))
   else
     last = "malformed"
     return malformed[math.random(#malformed)]()

@@ -16,6 +16,7 @@
 //! let config = Config::from_env()?;
 //! let (state, _poller) = AppState::polling(&config);
 //! let listener = tokio::net::TcpListener::bind(config.addr).await?;
+//! // The binary serves through `service_kit::serve::serve` (timeouts, connection cap, drain).
 //! axum::serve(listener, app(state)).await?;
 //! # Ok(())
 //! # }

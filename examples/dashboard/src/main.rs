@@ -1,6 +1,13 @@
-//! The dashboard binary: reads its config, starts polling and serves the page.
+//! The dashboard binary: reads its config, starts polling and serves the page through the
+//! services' accept loop ([`service_kit::serve::serve`]: header-read and idle timeouts, a
+//! connection cap, a drain on shutdown).
 
 use dashboard::{AppState, Config, app};
+use service_kit::{
+    config::{ConnectionLimits, Env, ShutdownTiming},
+    health::Readiness,
+    serve::{serve, shutdown_signal},
+};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -9,6 +16,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let config = Config::from_env()?;
+    let mut env = Env::from_process();
+    let timing = ShutdownTiming::read(&mut env);
+    let limits = ConnectionLimits::read(&mut env);
+    env.finish()?;
     let (state, poller) = AppState::polling(&config);
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(
@@ -16,34 +27,21 @@ async fn main() -> anyhow::Result<()> {
         services = ?config.services.iter().map(|s| &s.base_url).collect::<Vec<_>>(),
         "dashboard listening"
     );
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            // Dropping the feed's sender ends every open event stream, so
-            // graceful shutdown does not wait for browsers to go away.
-            poller.abort();
-        })
-        .await?;
+    let signal = async move {
+        shutdown_signal().await;
+        // Dropping the feed's sender ends every open event stream, so the drain does not
+        // wait for browsers to go away.
+        poller.abort();
+    };
+    // Nothing reads the dashboard's readiness; `serve` flips it all the same.
+    serve(
+        listener,
+        app(state),
+        Readiness::new(),
+        signal,
+        timing,
+        limits,
+    )
+    .await;
     Ok(())
-}
-
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

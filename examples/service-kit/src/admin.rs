@@ -31,22 +31,26 @@ pub fn authorize(headers: &HeaderMap, token: Option<&str>) -> Result<(), Respons
                 .into_response(),
         );
     };
-    let given = headers
+    if carries_token(headers, expected) {
+        return Ok(());
+    }
+    let mut resp =
+        Problem::unauthorized("a valid `Authorization: Bearer <ADMIN_TOKEN>` is required")
+            .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Err(resp)
+}
+
+/// Whether `headers` carry `Authorization: Bearer <expected>`: [`authorize`]'s check, without
+/// building the refusal, for callers that only honour something when it holds.
+pub(crate) fn carries_token(headers: &HeaderMap, expected: &str) -> bool {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
-        _ => {
-            let mut resp =
-                Problem::unauthorized("a valid `Authorization: Bearer <ADMIN_TOKEN>` is required")
-                    .into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(resp)
-        }
-    }
+        .map(str::trim)
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
 }
 
 /// Middleware guarding admin routes with [`authorize`] (state: the configured token). It runs

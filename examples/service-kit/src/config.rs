@@ -175,10 +175,10 @@ pub struct Common {
     pub log_filter: String,
     /// `ADMIN_TOKEN`: bearer token for `/admin/*`; unset = admin routes disabled.
     pub admin_token: Option<String>,
-    /// `SHUTDOWN_DELAY_MS`: how long readiness fails before the listener stops accepting.
-    pub shutdown_delay: Duration,
-    /// `SHUTDOWN_TIMEOUT_MS`: the most time in-flight requests get to finish.
-    pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_DELAY_MS` and `SHUTDOWN_TIMEOUT_MS`.
+    pub shutdown: ShutdownTiming,
+    /// `HEADER_READ_TIMEOUT_MS`, `IDLE_TIMEOUT_MS` and `MAX_CONNECTIONS`.
+    pub connections: ConnectionLimits,
     /// `BODY_LIMIT_BYTES`: the largest request body accepted (413 above).
     pub body_limit: usize,
     /// `MIN_DEADLINE_MS`: a caller's deadline (`x-request-deadline-ms`) below this is answered
@@ -226,11 +226,101 @@ impl Common {
             log_format,
             log_filter,
             admin_token,
-            shutdown_delay: env.duration_ms("SHUTDOWN_DELAY_MS", Duration::from_millis(250)),
-            shutdown_timeout: env.duration_ms("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10)),
+            shutdown: ShutdownTiming::read(env),
+            connections: ConnectionLimits::read(env),
             body_limit: usize::try_from(env.int_in("BODY_LIMIT_BYTES", 64 * 1024, 256, 16 << 20))
                 .unwrap_or(64 * 1024),
             min_deadline: Duration::from_millis(env.int_in("MIN_DEADLINE_MS", 10, 0, 60_000)),
+        }
+    }
+}
+
+/// How shutdown proceeds (see [`crate::serve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownTiming {
+    /// `SHUTDOWN_DELAY_MS` (default 250): readiness fails this long before the listener closes.
+    pub delay: Duration,
+    /// `SHUTDOWN_TIMEOUT_MS` (default 10000): in-flight requests get at most this long to finish.
+    pub timeout: Duration,
+}
+
+impl ShutdownTiming {
+    /// Reads `SHUTDOWN_DELAY_MS` and `SHUTDOWN_TIMEOUT_MS`.
+    pub fn read(env: &mut Env) -> Self {
+        Self {
+            delay: env.duration_ms("SHUTDOWN_DELAY_MS", Duration::from_millis(250)),
+            timeout: env.duration_ms("SHUTDOWN_TIMEOUT_MS", Duration::from_secs(10)),
+        }
+    }
+}
+
+/// What the accept loop allows a client connection (see [`crate::serve`]), so slow, idle or
+/// too many clients cannot hold the server's sockets and tasks.
+///
+/// ```
+/// use service_kit::config::{ConnectionLimits, Env};
+/// use std::time::Duration;
+///
+/// let mut env = Env::from_pairs([("HEADER_READ_TIMEOUT_MS", "2000"), ("IDLE_TIMEOUT_MS", "5000")]);
+/// let limits = ConnectionLimits::read(&mut env);
+/// assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+/// let err = env.finish().unwrap_err();
+/// assert!(err.to_string().contains("IDLE_TIMEOUT_MS"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `HEADER_READ_TIMEOUT_MS` (default 10000): hyper's header-read timer. It starts when the
+    /// connection begins waiting for a request, so a client gets this long from then to send
+    /// the whole head, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// `IDLE_TIMEOUT_MS` (default 5000): a keep-alive connection with no request in flight is
+    /// closed after this long. At most the header-read timeout, which bounds waiting anyway
+    /// (unset, it defaults to the smaller of 5000 and `HEADER_READ_TIMEOUT_MS`).
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS` (default 1024): open connections at most; past it a new connection is
+    /// answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// Reads `HEADER_READ_TIMEOUT_MS`, `IDLE_TIMEOUT_MS` and `MAX_CONNECTIONS`.
+    pub fn read(env: &mut Env) -> Self {
+        let d = Self::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let header = env.int_in(
+            "HEADER_READ_TIMEOUT_MS",
+            ms(d.header_read_timeout),
+            100,
+            600_000,
+        );
+        // Unset, it follows a shorter header-read timeout rather than contradict it.
+        let idle = env.int_in(
+            "IDLE_TIMEOUT_MS",
+            ms(d.idle_timeout).min(header),
+            100,
+            600_000,
+        );
+        if idle > header {
+            env.error(
+                "IDLE_TIMEOUT_MS",
+                format!("{idle} is above HEADER_READ_TIMEOUT_MS ({header}), which already closes a connection waiting that long for a request"),
+            );
+        }
+        let max = env.int_in("MAX_CONNECTIONS", d.max_connections as u64, 1, 65_536);
+        Self {
+            header_read_timeout: Duration::from_millis(header),
+            idle_timeout: Duration::from_millis(idle.min(header)),
+            max_connections: usize::try_from(max).unwrap_or(d.max_connections),
         }
     }
 }
@@ -273,6 +363,47 @@ mod tests {
         assert!(c.addr.ip().is_loopback());
         assert_eq!(c.admin_token, None);
         assert_eq!(c.min_deadline, Duration::from_millis(10));
+        assert_eq!(c.connections, ConnectionLimits::default());
         env.finish().unwrap();
+    }
+
+    #[test]
+    fn connection_limits_are_validated() {
+        let mut env = Env::from_pairs([
+            ("HEADER_READ_TIMEOUT_MS", "0"),
+            ("IDLE_TIMEOUT_MS", "soon"),
+            ("MAX_CONNECTIONS", "0"),
+        ]);
+        assert_eq!(
+            ConnectionLimits::read(&mut env),
+            ConnectionLimits::default()
+        );
+        let errs = env.finish().unwrap_err().0;
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].starts_with("HEADER_READ_TIMEOUT_MS: 0 is outside"));
+        assert!(errs[1].starts_with("IDLE_TIMEOUT_MS: `soon`"));
+        assert!(errs[2].starts_with("MAX_CONNECTIONS: 0 is outside"));
+
+        let mut env =
+            Env::from_pairs([("HEADER_READ_TIMEOUT_MS", "500"), ("MAX_CONNECTIONS", "8")]);
+        let limits = ConnectionLimits::read(&mut env);
+        env.finish().unwrap();
+        assert_eq!(limits.max_connections, 8);
+        assert_eq!(
+            limits.idle_timeout,
+            Duration::from_millis(500),
+            "follows the header timeout"
+        );
+
+        let mut env = Env::from_pairs([
+            ("HEADER_READ_TIMEOUT_MS", "500"),
+            ("IDLE_TIMEOUT_MS", "900"),
+        ]);
+        ConnectionLimits::read(&mut env);
+        let errs = env.finish().unwrap_err().0;
+        assert!(
+            errs[0].starts_with("IDLE_TIMEOUT_MS: 900 is above"),
+            "{errs:?}"
+        );
     }
 }

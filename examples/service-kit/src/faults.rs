@@ -8,7 +8,10 @@
 //!   outgoing calls made by the handler inherit what is left of it, and a deadline shorter
 //!   than `min_deadline` (`MIN_DEADLINE_MS`) is refused with 504 before any work;
 //! - fault injection ([`FaultLayer`]): latency and an error rate set through
-//!   `PUT /admin/faults`, plus per-request latency from `X-Simulate-Latency`;
+//!   `PUT /admin/faults`, plus per-request latency from `X-Simulate-Latency`, honoured only
+//!   for a caller carrying the admin token ([`AdminLatencyHeader`]; ignored otherwise, so
+//!   nobody else can park server tasks). Being inside the deadline layer, that latency is cut
+//!   by the caller's deadline (504 when it passes);
 //!
 //! and turns what they add (deadline exceeded 504, injected fault 503 + `Retry-After`) into
 //! this crate's problem+json, with the request id.
@@ -17,7 +20,7 @@
 //! behind [`crate::admin::require_token`]) need `Authorization: Bearer $ADMIN_TOKEN`; with no
 //! token configured they answer 404, so faults cannot be switched on in a default deployment.
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
     Json,
@@ -28,7 +31,7 @@ use axum::{
 };
 use resilience::{
     BoxError,
-    fault::{FaultHandle, FaultLayer, FaultSnapshot, SimulateLatencyHeader},
+    fault::{FaultHandle, FaultLayer, FaultSnapshot, RequestLatency, SimulateLatencyHeader},
     http::AcceptDeadlineLayer,
 };
 use serde::{Deserialize, Serialize};
@@ -51,6 +54,7 @@ pub const MAX_LATENCY_MS: u64 = 30_000;
 pub fn business_layers(
     faults: FaultHandle,
     min_deadline: Duration,
+    admin_token: Option<String>,
 ) -> impl Layer<
     Route,
     Service: Service<Request, Response = Response, Error = Infallible, Future: Send>
@@ -65,7 +69,55 @@ pub fn business_layers(
     ServiceBuilder::new()
         .layer(HandleErrorLayer::new(layer_error))
         .layer(AcceptDeadlineLayer::new().with_min_budget(min_deadline))
-        .layer(FaultLayer::new(faults).with_request_latency(SimulateLatencyHeader))
+        .layer(FaultLayer::new(faults).with_request_latency(AdminLatencyHeader::new(admin_token)))
+}
+
+/// `X-Simulate-Latency` ([`SimulateLatencyHeader`]), honoured only when an admin token is
+/// configured and the request carries `Authorization: Bearer <token>`; otherwise ignored.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience::fault::RequestLatency;
+/// use service_kit::faults::AdminLatencyHeader;
+///
+/// let hook = AdminLatencyHeader::new(Some("s3cret-token".into()));
+/// let req = |auth: &str| {
+///     http::Request::builder().header("x-simulate-latency", "250ms").header("authorization", auth).body(()).unwrap()
+/// };
+/// assert_eq!(hook.request_latency(&req("Bearer s3cret-token")), Some(Duration::from_millis(250)));
+/// assert_eq!(hook.request_latency(&req("Bearer guess")), None);
+/// assert_eq!(AdminLatencyHeader::new(None).request_latency(&req("Bearer s3cret-token")), None);
+/// ```
+#[derive(Clone)]
+pub struct AdminLatencyHeader {
+    token: Option<Arc<str>>,
+}
+
+impl AdminLatencyHeader {
+    /// Honours the header for callers carrying `token`; `None` ignores it always.
+    pub fn new(token: Option<String>) -> Self {
+        Self {
+            token: token.map(Into::into),
+        }
+    }
+}
+
+// Hand-written: the token must never reach a log line.
+impl std::fmt::Debug for AdminLatencyHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminLatencyHeader")
+            .field("enabled", &self.token.is_some())
+            .finish()
+    }
+}
+
+impl<B> RequestLatency<Request<B>> for AdminLatencyHeader {
+    fn request_latency(&self, req: &Request<B>) -> Option<Duration> {
+        let token = self.token.as_deref()?;
+        // The header first: most requests have none, and then the token is not compared.
+        let asked = SimulateLatencyHeader.request_latency(req)?;
+        crate::admin::carries_token(req.headers(), token).then_some(asked)
+    }
 }
 
 async fn layer_error(err: BoxError) -> Problem {

@@ -14,6 +14,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 /// Name of the server latency histogram.
 pub const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
 
+/// Name of the counter of connections refused past `MAX_CONNECTIONS`.
+pub const CONNECTIONS_REFUSED: &str = "http_server_connections_refused_total";
+
 /// Histogram buckets (seconds), from sub-millisecond to the longest timeout we configure.
 pub const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -38,6 +41,10 @@ pub fn install() -> PrometheusHandle {
                     REQUEST_DURATION,
                     metrics::Unit::Seconds,
                     "Server request latency by method, route template and status."
+                );
+                metrics::describe_counter!(
+                    CONNECTIONS_REFUSED,
+                    "Connections answered 503 (or closed) because MAX_CONNECTIONS were open."
                 );
             }
             let upkeep = handle.clone();

@@ -80,6 +80,7 @@ where
         .layer(faults::business_layers(
             ops.faults.clone(),
             ops.min_deadline,
+            ops.admin_token.clone(),
         ))
         .merge(operations)
         .with_state(state);

@@ -1,17 +1,38 @@
-//! Logging setup and serving with graceful shutdown.
+//! Logging setup, and the one accept loop every service serves through.
+//!
+//! A client cannot hold the server's sockets and tasks by being slow, idle or many
+//! ([`ConnectionLimits`]): each connection is HTTP/1 with hyper's header-read timer (a client
+//! that has not sent a whole request head `HEADER_READ_TIMEOUT_MS` after the connection started
+//! waiting for one is disconnected: slowloris), a connection with no request in flight for
+//! `IDLE_TIMEOUT_MS` is closed, and past `MAX_CONNECTIONS` open connections a new one is
+//! refused gracefully: answered `503` problem+json with `Retry-After: 1` and closed (counted in
+//! `http_server_connections_refused_total`).
 //!
 //! Shutdown order on SIGTERM or SIGINT: readiness fails first (so `run.sh` and load balancers
-//! stop sending work), then after `shutdown_delay` the listener stops accepting and in-flight
-//! requests drain, bounded by `shutdown_timeout`; then `serve` returns and `main` exits.
+//! stop sending work), then after `SHUTDOWN_DELAY_MS` the listener closes, idle and
+//! half-sent connections are closed at once, and in-flight requests finish (their connection
+//! closes after the answer), bounded by `SHUTDOWN_TIMEOUT_MS`; then `serve` returns and `main`
+//! exits.
 
-use std::{process::ExitCode, time::Duration};
+use std::{convert::Infallible, pin::pin, process::ExitCode, sync::Arc, time::Duration};
 
-use axum::Router;
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use axum::{Router, body::Body, response::IntoResponse};
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    task::{JoinHandle, JoinSet},
+    time::Instant,
+};
+use tower::ServiceExt;
 
 use crate::{
-    config::{Common, LogFormat},
+    config::{Common, ConnectionLimits, LogFormat, ShutdownTiming},
     health::Readiness,
+    problem::Problem,
     store::{Migrations, Store},
 };
 
@@ -66,32 +87,21 @@ pub async fn run(
         admin = common.admin_token.is_some(),
         "{service} listening"
     );
-    let timing = ShutdownTiming {
-        delay: common.shutdown_delay,
-        timeout: common.shutdown_timeout,
-    };
-    let result = serve(
+    serve(
         listener,
         started.app,
         started.readiness,
         shutdown_signal(),
-        timing,
+        common.shutdown,
+        common.connections,
     )
     .await;
     for task in started.background {
         task.abort();
     }
     store.close().await;
-    match result {
-        Ok(()) => {
-            tracing::info!("{service} stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "server error");
-            ExitCode::FAILURE
-        }
-    }
+    tracing::info!("{service} stopped");
+    ExitCode::SUCCESS
 }
 
 /// Sets up `tracing` once for the process (see [`subscriber`]).
@@ -148,107 +158,236 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// How shutdown proceeds.
-#[derive(Debug, Clone, Copy)]
-pub struct ShutdownTiming {
-    /// Readiness fails this long before the listener closes.
-    pub delay: Duration,
-    /// In-flight requests get at most this long to finish.
-    pub timeout: Duration,
-}
-
 /// Serves `app` on `listener` until `signal` resolves, then shuts down as the module describes.
+/// Each connection is held to `limits` (see the module docs).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     readiness: Readiness,
     signal: impl Future<Output = ()> + Send + 'static,
     timing: ShutdownTiming,
-) -> std::io::Result<()> {
-    let (draining_tx, mut draining_rx) = watch::channel(false);
-    let graceful = async move {
+    limits: ConnectionLimits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut stop = pin!(async move {
         signal.await;
         readiness.start_shutdown();
         tracing::info!(delay = ?timing.delay, "shutting down: readiness now fails");
         tokio::time::sleep(timing.delay).await;
-        tracing::info!("no longer accepting connections; draining in-flight requests");
-        let _ = draining_tx.send(true);
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let deadline = async move {
-        let _ = draining_rx.wait_for(|d| *d).await;
-        tokio::time::sleep(timing.timeout).await;
-    };
-    tokio::select! {
-        r = server.into_future() => {
-            tracing::info!("all requests drained; exiting");
-            r
+    });
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            // Reaps finished connection tasks; their slots were freed when they ended.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        connections.spawn(connection(stream, app.clone(), limits, drain_rx.clone(), slot));
+                    }
+                    Err(_) => refuse(stream, &refusing),
+                },
+                Err(e) => accept_failed(e).await,
+            },
         }
-        () = deadline => {
-            tracing::warn!(timeout = ?timing.timeout, "drain timeout passed; exiting with requests still in flight");
-            Ok(())
+    }
+    drop(listener);
+    tracing::info!(
+        open = connections.len(),
+        "no longer accepting connections; closing idle ones, draining in-flight requests"
+    );
+    let _ = drain_tx.send(true);
+    let drained = tokio::time::timeout(timing.timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("all requests drained; exiting"),
+        // Dropping the set aborts what is left.
+        Err(_) => tracing::warn!(
+            timeout = ?timing.timeout,
+            open = connections.len(),
+            "drain timeout passed; exiting with requests still in flight"
+        ),
+    }
+}
+
+/// Surplus connections answered 503 at the same time; past this many, one is closed unanswered,
+/// so a flood of connections costs no more than this many small tasks.
+const MAX_REFUSING: usize = 64;
+
+/// How long a refused client gets to send its request head and read the 503.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// Refuses a connection past the cap gracefully: reads the request head (so closing does not
+/// reset the connection before the client reads the answer), answers 503 problem+json with
+/// `Retry-After: 1` and `Connection: close`, and closes; at most [`REFUSAL_LINGER`].
+fn refuse(stream: TcpStream, refusing: &Arc<Semaphore>) {
+    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED).increment(1);
+    let Ok(permit) = refusing.clone().try_acquire_owned() else {
+        tracing::debug!("connection cap reached; closed a connection unanswered");
+        return;
+    };
+    tracing::debug!("connection cap reached; answering 503");
+    tokio::spawn(async move {
+        let _permit = permit;
+        let answer = hyper::service::service_fn(|_| async {
+            let problem = Problem::unavailable(
+                "the server has too many open connections; retry shortly",
+                Duration::from_secs(1),
+            );
+            Ok::<_, Infallible>(problem.into_response())
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(REFUSAL_LINGER)
+            .keep_alive(false);
+        let refusal = builder.serve_connection(TokioIo::new(stream), answer);
+        let _ = tokio::time::timeout(REFUSAL_LINGER, refusal).await;
+    });
+}
+
+/// Errors about one connection are that client's; anything else (out of file descriptors)
+/// is waited out rather than retried in a spin.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// One connection: HTTP/1 with hyper's header-read timer, closed when idle too long, and
+/// closed gracefully (idle at once, in-flight after its answer) once `drain` turns true.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    limits: ConnectionLimits,
+    mut drain: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let (activity, watched) = watch::channel(Activity {
+        in_flight: 0,
+        since: Instant::now(),
+    });
+    let activity = Arc::new(activity);
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let busy = Busy::enter(&activity);
+            let response = app.clone().oneshot(req);
+            async move {
+                let response = response.await?;
+                // Busy until the body is written, not just until the handler returns: a
+                // streamed body (server-sent events) is a request in flight, not idleness.
+                Ok::<_, Infallible>(response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _busy = &busy;
+                        frame
+                    }))
+                }))
+            }
+        })
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let mut idle = pin!(idle_for(watched, limits.idle_timeout));
+    let mut closing = false;
+    // While closing: when the connection is dropped if nothing is in flight by then.
+    let mut cutoff: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, timeout = e.is_timeout(), "connection closed");
+                }
+                return;
+            }
+            _ = drain.wait_for(|d| *d), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+                cutoff = Some(Instant::now() + CLOSE_GRACE);
+            }
+            () = &mut idle, if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+                cutoff = Some(Instant::now() + CLOSE_GRACE);
+            }
+            () = sleep_until_some(cutoff) => {
+                if activity.borrow().in_flight == 0 {
+                    return;
+                }
+                // A request started meanwhile: keep-alive is off, so the connection closes
+                // by itself after the answer.
+                cutoff = None;
+            }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::routing::get;
+/// How long a closing connection with nothing in flight gets to flush and close by itself
+/// before it is dropped. hyper's graceful shutdown closes a connection that has served a
+/// request and waits for the next at once, but one that has not yet sent a whole first head
+/// (a slow client, or one that never sent a byte) would wait out the header-read timer.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
-    #[tokio::test]
-    async fn in_flight_request_drains_and_readiness_fails_first() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-        let started_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(started_tx)));
-        let app = Router::new().route(
-            "/slow",
-            get(move || {
-                let tx = started_tx.lock().unwrap().take();
-                async move {
-                    if let Some(tx) = tx {
-                        let _ = tx.send(());
-                    }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    "done"
-                }
-            }),
-        );
-        let readiness = Readiness::new();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            listener,
-            app,
-            readiness.clone(),
-            async move {
-                let _ = stop_rx.await;
-            },
-            ShutdownTiming {
-                delay: Duration::from_millis(50),
-                timeout: Duration::from_secs(5),
-            },
-        ));
-        let request = tokio::spawn(async move {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            stream
-                .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                .await
-                .unwrap();
-            let mut out = String::new();
-            stream.read_to_string(&mut out).await.unwrap();
-            out
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a connection is doing, for its idle timer.
+#[derive(Debug, Clone, Copy)]
+struct Activity {
+    /// Requests whose response is not fully written yet.
+    in_flight: usize,
+    /// When the last of them was written (or the connection was accepted).
+    since: Instant,
+}
+
+/// Marks a request in flight on its connection until dropped.
+struct Busy(Arc<watch::Sender<Activity>>);
+
+impl Busy {
+    fn enter(activity: &Arc<watch::Sender<Activity>>) -> Self {
+        activity.send_modify(|a| a.in_flight += 1);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|a| {
+            a.in_flight -= 1;
+            a.since = Instant::now();
         });
-        started_rx.await.unwrap();
-        assert!(!readiness.is_shutting_down());
-        stop_tx.send(()).unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(readiness.is_shutting_down(), "readiness fails first");
-        assert!(!server.is_finished(), "still draining");
-        let out = request.await.unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-        assert!(out.ends_with("done"));
-        server.await.unwrap().unwrap();
+    }
+}
+
+/// Resolves once the connection has had no request in flight for `limit`.
+async fn idle_for(mut activity: watch::Receiver<Activity>, limit: Duration) {
+    loop {
+        let now = *activity.borrow_and_update();
+        if now.in_flight == 0 {
+            tokio::select! {
+                () = tokio::time::sleep_until(now.since + limit) => return,
+                changed = activity.changed() => if changed.is_err() { return },
+            }
+        } else if activity.changed().await.is_err() {
+            return;
+        }
     }
 }

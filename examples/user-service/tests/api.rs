@@ -483,7 +483,8 @@ async fn injected_faults_hit_business_routes_only() {
 
 #[tokio::test]
 async fn latency_comes_from_the_switch_or_the_request_header_and_the_deadline_cuts_it() {
-    let st = state().await;
+    let store = testing::sqlite(&store::MIGRATIONS).await;
+    let st = AppState::new(store, &config(&[("ADMIN_TOKEN", "s3cret-admin-token")]));
     let app = app(st.clone());
     let slow = |extra: Option<(&'static str, &'static str)>| {
         let mut b = Request::builder().uri("/users/1");
@@ -492,14 +493,19 @@ async fn latency_comes_from_the_switch_or_the_request_header_and_the_deadline_cu
         }
         b.body(Body::empty()).unwrap()
     };
+    // The header is honoured for a caller with the admin token only.
     let t = tokio::time::Instant::now();
-    assert_eq!(
-        call(&app, slow(Some(("x-simulate-latency", "150ms"))))
-            .await
-            .status,
-        StatusCode::NOT_FOUND
+    let mut asked = slow(Some(("x-simulate-latency", "150ms")));
+    asked.headers_mut().insert(
+        header::AUTHORIZATION,
+        "Bearer s3cret-admin-token".parse().unwrap(),
     );
+    assert_eq!(call(&app, asked).await.status, StatusCode::NOT_FOUND);
     assert!(t.elapsed() >= std::time::Duration::from_millis(150));
+    let t = tokio::time::Instant::now();
+    let unauthorised = slow(Some(("x-simulate-latency", "10s")));
+    assert_eq!(call(&app, unauthorised).await.status, StatusCode::NOT_FOUND);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "ignored");
 
     st.faults.set_latency(std::time::Duration::from_millis(300));
     let t = tokio::time::Instant::now();

@@ -41,6 +41,10 @@ where
 /// Reads the `X-Simulate-Latency` header of an `http::Request`: `250ms`, `1s` or a bare
 /// number of milliseconds (`250`), capped at [`MAX_REQUEST_LATENCY`]; anything else is ignored.
 ///
+/// Any client can send the header, and each delayed request holds a server task: on a server
+/// reachable by others, honour it only for trusted callers (wrap it in a hook that checks
+/// credentials first, as the example services do with their admin token).
+///
 /// ```
 /// use std::time::Duration;
 /// use resilience::fault::{RequestLatency, SimulateLatencyHeader};
