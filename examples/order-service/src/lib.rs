@@ -3,7 +3,9 @@
 //! `POST /orders` needs an `Idempotency-Key`: the key and the order commit in one transaction
 //! and the answer is stored with them, so a retried request replays the first answer and never
 //! creates a second order, even across restarts. A repeat while the first is still in flight
-//! gets 409; the same key with a different body gets 422.
+//! gets 409; the same key with a different body gets 422. Keys are scoped per user (the body's
+//! `user_id`), kept for `IDEMPOTENCY_RETENTION` (24 h by default; after that the same key
+//! places a new order) and never shown in a response ([`idempotency`]).
 //!
 //! The user is verified through [`users::UserClient`] (round robin over `USER_SERVICE_URLS`,
 //! one circuit breaker per instance). When no instance can answer, the default is to fail fast
@@ -49,7 +51,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub use crate::config::{Config, DEFAULT_STACK, DegradedMode, default_stack};
 use crate::{
-    idempotency::InFlight,
+    idempotency::{InFlight, ScopedKey},
     store::{Inserted, NewOrder, StoredResponse},
     users::{Lookup, UserClient},
 };
@@ -132,7 +134,7 @@ impl OrderStatus {
 /// A stored order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": 1, "user_id": 1, "product_id": "sku-42", "quantity": 2, "price": 9.99,
-    "status": "confirmed", "idempotency_key": "0b9f6a3e-order-1", "created_at_ms": 1763891234567_i64, "updated_at_ms": 1763891234567_i64}))]
+    "status": "confirmed", "created_at_ms": 1763891234567_i64, "updated_at_ms": 1763891234567_i64}))]
 pub struct Order {
     /// The order's id.
     pub id: i64,
@@ -146,8 +148,6 @@ pub struct Order {
     pub price: Option<f64>,
     /// confirmed, pending or rejected.
     pub status: OrderStatus,
-    /// The `Idempotency-Key` it was created with.
-    pub idempotency_key: String,
     /// Creation time, ms since the Unix epoch.
     pub created_at_ms: i64,
     /// Last status change, ms since the Unix epoch.
@@ -193,22 +193,33 @@ impl Validate for CreateOrder {
     }
 }
 
-/// The `Idempotency-Key` header: required on `POST /orders`, 1 to 255 visible ASCII characters.
+/// The `Idempotency-Key` header: required on `POST /orders`, exactly once, 1 to 255 visible
+/// ASCII characters ([`IDEMPOTENCY_KEY_PATTERN`]).
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey(pub String);
 
 /// The header's name.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// What the header's value must match, as the OpenAPI document states it.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let Some(raw) = parts.headers.get(IDEMPOTENCY_KEY) else {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(raw) = values.next() else {
             return Err(Problem::bad_request(
                 "the Idempotency-Key header is required (any unique string per order, reused on retries)",
             ));
         };
+        // Taking the first of several would guess which one the client meant.
+        if values.next().is_some() {
+            return Err(Problem::bad_request(
+                "the Idempotency-Key header was sent more than once; send it exactly once",
+            ));
+        }
         match raw.to_str() {
             Ok(v) if !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()) => {
                 Ok(IdempotencyKey(v.to_owned()))
@@ -264,12 +275,13 @@ fn key_reused() -> Problem {
     post,
     path = "/orders",
     tag = "orders",
-    params(("Idempotency-Key" = String, Header, description = "Unique per order, reused unchanged on every retry of it (1-255 visible ASCII characters)")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255,
+        description = "Unique per order among the user's orders, reused unchanged on every retry of it; sent exactly once; 1-255 visible ASCII characters. Kept for `IDEMPOTENCY_RETENTION` (24 h by default), after which the same key places a new order.")),
     request_body(content = CreateOrder, content_type = "application/json"),
     responses(
         (status = 201, description = "Created (status `confirmed`, or `pending` in degraded mode); a replay of the same key and body returns the stored answer with `Idempotent-Replayed: true`", body = Order,
             headers(("location" = String, description = "/orders/{id}"))),
-        (status = 400, description = "Missing or malformed Idempotency-Key, or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Missing, repeated or malformed Idempotency-Key, or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A request with this key is still in progress", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
@@ -284,7 +296,8 @@ pub async fn create_order(
     ApiJson(body): ApiJson<CreateOrder>,
 ) -> Result<Response, Problem> {
     let fingerprint = serde_json::to_string(&body).unwrap_or_default();
-    let _guard = match state.in_flight.begin(&key, &fingerprint) {
+    let scoped = ScopedKey::new(body.user_id, key);
+    let _guard = match state.in_flight.begin(&scoped, &fingerprint) {
         Ok(g) => g,
         Err(idempotency::Busy::SameRequest) => {
             return Err(Problem::conflict(
@@ -295,7 +308,7 @@ pub async fn create_order(
         Err(idempotency::Busy::DifferentRequest) => return Err(key_reused()),
     };
     let unavailable = |e: sqlx::Error| service_kit::store::unavailable(&e);
-    if let Some(stored) = store::find_key(&state.store, &key)
+    if let Some(stored) = store::find_key(&state.store, scoped.user_id, &scoped.key)
         .await
         .map_err(unavailable)?
     {
@@ -333,7 +346,7 @@ pub async fn create_order(
         quantity: body.quantity,
         price: body.price,
         status,
-        idempotency_key: &key,
+        idempotency_key: &scoped.key,
         fingerprint: &fingerprint,
         now_ms: now_ms(),
     };
