@@ -40,7 +40,7 @@ use resilience::{
 };
 use serde::{Deserialize, Serialize};
 use service_kit::{
-    extract::{ApiJson, ApiPath, ApiQuery, Validate, check_text},
+    extract::{ApiJson, ApiPath, ApiQuery, Validate, check_text, text_schema},
     health::{Check, Health, Readiness, Status},
     ops::Ops,
     paging,
@@ -159,19 +159,30 @@ pub struct Order {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": 1, "product_id": "sku-42", "quantity": 2, "price": 9.99}))]
 pub struct CreateOrder {
-    /// An existing user's id (422 when user-service says it does not exist).
-    #[schema(minimum = 1)]
+    /// An existing user's id (422 `urn:problem:unknown-user` when user-service says it does
+    /// not exist).
+    #[serde(deserialize_with = "service_kit::extract::whole_number")]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub user_id: i64,
-    /// The product: 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    /// The product: 1 to 100 characters, not only spaces, no control characters (stored
+    /// trimmed).
+    #[schema(schema_with = product_id_schema)]
     pub product_id: String,
     /// 1 to 10,000.
+    #[serde(deserialize_with = "service_kit::extract::whole_number")]
     #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
     /// Unit price, 0 to 1,000,000,000 (optional).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000000000)]
     pub price: Option<f64>,
+}
+
+fn product_id_schema() -> utoipa::openapi::Object {
+    text_schema(
+        100,
+        "The product: 1 to 100 characters, not only spaces, no control characters (stored trimmed).",
+    )
 }
 
 impl Validate for CreateOrder {
@@ -261,6 +272,19 @@ fn replay(stored: &StoredResponse, fingerprint: &str) -> Result<Response, Proble
     ))
 }
 
+/// 422 with its own type: the body is well formed and valid, but names no user (the OpenAPI
+/// document cannot say which ids exist, so a client and a fuzzer can tell this from a
+/// `urn:problem:validation`).
+fn unknown_user(user_id: i64) -> Problem {
+    let mut p = Problem::validation(vec![FieldError::new(
+        "user_id",
+        format!("no user with id {user_id}"),
+    )]);
+    p.problem_type = "urn:problem:unknown-user".to_owned();
+    p.title = "Unknown User".to_owned();
+    p
+}
+
 fn key_reused() -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -285,7 +309,7 @@ fn key_reused() -> Problem {
         (status = 409, description = "A request with this key is still in progress", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed, unknown user, or key reused with a different body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed (`urn:problem:validation`), unknown user (`urn:problem:unknown-user`), or key reused with a different body (`urn:problem:idempotency-key-reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "user-service or the store unavailable, or an injected fault (with Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The caller's deadline (`x-request-deadline-ms`) passed", body = Problem, content_type = "application/problem+json"),
     )
@@ -318,12 +342,7 @@ pub async fn create_order(
     let ctx = service_kit::context::current();
     let status = match state.users.lookup(body.user_id, ctx.as_ref()).await {
         Ok(Lookup::Found) => OrderStatus::Confirmed,
-        Ok(Lookup::NotFound) => {
-            return Err(Problem::validation(vec![FieldError::new(
-                "user_id",
-                format!("no user with id {}", body.user_id),
-            )]));
-        }
+        Ok(Lookup::NotFound) => return Err(unknown_user(body.user_id)),
         Err(u) => match state.degraded {
             DegradedMode::Accept => {
                 tracing::warn!(reason = %u.reason, "user-service unavailable; accepting order as pending");
@@ -374,7 +393,7 @@ pub async fn create_order(
     get,
     path = "/orders/{id}",
     tag = "orders",
-    params(("id" = i64, Path, description = "Order id")),
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = Order),
         (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
@@ -400,17 +419,26 @@ pub async fn get_order(
 #[into_params(parameter_in = Query)]
 pub struct ListOrders {
     /// Only this user's orders.
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
+    #[serde(default, deserialize_with = "service_kit::extract::query_integer")]
     pub user_id: Option<i64>,
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "service_kit::extract::query_integer")]
     pub limit: Option<i64>,
-    /// Where to continue: the previous page's `next_cursor` (opaque).
+    /// Where to continue: the previous page's `next_cursor`; empty or absent for the first
+    /// page.
+    #[param(schema_with = service_kit::paging::cursor_schema)]
     pub cursor: Option<String>,
 }
 
 impl Validate for ListOrders {
     fn validate(&self) -> Vec<FieldError> {
-        service_kit::paging::check(self.limit, self.cursor.as_deref())
+        let mut errors = service_kit::paging::check(self.limit, self.cursor.as_deref());
+        if self.user_id.is_some_and(|u| u < 1) {
+            errors.push(FieldError::new("user_id", "must be a positive id"));
+        }
+        errors
     }
 }
 
