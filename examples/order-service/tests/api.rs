@@ -69,7 +69,9 @@ async fn an_order_for_a_known_user_is_created_and_readable() {
     let none = call(&app, get(&format!("/orders?user_id={}", uid + 1000))).await;
     assert_eq!(none.body["items"].as_array().unwrap().len(), 0);
     assert_problem(&call(&app, get("/orders/999999")).await, 404);
-    assert_problem(&call(&app, get("/orders/x")).await, 400);
+    let bad_id = call(&app, get("/orders/x")).await;
+    assert_problem(&bad_id, 400);
+    assert_eq!(bad_id.body["detail"], "invalid path: `x` is not an integer");
 }
 
 #[tokio::test]
@@ -493,6 +495,57 @@ async fn openapi_document_matches_the_routes() {
         doc["components"]["schemas"]["CreateOrder"]["additionalProperties"],
         false
     );
+    let key = params
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .unwrap();
+    assert_eq!(
+        key["schema"]["pattern"],
+        order_service::IDEMPOTENCY_KEY_PATTERN
+    );
+    // No ADMIN_TOKEN here: the admin routes answer 404, so they are not in the document.
+    assert!(
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|p| !p.starts_with("/admin")),
+        "{}",
+        doc["paths"]
+    );
+}
+
+/// What the document allows is accepted: `2.0` is an integer (as JSON Schema reads it), an
+/// empty cursor is the first page; and an unknown user is a 422 of its own type, not a
+/// validation failure.
+#[tokio::test]
+async fn what_the_document_allows_is_accepted() {
+    let (users, _state, app) = setup().await;
+    let uid = users.user("doc@x.io").await;
+    let body = format!(r#"{{"user_id":{uid}.0,"product_id":"s","quantity":2e0}}"#);
+    let r = call(&app, order_req(Some("whole"), &body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["quantity"], 2);
+    let r = call(
+        &app,
+        order_req(Some("frac"), &order_body(uid, "s").replace(":2,", ":2.5,")),
+    )
+    .await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["errors"][0]["field"], "quantity");
+    let page = call(
+        &app,
+        get(&format!("/orders?cursor=&user_id={uid}.0&limit=5")),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+    assert_problem(&call(&app, get("/orders?cursor=%2B5")).await, 422);
+    assert_problem(&call(&app, get("/orders?user_id=0")).await, 422);
+    let r = call(&app, order_req(Some("nobody"), &order_body(uid + 999, "s"))).await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["type"], "urn:problem:unknown-user");
+    assert_eq!(r.body["errors"][0]["field"], "user_id");
 }
 
 #[test]

@@ -194,6 +194,9 @@ pub fn api_terms(message: &str) -> String {
     {
         return format!("must be {}", expected_term(expected));
     }
+    if message.starts_with("invalid length ") {
+        return "has the wrong number of elements".to_owned();
+    }
     if message.starts_with("missing field `") {
         return "is required".to_owned();
     }
@@ -306,24 +309,31 @@ fn validated<T: Validate>(value: T) -> Result<T, Problem> {
 
 /// Parses `bytes` as a `T`, sorting failures into 400 (not JSON) and 422 (wrong shape).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
+    // serde also reads a struct from an array of its fields in order; a body is an object.
+    if !value.is_object() {
+        let got = match &value {
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "true or false",
+            _ => "null",
+        };
+        return Err(Problem::validation(vec![FieldError::new(
+            "body",
+            format!("must be a JSON object, not {got}"),
+        )]));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let field = field_name(&path, &inner.to_string());
-                Problem::validation(vec![FieldError::new(
-                    field,
-                    api_terms(&strip_position(&inner)),
-                )])
-            }
-            _ => Problem::bad_request(format!("malformed JSON: {inner}")),
-        }
-    })?;
-    de.end()
-        .map_err(|e| Problem::bad_request(format!("malformed JSON: {e}")))?;
-    Ok(value)
+        let field = field_name(&path, &inner.to_string());
+        Problem::validation(vec![FieldError::new(
+            field,
+            api_terms(&strip_position(&inner)),
+        )])
+    })
 }
 
 /// serde reports a missing or unknown field at the parent's path ("."), naming the field in
@@ -471,6 +481,56 @@ mod tests {
         let p = parse_json::<Body>(br#"{"name":"a","quantity":1} trailing"#).unwrap_err();
         assert_eq!(p.status, 400);
         assert!(parse_json::<Body>(br#"{"name":"a","quantity":1}"#).is_ok());
+    }
+
+    /// No rejection names a Rust type: every message speaks JSON and the API's field names.
+    #[tokio::test]
+    async fn rejections_are_said_in_api_terms() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Query {
+            limit: Option<i64>,
+        }
+        impl Validate for Query {
+            fn validate(&self) -> Vec<FieldError> {
+                Vec::new()
+            }
+        }
+        let rust = [
+            "i64", "u32", "struct", "Body", "Query", "sequence", "map", "`",
+        ];
+        let mut messages = Vec::new();
+        for (body, field) in [
+            (&br#"[]"#[..], "body"),
+            (br#"{"name":"a","quantity":"x"}"#, "quantity"),
+            (br#"{"name":"a","quantity":2.5}"#, "quantity"),
+            (br#"{"name":7,"quantity":1}"#, "name"),
+        ] {
+            let p = parse_json::<Body>(body).unwrap_err();
+            assert_eq!(p.errors[0].field, field);
+            messages.push(p.errors[0].detail.clone());
+        }
+        assert_eq!(messages[0], "must be a JSON object, not an array");
+        assert_eq!(messages[1], "must be a non-negative integer, not a string");
+        let mut parts = http::Request::get("/x?limit=ten")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let p = ApiQuery::<Query>::from_request_parts(&mut parts, &())
+            .await
+            .unwrap_err();
+        messages.push(p.detail.clone().unwrap());
+        assert_eq!(
+            p.detail.as_deref(),
+            Some("invalid query string: limit: must be an integer")
+        );
+        for m in &messages {
+            for word in rust {
+                assert!(!m.contains(word), "{m:?} names `{word}`");
+            }
+        }
     }
 
     #[test]
