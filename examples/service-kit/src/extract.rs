@@ -115,14 +115,7 @@ where
         }
 
         fn visit_f64<E: Error>(self, v: f64) -> Result<i64, E> {
-            // 2^53: beyond it a float no longer holds every integer exactly.
-            const EXACT: f64 = 9_007_199_254_740_992.0;
-            if v.fract() == 0.0 && v.abs() <= EXACT {
-                #[allow(clippy::cast_possible_truncation)]
-                Ok(v as i64)
-            } else {
-                Err(E::invalid_type(Unexpected::Float(v), &self))
-            }
+            exact_integer(v).ok_or_else(|| E::invalid_type(Unexpected::Float(v), &self))
         }
     }
 
@@ -160,13 +153,20 @@ where
     if let Ok(v) = raw.parse::<i64>() {
         return Ok(Some(v));
     }
-    // 2^53: beyond it a float no longer holds every integer exactly.
+    raw.parse::<f64>()
+        .ok()
+        .and_then(exact_integer)
+        .map(Some)
+        .ok_or_else(|| D::Error::custom("must be an integer"))
+}
+
+/// `v` as an integer when it has no fractional part and is at most 2^53 in size (beyond
+/// that a float no longer holds every integer exactly).
+fn exact_integer(v: f64) -> Option<i64> {
     const EXACT: f64 = 9_007_199_254_740_992.0;
-    match raw.parse::<f64>() {
-        #[allow(clippy::cast_possible_truncation)]
-        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() <= EXACT => Ok(Some(v as i64)),
-        _ => Err(D::Error::custom("must be an integer")),
-    }
+    // In range and whole, so the cast is exact.
+    #[allow(clippy::cast_possible_truncation)]
+    (v.is_finite() && v.fract() == 0.0 && v.abs() <= EXACT).then_some(v as i64)
 }
 
 /// serde's message about a value said in API terms: JSON types instead of Rust ones
