@@ -18,7 +18,7 @@ pub struct StoredOrder {
     /// The order id.
     pub id: String,
     /// The key sequence number the order carries, when it can be read from it
-    /// (its idempotency key or product id). `None`: match by order id only.
+    /// (its product id). `None`: match by order id only.
     pub seq: Option<usize>,
 }
 

@@ -202,29 +202,23 @@ struct Ctx {
 }
 
 /// Product ids carry the key's sequence number, so an order read back can be
-/// matched to its key even if the service does not return the idempotency key.
+/// matched to its key: order-service never returns idempotency keys.
 pub fn product_id(run_id: &str, seq: usize) -> String {
     format!("chaos-{run_id}-{seq}")
 }
 
 /// The key sequence number an order read back carries, if it is one of this run's.
 pub fn seq_of(order: &Value, run_id: &str) -> Option<usize> {
-    let from_key = order
-        .get("idempotency_key")
+    order
+        .get("product_id")
         .and_then(Value::as_str)
-        .and_then(|k| k.strip_prefix(run_id)?.strip_prefix('-')?.parse().ok());
-    from_key.or_else(|| {
-        order
-            .get("product_id")
-            .and_then(Value::as_str)
-            .and_then(|p| {
-                p.strip_prefix("chaos-")?
-                    .strip_prefix(run_id)?
-                    .strip_prefix('-')?
-                    .parse()
-                    .ok()
-            })
-    })
+        .and_then(|p| {
+            p.strip_prefix("chaos-")?
+                .strip_prefix(run_id)?
+                .strip_prefix('-')?
+                .parse()
+                .ok()
+        })
 }
 
 fn id_string(v: &Value) -> Option<String> {
@@ -621,12 +615,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn orders_are_matched_to_keys_by_idempotency_key_or_product_id() {
+    fn orders_are_matched_to_keys_by_product_id() {
         let run = "abc123";
-        assert_eq!(
-            seq_of(&json!({"idempotency_key": "abc123-17"}), run),
-            Some(17)
-        );
         assert_eq!(
             seq_of(&json!({"product_id": product_id(run, 5)}), run),
             Some(5)
@@ -635,7 +625,7 @@ mod tests {
             seq_of(&json!({"product_id": product_id("other", 5)}), run),
             None
         );
-        assert_eq!(seq_of(&json!({"idempotency_key": "other-1"}), run), None);
+        assert_eq!(seq_of(&json!({"product_id": "sku-1"}), run), None);
         assert_eq!(id_string(&json!(42)), Some("42".into()));
         let doc = json!({"retries": [{"retries_total": 3}, {"retries_total": 4}, {}]});
         assert_eq!(total(&doc, "retries", "retries_total"), 7.0);

@@ -55,7 +55,6 @@ async fn create_order(
         "id": f.orders.len() + 1,
         "user_id": body["user_id"],
         "product_id": body["product_id"],
-        "idempotency_key": key,
         "status": "confirmed",
     });
     f.orders.push(order.clone());

@@ -69,6 +69,8 @@ pub struct Config {
     pub stack: Option<StackConfig>,
     /// `PENDING_RECHECK_MS`: how often pending orders are re-verified.
     pub pending_recheck: Duration,
+    /// `IDEMPOTENCY_RETENTION`: how long a key's record (and stored answer) is kept.
+    pub idempotency_retention: Duration,
 }
 
 impl Config {
@@ -76,7 +78,8 @@ impl Config {
     /// or `DATABASE_URL` (`sqlite://data/orders.db`), `USER_SERVICE_URLS`
     /// (`http://127.0.0.1:5001`), `DEGRADED_MODE` (`fail`|`accept`), `RESILIENCE` (`on`|`off`),
     /// `RESILIENCE_CONFIG` (a TOML file for the stack, else [`DEFAULT_STACK`]),
-    /// `PENDING_RECHECK_MS` (1000), and the common settings.
+    /// `PENDING_RECHECK_MS` (1000), `IDEMPOTENCY_RETENTION` (`24h`, from 1 s to 365 days),
+    /// and the common settings.
     pub fn from_env(mut env: Env) -> Result<Self, ConfigErrors> {
         let common = Common::read(
             &mut env,
@@ -118,6 +121,12 @@ impl Config {
         if pending_recheck.is_zero() {
             env.error("PENDING_RECHECK_MS", "must be greater than zero");
         }
+        let idempotency_retention = env.duration(
+            "IDEMPOTENCY_RETENTION",
+            crate::idempotency::DEFAULT_RETENTION,
+            Duration::from_secs(1),
+            Duration::from_secs(365 * 24 * 60 * 60),
+        );
         env.finish()?;
         Ok(Self {
             common,
@@ -125,6 +134,7 @@ impl Config {
             degraded,
             stack: stack.filter(|_| on),
             pending_recheck,
+            idempotency_retention,
         })
     }
 }

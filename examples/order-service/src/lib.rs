@@ -3,7 +3,9 @@
 //! `POST /orders` needs an `Idempotency-Key`: the key and the order commit in one transaction
 //! and the answer is stored with them, so a retried request replays the first answer and never
 //! creates a second order, even across restarts. A repeat while the first is still in flight
-//! gets 409; the same key with a different body gets 422.
+//! gets 409; the same key with a different body gets 422. Keys are scoped per user (the body's
+//! `user_id`), kept for `IDEMPOTENCY_RETENTION` (24 h by default; after that the same key
+//! places a new order) and never shown in a response ([`idempotency`]).
 //!
 //! The user is verified through [`users::UserClient`] (round robin over `USER_SERVICE_URLS`,
 //! one circuit breaker per instance). When no instance can answer, the default is to fail fast
@@ -38,7 +40,7 @@ use resilience::{
 };
 use serde::{Deserialize, Serialize};
 use service_kit::{
-    extract::{ApiJson, ApiPath, ApiQuery, Validate, check_text},
+    extract::{ApiJson, ApiPath, ApiQuery, Validate, check_text, text_schema},
     health::{Check, Health, Readiness, Status},
     ops::Ops,
     paging,
@@ -49,7 +51,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub use crate::config::{Config, DEFAULT_STACK, DegradedMode, default_stack};
 use crate::{
-    idempotency::InFlight,
+    idempotency::{InFlight, ScopedKey},
     store::{Inserted, NewOrder, StoredResponse},
     users::{Lookup, LookupError, UserClient},
 };
@@ -135,7 +137,7 @@ impl OrderStatus {
 /// A stored order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": 1, "user_id": 1, "product_id": "sku-42", "quantity": 2, "price": 9.99,
-    "status": "confirmed", "idempotency_key": "0b9f6a3e-order-1", "created_at_ms": 1763891234567_i64, "updated_at_ms": 1763891234567_i64}))]
+    "status": "confirmed", "created_at_ms": 1763891234567_i64, "updated_at_ms": 1763891234567_i64}))]
 pub struct Order {
     /// The order's id.
     pub id: i64,
@@ -149,8 +151,6 @@ pub struct Order {
     pub price: Option<f64>,
     /// confirmed, pending or rejected.
     pub status: OrderStatus,
-    /// The `Idempotency-Key` it was created with.
-    pub idempotency_key: String,
     /// Creation time, ms since the Unix epoch.
     pub created_at_ms: i64,
     /// Last status change, ms since the Unix epoch.
@@ -162,19 +162,30 @@ pub struct Order {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": 1, "product_id": "sku-42", "quantity": 2, "price": 9.99}))]
 pub struct CreateOrder {
-    /// An existing user's id (422 when user-service says it does not exist).
-    #[schema(minimum = 1)]
+    /// An existing user's id (422 `urn:problem:unknown-user` when user-service says it does
+    /// not exist).
+    #[serde(deserialize_with = "service_kit::extract::whole_number")]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub user_id: i64,
-    /// The product: 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    /// The product: 1 to 100 characters, not only spaces, no control characters (stored
+    /// trimmed).
+    #[schema(schema_with = product_id_schema)]
     pub product_id: String,
     /// 1 to 10,000.
+    #[serde(deserialize_with = "service_kit::extract::whole_number")]
     #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
     /// Unit price, 0 to 1,000,000,000 (optional).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000000000)]
     pub price: Option<f64>,
+}
+
+fn product_id_schema() -> utoipa::openapi::Object {
+    text_schema(
+        100,
+        "The product: 1 to 100 characters, not only spaces, no control characters (stored trimmed).",
+    )
 }
 
 impl Validate for CreateOrder {
@@ -196,22 +207,33 @@ impl Validate for CreateOrder {
     }
 }
 
-/// The `Idempotency-Key` header: required on `POST /orders`, 1 to 255 visible ASCII characters.
+/// The `Idempotency-Key` header: required on `POST /orders`, exactly once, 1 to 255 visible
+/// ASCII characters ([`IDEMPOTENCY_KEY_PATTERN`]).
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey(pub String);
 
 /// The header's name.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// What the header's value must match, as the OpenAPI document states it.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let Some(raw) = parts.headers.get(IDEMPOTENCY_KEY) else {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(raw) = values.next() else {
             return Err(Problem::bad_request(
                 "the Idempotency-Key header is required (any unique string per order, reused on retries)",
             ));
         };
+        // Taking the first of several would guess which one the client meant.
+        if values.next().is_some() {
+            return Err(Problem::bad_request(
+                "the Idempotency-Key header was sent more than once; send it exactly once",
+            ));
+        }
         match raw.to_str() {
             Ok(v) if !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()) => {
                 Ok(IdempotencyKey(v.to_owned()))
@@ -277,6 +299,19 @@ fn overloaded(max_concurrent: usize) -> Problem {
     p
 }
 
+/// 422 with its own type: the body is well formed and valid, but names no user (the OpenAPI
+/// document cannot say which ids exist, so a client and a fuzzer can tell this from a
+/// `urn:problem:validation`).
+fn unknown_user(user_id: i64) -> Problem {
+    let mut p = Problem::validation(vec![FieldError::new(
+        "user_id",
+        format!("no user with id {user_id}"),
+    )]);
+    p.problem_type = "urn:problem:unknown-user".to_owned();
+    p.title = "Unknown User".to_owned();
+    p
+}
+
 fn key_reused() -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -291,16 +326,17 @@ fn key_reused() -> Problem {
     post,
     path = "/orders",
     tag = "orders",
-    params(("Idempotency-Key" = String, Header, description = "Unique per order, reused unchanged on every retry of it (1-255 visible ASCII characters)")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255,
+        description = "Unique per order among the user's orders, reused unchanged on every retry of it; sent exactly once; 1-255 visible ASCII characters. Kept for `IDEMPOTENCY_RETENTION` (24 h by default), after which the same key places a new order.")),
     request_body(content = CreateOrder, content_type = "application/json"),
     responses(
         (status = 201, description = "Created (status `confirmed`, or `pending` in degraded mode); a replay of the same key and body returns the stored answer with `Idempotent-Replayed: true`", body = Order,
             headers(("location" = String, description = "/orders/{id}"))),
-        (status = 400, description = "Missing or malformed Idempotency-Key, or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Missing, repeated or malformed Idempotency-Key, or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A request with this key is still in progress", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed, unknown user, or key reused with a different body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed (`urn:problem:validation`), unknown user (`urn:problem:unknown-user`), or key reused with a different body (`urn:problem:idempotency-key-reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "user-service or the store unavailable, order-service's own limit on concurrent lookups reached (`urn:resilience:bulkhead-full`), or an injected fault (with Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The caller's deadline (`x-request-deadline-ms`) passed", body = Problem, content_type = "application/problem+json"),
     )
@@ -311,7 +347,8 @@ pub async fn create_order(
     ApiJson(body): ApiJson<CreateOrder>,
 ) -> Result<Response, Problem> {
     let fingerprint = serde_json::to_string(&body).unwrap_or_default();
-    let _guard = match state.in_flight.begin(&key, &fingerprint) {
+    let scoped = ScopedKey::new(body.user_id, key);
+    let _guard = match state.in_flight.begin(&scoped, &fingerprint) {
         Ok(g) => g,
         Err(idempotency::Busy::SameRequest) => {
             return Err(Problem::conflict(
@@ -322,7 +359,7 @@ pub async fn create_order(
         Err(idempotency::Busy::DifferentRequest) => return Err(key_reused()),
     };
     let unavailable = |e: sqlx::Error| service_kit::store::unavailable(&e);
-    if let Some(stored) = store::find_key(&state.store, &key)
+    if let Some(stored) = store::find_key(&state.store, scoped.user_id, &scoped.key)
         .await
         .map_err(unavailable)?
     {
@@ -332,12 +369,7 @@ pub async fn create_order(
     let ctx = service_kit::context::current();
     let status = match state.users.lookup(body.user_id, ctx.as_ref()).await {
         Ok(Lookup::Found) => OrderStatus::Confirmed,
-        Ok(Lookup::NotFound) => {
-            return Err(Problem::validation(vec![FieldError::new(
-                "user_id",
-                format!("no user with id {}", body.user_id),
-            )]));
-        }
+        Ok(Lookup::NotFound) => return Err(unknown_user(body.user_id)),
         // Neither says anything about user-service, so neither becomes a pending order.
         Err(LookupError::DeadlineExceeded) => return Err(deadline_exceeded()),
         Err(LookupError::Overloaded { max_concurrent }) => {
@@ -365,7 +397,7 @@ pub async fn create_order(
         quantity: body.quantity,
         price: body.price,
         status,
-        idempotency_key: &key,
+        idempotency_key: &scoped.key,
         fingerprint: &fingerprint,
         now_ms: now_ms(),
     };
@@ -393,7 +425,7 @@ pub async fn create_order(
     get,
     path = "/orders/{id}",
     tag = "orders",
-    params(("id" = i64, Path, description = "Order id")),
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "Order id")),
     responses(
         (status = 200, description = "The order", body = Order),
         (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
@@ -419,17 +451,26 @@ pub async fn get_order(
 #[into_params(parameter_in = Query)]
 pub struct ListOrders {
     /// Only this user's orders.
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
+    #[serde(default, deserialize_with = "service_kit::extract::query_integer")]
     pub user_id: Option<i64>,
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "service_kit::extract::query_integer")]
     pub limit: Option<i64>,
-    /// Where to continue: the previous page's `next_cursor` (opaque).
+    /// Where to continue: the previous page's `next_cursor`; empty or absent for the first
+    /// page.
+    #[param(schema_with = service_kit::paging::cursor_schema)]
     pub cursor: Option<String>,
 }
 
 impl Validate for ListOrders {
     fn validate(&self) -> Vec<FieldError> {
-        service_kit::paging::check(self.limit, self.cursor.as_deref())
+        let mut errors = service_kit::paging::check(self.limit, self.cursor.as_deref());
+        if self.user_id.is_some_and(|u| u < 1) {
+            errors.push(FieldError::new("user_id", "must be a positive id"));
+        }
+        errors
     }
 }
 

@@ -1,9 +1,12 @@
 //! order-service: reads config, then [`service_kit::serve::run`] opens the store, starts the
-//! pending-order verifier and serves until SIGTERM/SIGINT.
+//! pending-order verifier and the sweeper of expired idempotency keys, and serves until
+//! SIGTERM/SIGINT.
 
 use std::process::ExitCode;
 
-use order_service::{AppState, Config, SERVICE, app, store::MIGRATIONS, verifier};
+use order_service::{
+    AppState, Config, SERVICE, app, idempotency::Sweeper, store::MIGRATIONS, verifier,
+};
 use service_kit::serve::Started;
 
 #[tokio::main]
@@ -25,9 +28,18 @@ async fn main() -> ExitCode {
             resilience = config.stack.is_some(),
             "calling user-service"
         );
+        let sweeper = Sweeper::new(state.store.clone(), config.idempotency_retention);
+        tracing::info!(
+            retention = ?config.idempotency_retention,
+            every = ?sweeper.interval(),
+            "idempotency keys expire"
+        );
         Ok(Started {
             readiness: state.readiness.clone(),
-            background: vec![verifier::spawn(state.clone(), config.pending_recheck)],
+            background: vec![
+                verifier::spawn(state.clone(), config.pending_recheck),
+                sweeper.spawn(),
+            ],
             app: app(state),
         })
     })

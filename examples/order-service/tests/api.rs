@@ -13,6 +13,7 @@ use axum::{Router, body::Body, routing::get as get_route};
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use order_service::{
     CreateOrder, DegradedMode, OrderStatus, app,
+    idempotency::ScopedKey,
     store::{self, MIGRATIONS},
     verifier,
 };
@@ -51,7 +52,6 @@ async fn an_order_for_a_known_user_is_created_and_readable() {
     let id = r.body["id"].as_i64().unwrap();
     assert_eq!(r.body["status"], "confirmed");
     assert_eq!(r.body["user_id"], uid);
-    assert_eq!(r.body["idempotency_key"], "k-1");
     assert_eq!(r.body["price"], 9.5);
     assert_eq!(
         r.headers[header::LOCATION],
@@ -69,7 +69,9 @@ async fn an_order_for_a_known_user_is_created_and_readable() {
     let none = call(&app, get(&format!("/orders?user_id={}", uid + 1000))).await;
     assert_eq!(none.body["items"].as_array().unwrap().len(), 0);
     assert_problem(&call(&app, get("/orders/999999")).await, 404);
-    assert_problem(&call(&app, get("/orders/x")).await, 400);
+    let bad_id = call(&app, get("/orders/x")).await;
+    assert_problem(&bad_id, 400);
+    assert_eq!(bad_id.body["detail"], "invalid path: `x` is not an integer");
 }
 
 #[tokio::test]
@@ -119,7 +121,7 @@ async fn idempotency_key_is_required_and_checked() {
         &call(&app, order_req(Some(&long), &order_body(uid, "s"))).await,
         400,
     );
-    assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+    assert_eq!(store::count(&state.store).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -142,8 +144,8 @@ async fn a_replayed_key_returns_the_stored_answer_and_stores_one_order() {
     let other = call(&app, order_req(Some("same"), &order_body(uid, "other"))).await;
     assert_problem(&other, 422);
     assert_eq!(other.body["type"], "urn:problem:idempotency-key-reused");
-    assert_eq!(store::count(&state.store, Some("same")).await.unwrap(), 1);
-    assert_eq!(store::count(&state.store, None).await.unwrap(), 1);
+    assert_eq!(store::key_count(&state.store).await.unwrap(), 1);
+    assert_eq!(store::count(&state.store).await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -154,7 +156,10 @@ async fn a_repeat_while_the_first_is_in_flight_is_409() {
     let parsed: CreateOrder = serde_json::from_str(&body).unwrap();
     let fingerprint = serde_json::to_string(&parsed).unwrap();
     // Hold the key as the first request would while it verifies the user.
-    let guard = state.in_flight.begin("busy", &fingerprint).unwrap();
+    let guard = state
+        .in_flight
+        .begin(&ScopedKey::new(uid, "busy"), &fingerprint)
+        .unwrap();
     let r = call(&app, order_req(Some("busy"), &body)).await;
     assert_problem(&r, 409);
     assert!(r.headers.contains_key(header::RETRY_AFTER));
@@ -197,7 +202,7 @@ async fn concurrent_requests_with_one_key_create_one_order() {
         created.windows(2).all(|w| w[0] == w[1]),
         "every 201 is the same order"
     );
-    assert_eq!(store::count(&state.store, None).await.unwrap(), 1);
+    assert_eq!(store::count(&state.store).await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -209,7 +214,7 @@ async fn an_unknown_user_is_422_in_every_mode() {
         let r = call(&app, order_req(Some("u"), &order_body(4242, "s"))).await;
         assert_problem(&r, 422);
         assert_eq!(r.body["errors"][0]["field"], "user_id");
-        assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+        assert_eq!(store::count(&state.store).await.unwrap(), 0);
     }
 }
 
@@ -277,7 +282,7 @@ async fn bad_input_gets_the_right_problem() {
     .await;
     assert_problem(&r, 405);
     assert_problem(&call(&app, get("/nothing/here")).await, 404);
-    assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+    assert_eq!(store::count(&state.store).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -296,7 +301,7 @@ async fn user_service_down_fails_fast_with_503_and_retry_after() {
     let r = call(&app, order_req(Some("d-open"), &order_body(1, "s"))).await;
     assert_problem(&r, 503);
     assert!(started.elapsed() < Duration::from_millis(150));
-    assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+    assert_eq!(store::count(&state.store).await.unwrap(), 0);
     // Readiness stays 200 (the service still answers) and says which upstream is open.
     let ready = call(&app, get("/health/ready")).await;
     assert_eq!(ready.status, StatusCode::OK);
@@ -358,7 +363,7 @@ async fn degraded_mode_stores_pending_and_settles_it_later() {
     // A replay still returns the stored (pending) answer: the same response, not a new order.
     let again = call(&app, order_req(Some("p1"), &order_body(known, "s"))).await;
     assert_eq!(again.body, a.body);
-    assert_eq!(store::count(&state.store, None).await.unwrap(), 2);
+    assert_eq!(store::count(&state.store).await.unwrap(), 2);
 }
 
 #[tokio::test]
@@ -490,6 +495,57 @@ async fn openapi_document_matches_the_routes() {
         doc["components"]["schemas"]["CreateOrder"]["additionalProperties"],
         false
     );
+    let key = params
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .unwrap();
+    assert_eq!(
+        key["schema"]["pattern"],
+        order_service::IDEMPOTENCY_KEY_PATTERN
+    );
+    // No ADMIN_TOKEN here: the admin routes answer 404, so they are not in the document.
+    assert!(
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|p| !p.starts_with("/admin")),
+        "{}",
+        doc["paths"]
+    );
+}
+
+/// What the document allows is accepted: `2.0` is an integer (as JSON Schema reads it), an
+/// empty cursor is the first page; and an unknown user is a 422 of its own type, not a
+/// validation failure.
+#[tokio::test]
+async fn what_the_document_allows_is_accepted() {
+    let (users, _state, app) = setup().await;
+    let uid = users.user("doc@x.io").await;
+    let body = format!(r#"{{"user_id":{uid}.0,"product_id":"s","quantity":2e0}}"#);
+    let r = call(&app, order_req(Some("whole"), &body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["quantity"], 2);
+    let r = call(
+        &app,
+        order_req(Some("frac"), &order_body(uid, "s").replace(":2,", ":2.5,")),
+    )
+    .await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["errors"][0]["field"], "quantity");
+    let page = call(
+        &app,
+        get(&format!("/orders?cursor=&user_id={uid}.0&limit=5")),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+    assert_problem(&call(&app, get("/orders?cursor=%2B5")).await, 422);
+    assert_problem(&call(&app, get("/orders?user_id=0")).await, 422);
+    let r = call(&app, order_req(Some("nobody"), &order_body(uid + 999, "s"))).await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["type"], "urn:problem:unknown-user");
+    assert_eq!(r.body["errors"][0]["field"], "user_id");
 }
 
 #[test]
@@ -582,7 +638,8 @@ async fn store_keeps_one_order_per_key_on_every_backend() {
         assert_eq!(stored.body, body);
         assert_eq!(stored.order_id, order.id);
         assert_eq!(stored.status_code, 201);
-        assert_eq!(store::count(&s, Some("key-1")).await.unwrap(), 1);
+        assert_eq!(store::count(&s).await.unwrap(), 1);
+        assert_eq!(store::key_count(&s).await.unwrap(), 1);
         assert_eq!(store::pending(&s, 10).await.unwrap(), vec![order.clone()]);
         assert!(
             store::settle(&s, order.id, OrderStatus::Confirmed, 9)
@@ -641,7 +698,7 @@ async fn racing_inserts_with_one_key_store_one_order_on_every_backend() {
         }
         ids.dedup();
         assert_eq!(ids.len(), 1, "{ids:?}");
-        assert_eq!(store::count(&s, None).await.unwrap(), 1);
+        assert_eq!(store::count(&s).await.unwrap(), 1);
         s.close().await;
     }
 }
@@ -678,5 +735,261 @@ async fn a_slow_user_service_times_out_and_opens_the_breaker() {
         t.elapsed() < Duration::from_millis(150),
         "fails fast once open"
     );
-    assert_eq!(store::count(&state.store, None).await.unwrap(), 0);
+    assert_eq!(store::count(&state.store).await.unwrap(), 0);
+}
+
+/// Keys belong to the user the order is for: the same key from two users is two orders, not
+/// a 422 for the second (no squatting on another client's key), and each replays its own.
+#[tokio::test]
+async fn one_key_used_by_two_users_makes_two_orders() {
+    let (users, _state, app) = setup().await;
+    let a = users.user("scope-a@x.io").await;
+    let b = users.user("scope-b@x.io").await;
+    let first = call(&app, order_req(Some("shared"), &order_body(a, "s"))).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let second = call(&app, order_req(Some("shared"), &order_body(b, "s"))).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{:?}", second.body);
+    assert_ne!(first.body["id"], second.body["id"]);
+    assert_eq!(second.body["user_id"], b);
+    for (uid, want) in [(a, &first.body), (b, &second.body)] {
+        let again = call(&app, order_req(Some("shared"), &order_body(uid, "s"))).await;
+        assert_eq!(again.headers["idempotent-replayed"], "true");
+        assert_eq!(&again.body, want);
+    }
+    let all = call(&app, get("/orders")).await;
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
+}
+
+/// No response that shows an order names the key it was created with.
+#[tokio::test]
+async fn order_responses_do_not_reveal_idempotency_keys() {
+    let (users, _state, app) = setup().await;
+    let uid = users.user("secret@x.io").await;
+    let key = "s3cret-key-0b9f6a3e";
+    let created = call(&app, order_req(Some(key), &order_body(uid, "s"))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.body["id"].as_i64().unwrap();
+    let replay = call(&app, order_req(Some(key), &order_body(uid, "s"))).await;
+    for body in [
+        created.body,
+        replay.body,
+        call(&app, get(&format!("/orders/{id}"))).await.body,
+        call(&app, get("/orders")).await.body,
+        call(&app, get(&format!("/orders?user_id={uid}")))
+            .await
+            .body,
+    ] {
+        let text = body.to_string();
+        assert!(
+            !text.contains(key) && !text.contains("idempotency_key"),
+            "{text}"
+        );
+    }
+}
+
+/// Two `Idempotency-Key` headers are ambiguous: 400, and nothing is stored.
+#[tokio::test]
+async fn two_idempotency_key_headers_are_400() {
+    let (users, _state, app) = setup().await;
+    let uid = users.user("twice@x.io").await;
+    let mut req = order_req(Some("first"), &order_body(uid, "s"));
+    req.headers_mut()
+        .append("idempotency-key", "second".parse().unwrap());
+    let r = call(&app, req).await;
+    assert_problem(&r, 400);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("more than once"),
+        "{:?}",
+        r.body
+    );
+    let all = call(&app, get("/orders")).await;
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 0);
+}
+
+fn keyed(user_id: i64, key: &'static str, now_ms: i64) -> store::NewOrder<'static> {
+    store::NewOrder {
+        user_id,
+        product_id: "p",
+        quantity: 1,
+        price: None,
+        status: OrderStatus::Confirmed,
+        idempotency_key: key,
+        fingerprint: "fp",
+        now_ms,
+    }
+}
+
+/// The sweep deletes exactly the records older than the retention, in batches larger than
+/// one statement's, and leaves every order in place; the time is the caller's.
+#[tokio::test]
+async fn the_sweep_deletes_expired_key_records_and_keeps_orders_on_every_backend() {
+    use order_service::idempotency::{SWEEP_BATCH, Sweeper};
+
+    let hour = 3_600_000_i64;
+    for s in testing::all(&MIGRATIONS).await {
+        let render = |o: &order_service::Order| serde_json::to_string(o).unwrap();
+        // More expired records than one batch, and a few fresh ones (created 59 min ago).
+        let expired = usize::try_from(SWEEP_BATCH).unwrap() + 7;
+        let keys: Vec<&'static str> = (0..expired + 3)
+            .map(|i| &*Box::leak(format!("k{i}").into_boxed_str()))
+            .collect();
+        let now = 100 * hour;
+        for (i, key) in keys.iter().enumerate() {
+            let at = if i < expired {
+                now - 2 * hour - i as i64
+            } else {
+                now - hour + 60_000
+            };
+            store::insert_with_key(&s, &keyed(1, key, at), render)
+                .await
+                .unwrap();
+        }
+        let sweeper = Sweeper::new(s.clone(), Duration::from_secs(3600));
+        assert_eq!(sweeper.sweep(now).await.unwrap(), expired as u64);
+        assert_eq!(store::key_count(&s).await.unwrap(), 3);
+        assert_eq!(store::count(&s).await.unwrap(), (expired + 3) as i64);
+        assert!(store::find_key(&s, 1, keys[0]).await.unwrap().is_none());
+        assert!(
+            store::find_key(&s, 1, keys[expired])
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // Nothing more to do; an hour on, the rest go too.
+        assert_eq!(sweeper.round(now).await.unwrap(), 0);
+        assert_eq!(sweeper.sweep(now + hour).await.unwrap(), 3);
+        assert_eq!(store::key_count(&s).await.unwrap(), 0);
+        s.close().await;
+    }
+}
+
+/// Once a key's record has expired the key is free: the same request places a new order (the
+/// documented behaviour), while the first order stays readable.
+#[tokio::test]
+async fn an_expired_key_places_a_new_order() {
+    use order_service::idempotency::Sweeper;
+
+    let (users, state, app) = setup().await;
+    let uid = users.user("expire@x.io").await;
+    let first = call(&app, order_req(Some("old"), &order_body(uid, "s"))).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let sweeper = Sweeper::new(state.store.clone(), Duration::from_secs(60));
+    let later = service_kit::store::now_ms() + 61_000;
+    assert_eq!(sweeper.sweep(later).await.unwrap(), 1);
+    let second = call(&app, order_req(Some("old"), &order_body(uid, "s"))).await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert!(second.headers.get("idempotent-replayed").is_none());
+    assert_ne!(second.body["id"], first.body["id"]);
+    let id = first.body["id"].as_i64().unwrap();
+    assert_eq!(
+        call(&app, get(&format!("/orders/{id}"))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(store::count(&state.store).await.unwrap(), 2);
+}
+
+/// A store made by the first schema (global keys, keys on orders) upgrades in place: each
+/// record is scoped by its order's user, orders keep their ids, and new ids come after them.
+#[tokio::test]
+async fn migration_2002_scopes_existing_keys_by_user_on_every_backend() {
+    let first = service_kit::store::Migrations {
+        sqlite: &MIGRATIONS.sqlite[..1],
+        postgres: &MIGRATIONS.postgres[..1],
+    };
+    let mut stores = vec![testing::sqlite(&first).await];
+    stores.extend(testing::postgres(&first).await);
+    for old in stores {
+        let mut ids = Vec::new();
+        for (user, key) in [(7_i64, "a"), (8, "b")] {
+            let row = sqlx::query(
+                "INSERT INTO orders (user_id, product_id, quantity, status, idempotency_key,
+                    created_at_ms, updated_at_ms) VALUES ($1, 'p', 1, 'confirmed', $2, 5, 5)
+                 RETURNING id",
+            )
+            .bind(user)
+            .bind(key)
+            .fetch_one(old.writer())
+            .await
+            .unwrap();
+            let id: i64 = sqlx::Row::try_get(&row, 0).unwrap();
+            sqlx::query(
+                "INSERT INTO idempotency_keys (idempotency_key, fingerprint, status_code,
+                    response_body, order_id, created_at_ms) VALUES ($1, 'fp', 201, '{}', $2, 5)",
+            )
+            .bind(key)
+            .bind(id)
+            .execute(old.writer())
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        // Re-running the migrator on the same database applies 2002 only.
+        let s = reopen(&old).await;
+        assert_eq!(
+            store::find_key(&s, 7, "a").await.unwrap().unwrap().order_id,
+            ids[0]
+        );
+        assert_eq!(
+            store::find_key(&s, 8, "b").await.unwrap().unwrap().order_id,
+            ids[1]
+        );
+        assert!(store::find_key(&s, 8, "a").await.unwrap().is_none());
+        assert_eq!(store::get(&s, ids[1]).await.unwrap().unwrap().user_id, 8);
+        let render = |o: &order_service::Order| serde_json::to_string(o).unwrap();
+        let store::Inserted::Created(o, _) = store::insert_with_key(&s, &keyed(8, "a", 6), render)
+            .await
+            .unwrap()
+        else {
+            panic!("user 8's key `a` is not user 7's");
+        };
+        assert!(o.id > ids[1], "{o:?}");
+        s.close().await;
+        old.close().await;
+    }
+}
+
+/// The same database as `store`, connected again with every migration.
+async fn reopen(store: &service_kit::store::Store) -> service_kit::store::Store {
+    let url = match store.backend() {
+        service_kit::store::Backend::Sqlite => {
+            let row = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let file: String = sqlx::Row::try_get(&row, 0).unwrap();
+            format!("sqlite://{file}")
+        }
+        service_kit::store::Backend::Postgres => {
+            let row = sqlx::query("SELECT current_schema()::text")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let schema: String = sqlx::Row::try_get(&row, 0).unwrap();
+            let base = std::env::var("TEST_DATABASE_URL").unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        }
+    };
+    service_kit::store::Store::connect(&url, &MIGRATIONS)
+        .await
+        .unwrap()
+}
+
+#[test]
+fn idempotency_retention_is_a_validated_duration() {
+    let c = order_service::Config::from_env(Env::from_pairs([])).unwrap();
+    assert_eq!(c.idempotency_retention, Duration::from_secs(24 * 3600));
+    let c = order_service::Config::from_env(Env::from_pairs([("IDEMPOTENCY_RETENTION", "90m")]))
+        .unwrap();
+    assert_eq!(c.idempotency_retention, Duration::from_secs(90 * 60));
+    for bad in ["soon", "0s", "400days"] {
+        let err =
+            order_service::Config::from_env(Env::from_pairs([("IDEMPOTENCY_RETENTION", bad)]))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("IDEMPOTENCY_RETENTION"), "{bad}: {err}");
+    }
 }

@@ -110,6 +110,53 @@ impl Env {
         Duration::from_millis(ms)
     }
 
+    /// A duration in humantime form (`24h`, `90s`, `1h 30m`), within `min..=max`.
+    ///
+    /// ```
+    /// use service_kit::config::Env;
+    /// use std::time::Duration;
+    ///
+    /// let (min, max) = (Duration::from_secs(1), Duration::from_secs(3600));
+    /// let mut env = Env::from_pairs([("KEEP", "15m"), ("BAD", "soon"), ("BIG", "2h")]);
+    /// assert_eq!(env.duration("KEEP", Duration::from_secs(60), min, max), Duration::from_secs(900));
+    /// assert_eq!(env.duration("UNSET", Duration::from_secs(60), min, max), Duration::from_secs(60));
+    /// env.duration("BAD", Duration::from_secs(60), min, max);
+    /// env.duration("BIG", Duration::from_secs(60), min, max);
+    /// assert_eq!(env.finish().unwrap_err().0.len(), 2);
+    /// ```
+    pub fn duration(
+        &mut self,
+        key: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(raw) = self.get(key) else {
+            return default;
+        };
+        match humantime::parse_duration(&raw) {
+            Ok(d) if (min..=max).contains(&d) => d,
+            Ok(_) => {
+                self.error(
+                    key,
+                    format!(
+                        "`{raw}` is outside {} to {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+                default
+            }
+            Err(_) => {
+                self.error(
+                    key,
+                    format!("`{raw}` is not a duration like 24h, 90s or 1h 30m"),
+                );
+                default
+            }
+        }
+    }
+
     /// An integer within `min..=max`.
     pub fn int_in(&mut self, key: &str, default: u64, min: u64, max: u64) -> u64 {
         let v = self.parse(key, default, "a whole number");

@@ -137,8 +137,8 @@ async fn layer_error(err: BoxError) -> Problem {
 #[schema(example = json!({"latency_ms": 800, "error_rate": 0.2}))]
 pub struct FaultSettings {
     /// Latency added to every business request, in ms (0 to 30000).
-    #[serde(default)]
-    #[schema(maximum = 30000)]
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
+    #[schema(minimum = 0, maximum = 30000)]
     pub latency_ms: u64,
     /// Fraction of business requests failed with 503, 0 to 1.
     #[serde(default)]

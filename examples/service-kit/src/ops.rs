@@ -129,7 +129,8 @@ pub async fn health(ops: State<Ops>) -> Health {
     ready(ops).await
 }
 
-/// This document: the service's routes and the operations routes.
+/// This document: the service's routes and the operations routes (the admin routes only when
+/// `ADMIN_TOKEN` enables them: without it they answer 404 like any unknown path).
 #[utoipa::path(
     get,
     path = "/openapi.json",
@@ -137,12 +138,18 @@ pub async fn health(ops: State<Ops>) -> Health {
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json"))
 )]
 pub async fn openapi(State(ops): State<Ops>) -> Json<utoipa::openapi::OpenApi> {
-    Json(document((ops.openapi)()))
+    Json(document((ops.openapi)(), ops.admin_token.is_some()))
 }
 
-/// `own` with the operations routes added.
-pub fn document(own: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    own.merge_from(OpsApi::openapi())
+/// `own` with the operations routes added, the admin routes only when `admin` is on.
+pub fn document(own: utoipa::openapi::OpenApi, admin: bool) -> utoipa::openapi::OpenApi {
+    let mut doc = own.merge_from(OpsApi::openapi());
+    if !admin {
+        doc.paths
+            .paths
+            .retain(|path, _| !path.starts_with("/admin/"));
+    }
+    doc
 }
 
 /// The OpenAPI document of the operations routes every service has.

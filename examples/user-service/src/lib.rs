@@ -25,7 +25,7 @@ use resilience::fault::FaultHandle;
 use serde::{Deserialize, Serialize};
 use service_kit::{
     config::{Common, ConfigErrors, Env},
-    extract::{ApiJson, ApiPath, ApiQuery, Validate, check_text},
+    extract::{ApiJson, ApiPath, ApiQuery, Validate, check_text, text_schema},
     health::{Health, Readiness},
     ops::Ops,
     paging,
@@ -112,30 +112,46 @@ pub struct User {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Ada Lovelace", "email": "ada@example.com"}))]
 pub struct CreateUser {
-    /// Display name: 1 to 200 characters after trimming.
-    #[schema(min_length = 1, max_length = 200)]
+    /// Display name: 1 to 200 characters, not only spaces, no control characters (stored
+    /// trimmed).
+    #[schema(schema_with = name_schema)]
     pub name: String,
-    /// Email address: `local@domain`, at most 254 characters; unique (case-insensitive).
-    #[schema(min_length = 3, max_length = 254)]
+    /// Email address: `local@domain` with one `@`, no spaces or control characters, a domain
+    /// that neither starts nor ends with `.`, at most 254 characters; unique
+    /// (case-insensitive).
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = "^[^@\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+@[^@.\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]([^@\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^@.\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])?$"
+    )]
     pub email: String,
+}
+
+fn name_schema() -> utoipa::openapi::Object {
+    text_schema(
+        200,
+        "Display name: 1 to 200 characters, not only spaces, no control characters (stored trimmed).",
+    )
 }
 
 impl Validate for CreateUser {
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         errors.extend(check_text("name", &self.name, 200));
-        if let Some(problem) = email_problem(self.email.trim()) {
+        if let Some(problem) = email_problem(&self.email) {
             errors.push(FieldError::new("email", problem));
         }
         errors
     }
 }
 
+/// The rule the schema's `pattern` and `maxLength` state: no trimming, so what the document
+/// allows is exactly what is accepted.
 fn email_problem(email: &str) -> Option<&'static str> {
     if email.is_empty() {
         return Some("must not be empty");
     }
-    if email.len() > 254 {
+    if email.chars().count() > 254 {
         return Some("must be at most 254 characters");
     }
     if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -162,8 +178,11 @@ fn email_problem(email: &str) -> Option<&'static str> {
 pub struct ListUsers {
     /// Page size, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "service_kit::extract::query_integer")]
     pub limit: Option<i64>,
-    /// Where to continue: the previous page's `next_cursor` (opaque).
+    /// Where to continue: the previous page's `next_cursor`; empty or absent for the first
+    /// page.
+    #[param(schema_with = service_kit::paging::cursor_schema)]
     pub cursor: Option<String>,
 }
 
@@ -206,7 +225,7 @@ pub async fn create_user(
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<Response, Problem> {
     let name = body.name.trim();
-    let email = body.email.trim().to_lowercase();
+    let email = body.email.to_lowercase();
     match store::insert(&state.store, name, &email, now_ms()).await {
         Ok(Some(user)) => {
             tracing::info!(user_id = user.id, "user created");
@@ -231,7 +250,7 @@ pub async fn create_user(
     get,
     path = "/users/{id}",
     tag = "users",
-    params(("id" = i64, Path, description = "User id")),
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64, description = "User id")),
     responses(
         (status = 200, description = "The user", body = User),
         (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),

@@ -384,6 +384,20 @@ async fn admin_routes_are_off_without_a_token_and_guarded_with_one() {
     let store = testing::sqlite(&store::MIGRATIONS).await;
     let st = AppState::new(store, &config(&[("ADMIN_TOKEN", "s3cret-token")]));
     let app = app(st.clone());
+    // The document lists the admin routes only when they answer.
+    let admin_paths = |doc: serde_json::Value| {
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|p| p.starts_with("/admin/"))
+            .count()
+    };
+    assert_eq!(
+        admin_paths(call(&app_off, get("/openapi.json")).await.body),
+        0
+    );
+    assert_eq!(admin_paths(call(&app, get("/openapi.json")).await.body), 1);
     let r = call(&app, admin(Method::PUT, None, r#"{"error_rate":1}"#)).await;
     assert_problem(&r, 401);
     assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
