@@ -174,6 +174,9 @@ pub async fn serve(
         tracing::info!("no longer accepting connections; draining in-flight requests");
         let _ = draining_tx.send(true);
     };
+    // Every request carries its peer address (`ConnectInfo<SocketAddr>`): the admin guard
+    // limits failed authentications per client with it.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
     let deadline = async move {
         let _ = draining_rx.wait_for(|d| *d).await;
@@ -249,6 +252,49 @@ mod tests {
         let out = request.await.unwrap();
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         assert!(out.ends_with("done"));
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_its_peer_address() {
+        use axum::extract::ConnectInfo;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app =
+            Router::new().route(
+                "/peer",
+                get(
+                    |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>| async move {
+                        peer.to_string()
+                    },
+                ),
+            );
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            Readiness::new(),
+            async move {
+                let _ = stop_rx.await;
+            },
+            ShutdownTiming {
+                delay: Duration::ZERO,
+                timeout: Duration::from_secs(5),
+            },
+        ));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        stream
+            .write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with(&local.to_string()), "{out}");
+        stop_tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }
 }
