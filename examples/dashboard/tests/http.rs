@@ -18,15 +18,18 @@ fn state() -> (watch::Sender<Arc<str>>, AppState) {
 }
 
 async fn get_body(router: Router, uri: &str) -> (StatusCode, String, String) {
-    let resp = router
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    send(router, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+/// Status, content type (empty when none) and body.
+async fn send(router: Router, req: Request<Body>) -> (StatusCode, String, String) {
+    let resp = router.oneshot(req).await.unwrap();
     let status = resp.status();
-    let ctype = resp.headers()[header::CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, ctype, String::from_utf8(body.to_vec()).unwrap())
 }
@@ -267,23 +270,8 @@ async fn a_service_without_resilience_is_not_asked_every_tick() {
 }
 
 async fn get_with_host(router: Router, uri: &str, host: &str) -> (StatusCode, String, String) {
-    let resp = router
-        .oneshot(
-            Request::get(uri)
-                .header(header::HOST, host)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = resp.status();
-    let ctype = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, ctype, String::from_utf8(body.to_vec()).unwrap())
+    let req = Request::get(uri).header(header::HOST, host);
+    send(router, req.body(Body::empty()).unwrap()).await
 }
 
 /// DNS rebinding: a page served as `evil.example` whose name now resolves to 127.0.0.1
