@@ -12,25 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-USER_URL=${USER_SERVICE_URL:-http://${USER_SERVICE_ADDR:-127.0.0.1:5001}}
-ORDER_URL=${ORDER_SERVICE_URL:-http://${ORDER_SERVICE_ADDR:-127.0.0.1:5002}}
-DASHBOARD_URL=${DASHBOARD_URL:-http://${DASHBOARD_ADDR:-127.0.0.1:8080}}
+# shellcheck source=health/common.sh
+. health/common.sh
 SERVICES=${HEALTH_SERVICES:-user-service order-service dashboard}
 READY_TIMEOUT=${HEALTH_READY_TIMEOUT:-60}
-failures=0
-
-pass() { printf 'PASS  %-34s %s\n' "$1" "$2"; }
-fail() { printf 'FAIL  %-34s %s\n' "$1" "$2"; failures=$(( failures + 1 )); }
-info() { printf 'INFO  %-34s %s\n' "$1" "$2"; }
-
-url_of() {
-  case "$1" in
-    user-service) echo "$USER_URL" ;;
-    order-service) echo "$ORDER_URL" ;;
-    dashboard) echo "$DASHBOARD_URL" ;;
-    *) return 1 ;;
-  esac
-}
 
 # probe URL -> prints "STATUS TIME_MS" (status 000 when nothing answered)
 probe() {

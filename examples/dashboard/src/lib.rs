@@ -7,7 +7,10 @@
 //! the same document for scripts.
 //!
 //! Only the configured addresses are polled: no URL from a request is ever
-//! fetched, so the dashboard cannot be turned into a proxy.
+//! fetched, so the dashboard cannot be turned into a proxy. It answers only
+//! to its own host names ([`host`], against DNS rebinding), and serves
+//! `/health/live`, `/metrics` and its 404/405 problems through the same
+//! [`service_kit::finish`] as the services.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -23,6 +26,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod host;
 pub mod poll;
 
 use std::convert::Infallible;
@@ -39,6 +43,7 @@ use axum::routing::get;
 use futures_util::Stream;
 use tokio::sync::watch;
 
+pub use host::AllowedHosts;
 pub use poll::{Poller, ServiceConfig, Snapshot};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -54,6 +59,9 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Time between polls (`DASHBOARD_POLL_MS`, default 1000).
     pub interval: Duration,
+    /// The `Host` values answered (`DASHBOARD_ALLOWED_HOSTS`, comma-separated `name` or
+    /// `name:port`; default the bind address, `localhost` and `127.0.0.1` on its port).
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl Config {
@@ -91,10 +99,16 @@ impl Config {
             Some(ms) => Duration::from_millis(ms.parse::<u64>()?.max(100)),
             None => Duration::from_secs(1),
         };
+        let allowed_hosts = match var("DASHBOARD_ALLOWED_HOSTS") {
+            Some(list) => AllowedHosts::parse(&list)
+                .map_err(|e| anyhow::anyhow!("DASHBOARD_ALLOWED_HOSTS: {e}"))?,
+            None => AllowedHosts::for_addr(addr),
+        };
         Ok(Config {
             addr,
             services,
             interval,
+            allowed_hosts,
         })
     }
 }
@@ -112,12 +126,25 @@ fn check_url(url: &str) -> anyhow::Result<String> {
 #[derive(Debug, Clone)]
 pub struct AppState {
     feed: watch::Receiver<Arc<str>>,
+    allowed_hosts: Arc<AllowedHosts>,
 }
 
 impl AppState {
-    /// State that serves whatever is sent on `feed` (tests drive it by hand).
+    /// State that serves whatever is sent on `feed` (tests drive it by hand), answering to
+    /// the default hosts of `127.0.0.1:8080`.
     pub fn new(feed: watch::Receiver<Arc<str>>) -> Self {
-        AppState { feed }
+        let default = SocketAddr::from(([127, 0, 0, 1], 8080));
+        AppState {
+            feed,
+            allowed_hosts: Arc::new(AllowedHosts::for_addr(default)),
+        }
+    }
+
+    /// The same state answering to `hosts` instead.
+    #[must_use]
+    pub fn with_allowed_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.allowed_hosts = Arc::new(hosts);
+        self
     }
 
     /// State fed by a background task polling `config.services` every `config.interval`.
@@ -137,7 +164,10 @@ impl AppState {
                 tx.send_replace(encode(&snapshot));
             }
         });
-        (AppState::new(rx), task)
+        (
+            AppState::new(rx).with_allowed_hosts(config.allowed_hosts.clone()),
+            task,
+        )
     }
 }
 
@@ -148,17 +178,26 @@ pub fn encode(snapshot: &Snapshot) -> Arc<str> {
         .into()
 }
 
-/// The dashboard's routes: `/`, its assets, `/events`, `/api/state` and health.
+/// Largest request body: the dashboard takes none.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// The dashboard's routes: `/`, its assets, `/events`, `/api/state`, `/health/ready`, and
+/// what [`service_kit::finish`] adds (`/health/live`, `/metrics`, problems, request
+/// context); all behind the [`host`] check, so a request for another host gets nothing else.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let hosts = state.allowed_hosts.clone();
+    let routes = Router::new()
         .route("/", get(index))
         .route("/assets/app.js", get(app_js))
         .route("/assets/app.css", get(app_css))
         .route("/events", get(events))
         .route("/api/state", get(api_state))
-        .route("/health/live", get(health))
         .route("/health/ready", get(health))
-        .with_state(state)
+        .with_state(state);
+    service_kit::finish(routes, BODY_LIMIT).layer(axum::middleware::from_fn_with_state(
+        hosts,
+        host::check_host,
+    ))
 }
 
 /// The page may only load its own assets and talk to its own origin.

@@ -18,15 +18,18 @@ fn state() -> (watch::Sender<Arc<str>>, AppState) {
 }
 
 async fn get_body(router: Router, uri: &str) -> (StatusCode, String, String) {
-    let resp = router
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    send(router, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+/// Status, content type (empty when none) and body.
+async fn send(router: Router, req: Request<Body>) -> (StatusCode, String, String) {
+    let resp = router.oneshot(req).await.unwrap();
     let status = resp.status();
-    let ctype = resp.headers()[header::CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, ctype, String::from_utf8(body.to_vec()).unwrap())
 }
@@ -264,4 +267,90 @@ async fn a_service_without_resilience_is_not_asked_every_tick() {
         assert!(s.services[0].breakers.is_empty());
     }
     assert_eq!(misses.load(Ordering::SeqCst), 1);
+}
+
+async fn get_with_host(router: Router, uri: &str, host: &str) -> (StatusCode, String, String) {
+    let req = Request::get(uri).header(header::HOST, host);
+    send(router, req.body(Body::empty()).unwrap()).await
+}
+
+/// DNS rebinding: a page served as `evil.example` whose name now resolves to 127.0.0.1
+/// reaches the dashboard with `Host: evil.example:8080`; it must get nothing but a 421.
+#[tokio::test]
+async fn a_host_outside_the_allowlist_is_misdirected() {
+    let (_tx, state) = state();
+    for uri in ["/", "/api/state", "/events", "/metrics", "/no-such-page"] {
+        let (status, ctype, body) =
+            get_with_host(app(state.clone()), uri, "evil.example:8080").await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{uri}");
+        assert_eq!(ctype, "application/problem+json", "{uri}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc["status"], 421);
+        assert!(!body.contains("evil.example"), "{body}");
+    }
+    for host in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080"] {
+        let (status, _, _) = get_with_host(app(state.clone()), "/api/state", host).await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+    }
+    for host in [
+        "localhost:9999",
+        "localhost",
+        "127.0.0.1.evil.example:8080",
+        "a@localhost:8080",
+    ] {
+        let (status, _, _) = get_with_host(app(state.clone()), "/api/state", host).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host}");
+    }
+}
+
+#[test]
+fn allowed_hosts_follow_the_bind_address_or_the_configured_list() {
+    let config = dashboard::Config::from_lookup(|k| {
+        (k == "DASHBOARD_ADDR").then(|| "127.0.0.1:6303".into())
+    })
+    .unwrap();
+    assert!(config.allowed_hosts.allows("127.0.0.1:6303"));
+    assert!(config.allowed_hosts.allows("localhost:6303"));
+    assert!(!config.allowed_hosts.allows("localhost:8080"));
+
+    let config = dashboard::Config::from_lookup(|k| {
+        (k == "DASHBOARD_ALLOWED_HOSTS").then(|| "dash.internal:80, [::1]:8080".into())
+    })
+    .unwrap();
+    assert!(config.allowed_hosts.allows("dash.internal"));
+    assert!(config.allowed_hosts.allows("[::1]:8080"));
+    assert!(
+        !config.allowed_hosts.allows("localhost:8080"),
+        "the list replaces the default"
+    );
+    for bad in ["", " , ", "host:port", "a b"] {
+        assert!(
+            dashboard::Config::from_lookup(|k| (k == "DASHBOARD_ALLOWED_HOSTS").then(|| bad.into()))
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_served_with_help_text() {
+    let (_tx, state) = state();
+    get_with_host(app(state.clone()), "/api/state", "127.0.0.1:8080").await;
+    let (status, ctype, text) =
+        get_with_host(app(state.clone()), "/metrics", "127.0.0.1:8080").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/plain"), "{ctype}");
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains(r#"route="/api/state""#)
+        ),
+        "{text}"
+    );
+    assert!(
+        service_kit::testing::undescribed_metrics(&text).is_empty(),
+        "{text}"
+    );
+    let (status, _, _) = get_with_host(app(state), "/health/live", "127.0.0.1:8080").await;
+    assert_eq!(status, StatusCode::OK);
 }

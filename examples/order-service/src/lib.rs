@@ -87,6 +87,7 @@ impl AppState {
     pub fn new(store: Store, config: &Config) -> Result<Self, String> {
         // The recorder must exist before the stack registers its metric handles.
         service_kit::metrics::install();
+        describe_metrics();
         Ok(Self {
             store,
             users: UserClient::new(config.user_service_urls.clone(), config.stack.as_ref())?,
@@ -99,6 +100,26 @@ impl AppState {
             faults: FaultHandle::new(),
         })
     }
+}
+
+/// HELP text for this service's own counters (the handlers register them as they count).
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "orders_created_total",
+        "Orders stored, by the status they were stored with."
+    );
+    metrics::describe_counter!(
+        "orders_idempotent_replays_total",
+        "Order requests answered from the stored answer of an earlier one with the same key."
+    );
+    metrics::describe_counter!(
+        "orders_rejected_unavailable_total",
+        "Orders refused with 503 because user-service was unavailable and degraded mode is off."
+    );
+    metrics::describe_counter!(
+        "orders_settled_total",
+        "Pending orders settled after user-service came back, by the status they settled to."
+    );
 }
 
 /// Where an order stands.

@@ -74,6 +74,36 @@ async fn an_order_for_a_known_user_is_created_and_readable() {
     assert_eq!(bad_id.body["detail"], "invalid path: `x` is not an integer");
 }
 
+/// `promtool check metrics` reports a family without `# HELP`: every metric this service
+/// and the library register must be described.
+#[tokio::test]
+async fn every_metric_on_metrics_has_help_text() {
+    let (users, _state, app) = setup().await;
+    let uid = users.user("help@x.io").await;
+    for _ in 0..2 {
+        let r = call(&app, order_req(Some("k-help"), &order_body(uid, "sku-1"))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let text = call(&app, get("/metrics")).await.body;
+    let text = text.as_str().unwrap();
+    for family in [
+        "resilience_circuit_state",
+        "resilience_retry_requests_total",
+        "resilience_timeouts_total",
+        "orders_created_total",
+        "orders_idempotent_replays_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} missing:\n{text}"
+        );
+    }
+    assert_eq!(
+        service_kit::testing::undescribed_metrics(text),
+        Vec::<&str>::new()
+    );
+}
+
 #[tokio::test]
 async fn paging_orders_visits_each_once() {
     let (users, _state, app) = setup().await;

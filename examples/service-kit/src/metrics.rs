@@ -62,11 +62,39 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// Records one served request.
+/// The `method` label: one of the nine methods of RFC 9110 and RFC 5789, or `_OTHER` for any
+/// other token a client sends, as OpenTelemetry's HTTP conventions do. A client may send any
+/// token as a method, and each distinct label value is a new series kept for the life of the
+/// process.
+///
+/// ```
+/// use http::Method;
+/// use service_kit::metrics::method_label;
+///
+/// assert_eq!(method_label(&Method::PATCH), "PATCH");
+/// assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "_OTHER");
+/// ```
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
+/// Records one served request. `route` is a route template or a fixed word, never a raw
+/// path (see [`crate::context::observe`]); the status comes from this service's handlers.
 pub(crate) fn record_request(method: &Method, route: &str, status: u16, elapsed: Duration) {
     metrics::histogram!(
         REQUEST_DURATION,
-        "method" => method.as_str().to_owned(),
+        "method" => method_label(method),
         "route" => route.to_owned(),
         "status" => status.to_string(),
     )
@@ -90,4 +118,78 @@ pub async fn render() -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, routing::get};
+    use http::{Method, Request, StatusCode};
+
+    use crate::testing::{call, get as get_req};
+
+    /// Series of the request histogram for `route`, as `method status` pairs.
+    fn series(text: &str, route: &str) -> Vec<String> {
+        let route = format!("route=\"{route}\"");
+        text.lines()
+            .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
+            .filter(|l| l.contains(&route))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A client picks the method and the path: neither may mint a series. 500 made-up
+    /// methods on a routed path land in one `_OTHER` series, 500 made-up paths in the one
+    /// `unmatched` route.
+    #[tokio::test]
+    async fn made_up_methods_and_paths_add_a_bounded_number_of_series() {
+        let app = crate::finish(
+            Router::new().route("/flood-probe/{id}", get(|| async { "ok" })),
+            1024,
+        );
+        for i in 0..500 {
+            let method = Method::from_bytes(format!("FLOOD{i}").as_bytes()).unwrap();
+            let req = Request::builder()
+                .method(method)
+                .uri(format!("/flood-probe/{i}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            assert_eq!(call(&app, req).await.status, StatusCode::METHOD_NOT_ALLOWED);
+            let r = call(&app, get_req(&format!("/flood-nowhere-{i}"))).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND);
+        }
+        assert_eq!(
+            call(&app, get_req("/flood-probe/1")).await.status,
+            StatusCode::OK
+        );
+
+        let text = super::install().render();
+        let probe = series(&text, "/flood-probe/{id}");
+        assert_eq!(probe.len(), 2, "{probe:#?}");
+        assert!(probe.iter().any(|l| l.contains(r#"method="_OTHER""#)
+            && l.contains(r#"status="405""#)
+            && l.ends_with(" 500")));
+        assert!(
+            probe
+                .iter()
+                .any(|l| l.contains(r#"method="GET""#) && l.contains(r#"status="200""#))
+        );
+        assert!(!text.contains("FLOOD"), "a made-up method became a label");
+        assert!(!text.contains("flood-nowhere"), "a raw path became a label");
+        assert!(!series(&text, "unmatched").is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_metric_of_a_service_has_help_text() {
+        let app = crate::finish(Router::new(), 1024);
+        call(&app, get_req("/health/live")).await;
+        let text = super::install().render();
+        assert!(
+            text.contains("http_server_request_duration_seconds"),
+            "{text}"
+        );
+        assert_eq!(
+            crate::testing::undescribed_metrics(&text),
+            Vec::<&str>::new()
+        );
+    }
 }

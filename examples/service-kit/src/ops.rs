@@ -74,8 +74,10 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let body_limit = ops.body_limit;
-    let require_token =
-        middleware::from_fn_with_state(ops.admin_token.clone(), crate::admin::require_token);
+    let require_token = middleware::from_fn_with_state(
+        crate::admin::AdminGuard::new(ops.admin_token.clone()),
+        crate::admin::require_token,
+    );
     let service = business
         .layer(faults::business_layers(
             ops.faults.clone(),

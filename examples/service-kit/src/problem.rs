@@ -179,6 +179,28 @@ impl Problem {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized").with_detail(detail)
     }
 
+    /// 421: the request names (in `Host`) a server this one is not; sent to a browser led
+    /// here under another site's name (DNS rebinding).
+    pub fn misdirected(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected-request",
+            "Misdirected Request",
+        )
+        .with_detail(detail)
+    }
+
+    /// 429 with `Retry-After`: this client asked too often; it may try again after the wait.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after: Duration) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too Many Requests",
+        )
+        .with_detail(detail)
+        .with_retry_after(retry_after)
+    }
+
     /// 503 with `Retry-After`: a dependency (store, upstream) is unavailable for now.
     pub fn unavailable(detail: impl Into<String>, retry_after: Duration) -> Self {
         Self::new(

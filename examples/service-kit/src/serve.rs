@@ -14,9 +14,11 @@
 //! closes after the answer), bounded by `SHUTDOWN_TIMEOUT_MS`; then `serve` returns and `main`
 //! exits.
 
-use std::{convert::Infallible, pin::pin, process::ExitCode, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible, net::SocketAddr, pin::pin, process::ExitCode, sync::Arc, time::Duration,
+};
 
-use axum::{Router, body::Body, response::IntoResponse};
+use axum::{Router, body::Body, extract::ConnectInfo, response::IntoResponse};
 use http::Request;
 use http_body_util::BodyExt;
 use hyper::{body::Incoming, server::conn::http1};
@@ -184,9 +186,9 @@ pub async fn serve(
             // Reaps finished connection tasks; their slots were freed when they ended.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
                     Ok(slot) => {
-                        connections.spawn(connection(stream, app.clone(), limits, drain_rx.clone(), slot));
+                        connections.spawn(connection(stream, peer, app.clone(), limits, drain_rx.clone(), slot));
                     }
                     Err(_) => refuse(stream, &refusing),
                 },
@@ -269,6 +271,7 @@ async fn accept_failed(e: std::io::Error) {
 /// closed gracefully (idle at once, in-flight after its answer) once `drain` turns true.
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     app: Router,
     limits: ConnectionLimits,
     mut drain: watch::Receiver<bool>,
@@ -281,7 +284,10 @@ async fn connection(
     let activity = Arc::new(activity);
     let service = {
         let activity = activity.clone();
-        hyper::service::service_fn(move |req: Request<Incoming>| {
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            // The peer address, as axum's `ConnectInfo` extractor reads it: the admin guard
+            // limits failed authentications per client with it.
+            req.extensions_mut().insert(ConnectInfo(peer));
             let busy = Busy::enter(&activity);
             let response = app.clone().oneshot(req);
             async move {

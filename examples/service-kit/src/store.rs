@@ -196,6 +196,13 @@ impl Store {
     /// `UPDATE`); several statements that must commit together go in
     /// [`begin_write`](Store::begin_write). On SQLite it has one connection, so writers
     /// take turns in order; on PostgreSQL it is [`pool`](Store::pool).
+    ///
+    /// Step every statement run here to completion: `execute` or `fetch_all`, never
+    /// `fetch_optional` or `fetch_one` (say, for `INSERT .. RETURNING`). Those stop after the
+    /// first row and reset the statement; SQLite then commits, but only a statement that
+    /// steps to its end runs the WAL auto-checkpoint, so the `-wal` file would grow with
+    /// every write. (Inside [`begin_write`](Store::begin_write) either is fine: the
+    /// `COMMIT` steps to its end.)
     pub fn writer(&self) -> &AnyPool {
         &self.writer
     }

@@ -191,3 +191,27 @@ pub async fn check_openapi(app: &Router, params: &[(&str, &str)]) -> Vec<String>
     });
     documented
 }
+
+/// The metric families in a Prometheus text `exposition` that have a `# TYPE` line but no
+/// `# HELP` line (what `promtool check metrics` reports as "no help text").
+///
+/// ```
+/// use service_kit::testing::undescribed_metrics;
+///
+/// let text = "# HELP a_total A.\n# TYPE a_total counter\na_total 1\n# TYPE b gauge\nb 2\n";
+/// assert_eq!(undescribed_metrics(text), ["b"]);
+/// ```
+pub fn undescribed_metrics(exposition: &str) -> Vec<&str> {
+    fn family<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+        line.strip_prefix(prefix)?.split_whitespace().next()
+    }
+    let described: std::collections::HashSet<&str> = exposition
+        .lines()
+        .filter_map(|l| family(l, "# HELP "))
+        .collect();
+    exposition
+        .lines()
+        .filter_map(|l| family(l, "# TYPE "))
+        .filter(|name| !described.contains(name))
+        .collect()
+}

@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{Router, routing::get};
+use axum::{Router, extract::ConnectInfo, routing::get};
 use service_kit::{
     config::{ConnectionLimits, ShutdownTiming},
     health::Readiness,
@@ -36,7 +36,15 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let slow_started = Arc::new(tokio::sync::Notify::new());
         let notify = slow_started.clone();
-        let app = Router::new().route("/fast", get(|| async { "ok" })).route(
+        let app = Router::new()
+            .route("/fast", get(|| async { "ok" }))
+            .route(
+                "/peer",
+                get(|ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>| async move {
+                    peer.to_string()
+                }),
+            )
+            .route(
             "/slow",
             get(move || {
                 let notify = notify.clone();
@@ -345,4 +353,20 @@ async fn shutdown_waits_no_longer_than_the_drain_timeout() {
         "returned after {:?}",
         t.elapsed()
     );
+}
+
+#[tokio::test]
+async fn every_request_carries_its_peer_address() {
+    let mut server = Server::start(limits(2_000, 1_000, 8), timing(0)).await;
+    let mut stream = server.connect().await;
+    let local = stream.local_addr().unwrap();
+    stream
+        .write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with(&local.to_string()), "{out}");
+    server.stop();
 }

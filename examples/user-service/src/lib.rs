@@ -238,9 +238,9 @@ pub async fn create_user(
             )
                 .into_response())
         }
-        Ok(None) => Err(Problem::conflict(format!(
-            "a user with email `{email}` already exists"
-        ))),
+        // The detail does not repeat the address: a problem body ends up in client logs and
+        // proxies, and the caller already knows which address it sent.
+        Ok(None) => Err(Problem::conflict("a user with this email already exists")),
         Err(e) => Err(service_kit::store::unavailable(&e)),
     }
 }

@@ -72,6 +72,10 @@ async fn duplicate_email_is_409_case_insensitively() {
     )
     .await;
     assert_problem(&r, 409);
+    // Whether an address is registered is for its owner to learn, not for anyone who asks:
+    // the answer names no address (so a log or a proxy of it holds none either).
+    let text = r.body.to_string().to_lowercase();
+    assert!(!text.contains("dup@example.com"), "{text}");
 }
 
 #[tokio::test]
@@ -366,6 +370,32 @@ fn admin(method: Method, token: Option<&str>, body: &str) -> Request<Body> {
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
     b.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// Guessing the admin token: a few tries, then 429 with `Retry-After`, and the faults stay
+/// as they were.
+#[tokio::test]
+async fn guessing_the_admin_token_is_rate_limited() {
+    let store = testing::sqlite(&store::MIGRATIONS).await;
+    let st = AppState::new(store, &config(&[("ADMIN_TOKEN", "s3cret-token")]));
+    let app = app(st.clone());
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let guess = format!("guess-{i}");
+        let r = call(
+            &app,
+            admin(Method::PUT, Some(&guess), r#"{"error_rate":1}"#),
+        )
+        .await;
+        statuses.push(r.status.as_u16());
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_problem(&r, 429);
+            assert!(r.headers.contains_key(header::RETRY_AFTER));
+        }
+    }
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(st.faults.error_rate(), 0.0);
 }
 
 #[tokio::test]

@@ -187,6 +187,19 @@ impl BulkheadHandle {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let name = crate::name::intern(&name.into());
+        // HELP text, once per bulkhead built (off the hot path; describing again is harmless).
+        metrics::describe_gauge!(
+            "resilience_bulkhead_in_use",
+            "Calls holding a bulkhead permit, by bulkhead name."
+        );
+        metrics::describe_gauge!(
+            "resilience_bulkhead_waiting",
+            "Calls waiting for a bulkhead permit, by bulkhead name."
+        );
+        metrics::describe_counter!(
+            "resilience_bulkhead_rejected_total",
+            "Calls a full bulkhead rejected, by bulkhead name."
+        );
         let label = name.to_string();
         let shared = Shared {
             semaphore: Arc::new(Semaphore::new(config.max_concurrent)),

@@ -32,6 +32,25 @@ pub(crate) struct Observer {
 
 impl Observer {
     fn new(name: &'static str) -> Self {
+        // HELP text for the recorder in place now; a breaker is built once, so this is off
+        // the hot path, and describing the same name again is harmless.
+        metrics::describe_counter!(
+            "resilience_circuit_calls_total",
+            "Calls a circuit breaker let through, by breaker name and outcome."
+        );
+        metrics::describe_gauge!(
+            "resilience_circuit_state",
+            "Circuit breaker state by breaker name: 0 closed, 1 open, 2 half-open, 3 forced \
+             open, 4 disabled, 5 metrics only."
+        );
+        metrics::describe_counter!(
+            "resilience_circuit_transitions_total",
+            "Circuit breaker state changes, by breaker name and from and to states."
+        );
+        metrics::describe_counter!(
+            "resilience_circuit_rejected_total",
+            "Calls a circuit breaker rejected without calling the service, by breaker name."
+        );
         let label = name.to_string();
         let calls = CallKind::ALL.map(|kind| {
             metrics::counter!(

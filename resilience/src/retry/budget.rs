@@ -67,6 +67,10 @@ impl RetryBudget {
         let name = name.into();
         let batch = batch_size(config.retry_ratio);
         let share = config.retry_ratio * batch.max(1) as f64;
+        metrics::describe_counter!(
+            "resilience_retry_budget_exhausted_total",
+            "Retries refused because the retry budget was spent, by name."
+        );
         let tps = TpsBudget::new(config.ttl, config.min_per_sec, share as f32);
         Ok(Self {
             inner: Arc::new(Inner {

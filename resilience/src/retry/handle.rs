@@ -92,6 +92,21 @@ impl RetryHandle {
             }
             None => None,
         };
+        // HELP text, once per retry handle built (off the hot path; describing again is
+        // harmless).
+        metrics::describe_counter!(
+            "resilience_retry_requests_total",
+            "Logical requests through a retry layer, by name."
+        );
+        metrics::describe_counter!(
+            "resilience_retry_retries_total",
+            "Attempts after the first that a retry layer made, by name."
+        );
+        metrics::describe_histogram!(
+            "resilience_retry_delay_seconds",
+            metrics::Unit::Seconds,
+            "Backoff waited before a retry, by name."
+        );
         let label = name.to_string();
         Ok(Self {
             shared: ThreadView::new(Arc::new(Shared {

@@ -102,5 +102,11 @@ impl<S> Layer<S> for DeadlineLayer {
 /// The `resilience_timeouts_total{name, kind}` series, `kind` being `attempt` or `deadline`;
 /// the HTTP middleware and `AcceptDeadline` count theirs here too.
 pub(crate) fn timeouts_counter(name: &str, kind: &'static str) -> Counter {
+    // Where every timeout counter is made (once per layer or service built, not per call).
+    metrics::describe_counter!(
+        "resilience_timeouts_total",
+        "Attempts that timed out (kind attempt) and requests past their deadline (kind \
+         deadline), by name."
+    );
     metrics::counter!("resilience_timeouts_total", "name" => name.to_string(), "kind" => kind)
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Lints every running service's /metrics with `promtool check metrics` (HELP text on every
+# family, counter names, units, exposition syntax), after sending each one a request with a
+# made-up method, which must show up as method="_OTHER" and never as itself. One line per
+# service; any word from promtool is a failure.
+#
+#   health/check_metrics.sh
+# Environment: USER_SERVICE_URL, ORDER_SERVICE_URL, DASHBOARD_URL (loopback defaults, or
+#   from USER_SERVICE_ADDR, ORDER_SERVICE_ADDR, DASHBOARD_ADDR as run.sh reads them),
+#   METRICS_SERVICES (default "user-service order-service dashboard"),
+#   PROMTOOL (default promtool on PATH; Debian package `prometheus`).
+# Exit: 0 clean, 1 a service did not answer or promtool reported something, 2 no promtool.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=health/common.sh
+. health/common.sh
+SERVICES=${METRICS_SERVICES:-user-service order-service dashboard}
+PROMTOOL=${PROMTOOL:-$(command -v promtool || echo /usr/bin/promtool)}
+[ -x "$PROMTOOL" ] || { echo "check_metrics: promtool not found (apt-get install prometheus)" >&2; exit 2; }
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+for svc in $SERVICES; do
+  url=$(url_of "$svc") || { fail "$svc" "unknown service name"; continue; }
+  # One made-up method: answered 405, counted under method="_OTHER".
+  curl -s -o /dev/null --max-time 3 -X BREWCOFFEE "$url/health/live" || true
+  if ! curl -fsS --max-time 5 --max-filesize 16777216 -o "$out/$svc.prom" "$url/metrics" 2>"$out/$svc.curl"; then
+    fail "$svc /metrics" "no answer: $(head -c 200 "$out/$svc.curl")"
+    continue
+  fi
+  if grep -q 'BREWCOFFEE' "$out/$svc.prom"; then
+    fail "$svc method label" "a made-up method became a label value"
+  elif ! grep -q 'method="_OTHER"' "$out/$svc.prom"; then
+    fail "$svc method label" "the made-up method was not counted as _OTHER"
+  else
+    pass "$svc method label" "made-up method counted as _OTHER"
+  fi
+  rc=0
+  report=$("$PROMTOOL" check metrics <"$out/$svc.prom" 2>&1) || rc=$?
+  if [ "$rc" -eq 0 ] && [ -z "$report" ]; then
+    pass "$svc promtool check metrics" "$(grep -c '^# TYPE ' "$out/$svc.prom") families, nothing reported"
+  else
+    fail "$svc promtool check metrics" "exit $rc: $(printf '%s' "$report" | head -n 20 | tr '\n' ';')"
+  fi
+done
+
+[ "$failures" -eq 0 ]
