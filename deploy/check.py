@@ -4,6 +4,9 @@
                                                      names is in a real scrape
     helm    CHART OUT [--values FILE]...              render the chart with Helm's SDK, lint it
     lint    MANIFEST...                               the usual Kubernetes mistakes
+    compose FILE                                      what the compose schema cannot see
+    stack   TOML RUST_SOURCE                          the shipped resilience config is the
+                                                     service's built-in default
 
 Each prints what it checked and exits 1 naming every problem it found.
 """
@@ -256,6 +259,46 @@ def cmd_lint(args) -> int:
     return fail(problems)
 
 
+# --- compose and the resilience config ----------------------------------------------------------
+
+
+def cmd_compose(args) -> int:
+    doc = yaml.safe_load(Path(args.file).read_text())
+    services = doc["services"]
+    problems = []
+    for name, svc in services.items():
+        if "healthcheck" not in svc:
+            problems.append(f"{name}: no healthcheck")
+        if not svc.get("networks"):
+            problems.append(f"{name}: on no named network")
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            if dep not in services:
+                problems.append(f"{name}: depends on {dep}, which is not a service")
+            elif cond.get("condition") != "service_healthy":
+                problems.append(f"{name}: depends on {dep} without condition service_healthy")
+        for port in svc.get("ports", []):
+            if not str(port).startswith("127.0.0.1:"):
+                problems.append(f"{name}: port {port} is published beyond the host's loopback")
+        image = svc.get("image", "")
+        if image.partition(":")[2] in ("", "latest"):
+            problems.append(f"{name}: image {image!r} has no tag or uses latest")
+    print(f"compose: {len(services)} services ({', '.join(services)})")
+    return fail(problems)
+
+
+def cmd_stack(args) -> int:
+    import tomllib
+
+    shipped = tomllib.loads(Path(args.toml).read_text())
+    m = re.search(r'DEFAULT_STACK: &str = r#"(.*?)"#;', Path(args.rust).read_text(), re.S)
+    if not m:
+        return fail([f"{args.rust}: no DEFAULT_STACK"])
+    problems = [] if tomllib.loads(m.group(1)) == shipped else [
+        f"{args.toml} differs from DEFAULT_STACK in {args.rust}"]
+    print(f"stack: {args.toml} against {args.rust}'s DEFAULT_STACK")
+    return fail(problems)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -269,8 +312,15 @@ def main() -> int:
     p.add_argument("--values", action="append")
     p = sub.add_parser("lint")
     p.add_argument("manifests", nargs="+")
+    p = sub.add_parser("compose")
+    p.add_argument("file")
+    p = sub.add_parser("stack")
+    p.add_argument("toml")
+    p.add_argument("rust")
     args = ap.parse_args()
-    return {"promql": cmd_promql, "helm": cmd_helm, "lint": cmd_lint}[args.cmd](args)
+    commands = {"promql": cmd_promql, "helm": cmd_helm, "lint": cmd_lint, "compose": cmd_compose,
+                "stack": cmd_stack}
+    return commands[args.cmd](args)
 
 
 if __name__ == "__main__":
