@@ -32,7 +32,7 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"')
 
 def fail(problems: list[str]) -> int:
     for p in problems:
-        print(f"  - {p}", file=sys.stderr)
+        print(f"  - {p}")
     return 1 if problems else 0
 
 
