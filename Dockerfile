@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# Release images of the reference system, one target per service:
-#   docker build --target user-service -t resilience/user-service:0.1.0 .
-#   (likewise order-service, dashboard; deploy/compose.yaml builds all three)
+# Release images of the reference system, one per service from the same stages:
+#   docker build --build-arg SERVICE=user-service --build-arg PORT=5001 \
+#     -t resilience/user-service:0.1.0 .
+#   (order-service 5002, dashboard 8080; deploy/compose.yaml builds all three)
 # Each runs as a non-root user on debian-slim, listens on 0.0.0.0 inside the container (the
 # services default to loopback), and has a HEALTHCHECK on /health/live.
 
@@ -28,29 +29,20 @@ RUN apt-get update \
  && mkdir -p /app/data && chown app:app /app/data
 WORKDIR /app
 USER 10001:10001
-ENV LOG_FORMAT=json
+# Each service reads only its own address variable; all three listen beyond loopback here.
+ENV LOG_FORMAT=json \
+    USER_SERVICE_ADDR=0.0.0.0:5001 \
+    ORDER_SERVICE_ADDR=0.0.0.0:5002 \
+    DASHBOARD_ADDR=0.0.0.0:8080
 STOPSIGNAL SIGTERM
 
-FROM runtime AS user-service
-COPY --from=build /out/user-service /usr/local/bin/user-service
-ENV USER_SERVICE_ADDR=0.0.0.0:5001
-EXPOSE 5001
+# The service image: SERVICE is user-service, order-service or dashboard, PORT its port.
+FROM runtime AS service
+ARG SERVICE
+ARG PORT
+COPY --from=build /out/${SERVICE} /usr/local/bin/service
+ENV HEALTH_PORT=${PORT}
+EXPOSE ${PORT}
 HEALTHCHECK --interval=10s --timeout=2s --start-period=10s --retries=3 \
-  CMD curl -fsS -o /dev/null http://127.0.0.1:5001/health/live || exit 1
-ENTRYPOINT ["/usr/local/bin/user-service"]
-
-FROM runtime AS order-service
-COPY --from=build /out/order-service /usr/local/bin/order-service
-ENV ORDER_SERVICE_ADDR=0.0.0.0:5002
-EXPOSE 5002
-HEALTHCHECK --interval=10s --timeout=2s --start-period=10s --retries=3 \
-  CMD curl -fsS -o /dev/null http://127.0.0.1:5002/health/live || exit 1
-ENTRYPOINT ["/usr/local/bin/order-service"]
-
-FROM runtime AS dashboard
-COPY --from=build /out/dashboard /usr/local/bin/dashboard
-ENV DASHBOARD_ADDR=0.0.0.0:8080
-EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=2s --start-period=10s --retries=3 \
-  CMD curl -fsS -o /dev/null http://127.0.0.1:8080/health/live || exit 1
-ENTRYPOINT ["/usr/local/bin/dashboard"]
+  CMD curl -fsS -o /dev/null "http://127.0.0.1:${HEALTH_PORT}/health/live" || exit 1
+ENTRYPOINT ["/usr/local/bin/service"]
