@@ -40,21 +40,23 @@ impl Server {
             .route("/fast", get(|| async { "ok" }))
             .route(
                 "/peer",
-                get(|ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>| async move {
-                    peer.to_string()
-                }),
+                get(
+                    |ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>| async move {
+                        peer.to_string()
+                    },
+                ),
             )
             .route(
-            "/slow",
-            get(move || {
-                let notify = notify.clone();
-                async move {
-                    notify.notify_one();
-                    sleep(SLOW_HANDLER).await;
-                    "done"
-                }
-            }),
-        );
+                "/slow",
+                get(move || {
+                    let notify = notify.clone();
+                    async move {
+                        notify.notify_one();
+                        sleep(SLOW_HANDLER).await;
+                        "done"
+                    }
+                }),
+            );
         let readiness = Readiness::new();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(
