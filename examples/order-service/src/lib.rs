@@ -120,6 +120,22 @@ fn describe_metrics() {
         "orders_settled_total",
         "Pending orders settled after user-service came back, by the status they settled to."
     );
+    metrics::describe_counter!(
+        "orders_rejected_deadline_total",
+        "Orders refused with 504 because the caller's deadline ran out before the user was verified."
+    );
+    metrics::describe_counter!(
+        "orders_rejected_overloaded_total",
+        "Orders refused with 503 because order-service's own limit on concurrent user lookups was reached."
+    );
+    metrics::describe_gauge!(
+        "idempotency_keys_stored",
+        "Idempotency-key records kept (each with its stored answer), as of the last sweep."
+    );
+    metrics::describe_counter!(
+        "idempotency_keys_expired_total",
+        "Idempotency-key records deleted by the sweeper after the retention passed."
+    );
 }
 
 /// Where an order stands.
