@@ -21,6 +21,9 @@
 #                 idempotency key in GET /orders bodies; two Idempotency-Key headers -> 400.
 #   overload      300 concurrent POST /orders -> no 503 that blames user-service while it is up;
 #                 GET /nonexistent stays 404.
+#   retention     order-service restarted with IDEMPOTENCY_RETENTION=2s: its sweeper empties the
+#                 idempotency table (idempotency_keys_stored -> 0) within 10 s; then restarted
+#                 again with the configured retention (uses ./run.sh restart, so run it last).
 #   small-holes   dashboard Host: evil.example -> 421; 20 wrong admin tokens -> some 429 with
 #                 Retry-After (skipped without ADMIN_TOKEN); a duplicate email's 409 does not echo
 #                 the email; wrong JSON types -> 4xx that names no Rust type.
@@ -35,7 +38,8 @@
 #                      reads them (default sqlite://data/users.db, relative to the repository).
 #   ORDER_SERVICE_DATABASE_URL  the same for order-service (for the idempotency table figure).
 #   HOSTILE_IDEMPOTENCY_METRIC  a gauge on order-service's /metrics holding the idempotency
-#                      table's size (default idempotency_keys); read before the SQLite fallback.
+#                      table's size (default idempotency_keys_stored); read before the SQLite
+#                      fallback.
 #   PROMTOOL           default promtool (on PATH, else /usr/bin/promtool).
 # Output in $HOSTILE_OUT: summary.json (every check and figure), hostile.log (this output),
 # NAME.json (the raw measurements of each attack).
@@ -49,8 +53,8 @@ ORDER_URL=${ORDER_SERVICE_URL:-http://${ORDER_SERVICE_ADDR:-127.0.0.1:5002}}
 DASH_URL=${DASHBOARD_URL:-http://${DASHBOARD_ADDR:-127.0.0.1:8080}}
 OUT=${HOSTILE_OUT:-target/hostile}
 HEADER_TIMEOUT_MS=${HEADER_READ_TIMEOUT_MS:-10000}
-IDEM_METRIC=${HOSTILE_IDEMPOTENCY_METRIC:-idempotency_keys}
-ATTACKS=(deadline slowloris fault-header method-flood wal idempotency overload small-holes)
+IDEM_METRIC=${HOSTILE_IDEMPOTENCY_METRIC:-idempotency_keys_stored}
+ATTACKS=(deadline slowloris fault-header method-flood wal idempotency overload small-holes retention)
 RUN_ID=$(date +%s)-$$
 
 die() { printf 'hostile: %s\n' "$*" >&2; exit 2; }
@@ -651,7 +655,7 @@ attack_overload() {
   tools load --url "$ORDER_URL" --method POST --path /orders --count 300 --concurrency 300 \
     --max-seconds 5 --timeout 5 --run "$RUN_ID" --header 'Idempotency-Key: hostile-overload-{run}-{i}' \
     --body "{\"user_id\":$user,\"product_id\":\"hostile-burst\",\"quantity\":1}" \
-    --match 'user.service' --match-status 503 --probe /nonexistent >"$out" || return 1
+    --match 'user.service is unavailable' --match-status 503 --probe /nonexistent >"$out" || return 1
   up_after=$(http GET "$USER_URL/health/ready")
   check overload blame \
     "$(jq -r '"\(.matched) of \(.statuses["503"] // 0) 503s blame user-service; statuses \(.statuses | tojson), errors \(.errors | tojson)"' "$out"); user-service ready $up_before/$up_after (before/after); order-service's own rejections: $rejected_before -> $(local_rejections)" \
@@ -707,6 +711,40 @@ attack_small_holes() {
   code=$(http GET "$USER_URL/users/abc")
   check small-holes "wrong-type:path-id" "GET /users/abc -> $code: $(jq -r .detail "$OUT/body" 2>/dev/null)" \
     "4xx naming no Rust type" holds "$code >= 400 and $code < 500 and $(grep -qE "$RUST_WORDS" "$OUT/body" && echo 1 || echo 0) == 0"
+}
+
+# The idempotency gauge's value on order-service's /metrics, or nothing.
+idempotency_gauge() {
+  [ "$(http GET "$ORDER_URL/metrics")" = 200 ] &&
+    awk -v m="$IDEM_METRIC" '$1 == m { print $2; found = 1 } END { exit !found }' "$OUT/body"
+}
+
+# The idempotency table's rows, read from order-service's SQLite file, or nothing.
+idempotency_rows() {
+  local path
+  path=$(sqlite_path "${ORDER_SERVICE_DATABASE_URL:-${DATABASE_URL:-sqlite://data/orders.db}}")
+  [ -n "$path" ] && [ -f "$path" ] &&
+    tools sqlite-rows --path "$path" --table idempotency_keys 2>/dev/null | jq -er .rows
+}
+
+attack_retention() {
+  local user before after="" i
+  user=$(new_user retention)
+  post_json "$ORDER_URL/orders" "{\"user_id\":$user,\"product_id\":\"retention\",\"quantity\":1}" \
+    -H "Idempotency-Key: hostile-retention-$RUN_ID" >/dev/null
+  # The table's rows where they can be read live (SQLite); the gauge is as of the last sweep.
+  before=$(idempotency_rows) || before=$(idempotency_gauge) || before="?"
+  RUN_SKIP_BUILD=1 IDEMPOTENCY_RETENTION=2s ./run.sh restart order-service >/dev/null
+  for i in $(seq 1 20); do
+    sleep 0.5
+    after=$(idempotency_gauge) || after=""
+    [ "$after" = 0 ] && break
+  done
+  # Back to the retention the system was started with.
+  RUN_SKIP_BUILD=1 ./run.sh restart order-service >/dev/null
+  figure idempotency_table_after_retention "$before records before, ${after:-?} $((i / 2)) s after a restart with IDEMPOTENCY_RETENTION=2s"
+  check retention table "$IDEM_METRIC $before -> ${after:-none} within $((i / 2)) s of a restart with a 2 s retention" \
+    "0 within 10 s (every record older than the retention swept)" holds "\"${after:-x}\" == \"0\" and \"$before\" != \"0\""
 }
 
 # The idempotency table's size: order-service's gauge when it has one, else the SQLite rows.

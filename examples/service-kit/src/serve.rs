@@ -6,7 +6,9 @@
 //! waiting for one is disconnected: slowloris), a connection with no request in flight for
 //! `IDLE_TIMEOUT_MS` is closed, and past `MAX_CONNECTIONS` open connections a new one is
 //! refused gracefully: answered `503` problem+json with `Retry-After: 1` and closed (counted in
-//! `http_server_connections_refused_total`).
+//! `http_server_connections_refused_total`). An answer sent before the request body was read
+//! (an early rejection) carries `Connection: close`, since hyper will not reuse that
+//! connection: a keep-alive client then opens a new one instead of losing its next request.
 //!
 //! Shutdown order on SIGTERM or SIGINT: readiness fails first (so `run.sh` and load balancers
 //! stop sending work), then after `SHUTDOWN_DELAY_MS` the listener closes, idle and
@@ -15,13 +17,24 @@
 //! exits.
 
 use std::{
-    convert::Infallible, net::SocketAddr, pin::pin, process::ExitCode, sync::Arc, time::Duration,
+    convert::Infallible,
+    net::SocketAddr,
+    pin::pin,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use axum::{Router, body::Body, extract::ConnectInfo, response::IntoResponse};
-use http::Request;
+use http::{HeaderValue, Request, header};
 use http_body_util::BodyExt;
-use hyper::{body::Incoming, server::conn::http1};
+use hyper::{
+    body::{Body as _, Incoming},
+    server::conn::http1,
+};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -288,10 +301,19 @@ async fn connection(
             // The peer address, as axum's `ConnectInfo` extractor reads it: the admin guard
             // limits failed authentications per client with it.
             req.extensions_mut().insert(ConnectInfo(peer));
+            let (req, body_read) = ReadToEnd::wrap(req);
             let busy = Busy::enter(&activity);
             let response = app.clone().oneshot(req);
             async move {
-                let response = response.await?;
+                let mut response = response.await?;
+                // An early answer (a refused deadline, a wrong token, 413) leaves the body
+                // unread and hyper will not reuse the connection: say so, so a keep-alive
+                // client does not write its next request into a connection about to close.
+                if !body_read.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 // Busy until the body is written, not just until the handler returns: a
                 // streamed body (server-sent events) is a request in flight, not idleness.
                 Ok::<_, Infallible>(response.map(|body| {
@@ -352,6 +374,47 @@ async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// A request body that notes when it has been read to its end (see [`connection`]).
+struct ReadToEnd {
+    inner: Incoming,
+    ended: Arc<AtomicBool>,
+}
+
+impl ReadToEnd {
+    /// The request with its body wrapped, and the flag that turns true once it is all read
+    /// (at once for a request without a body).
+    fn wrap(req: Request<Incoming>) -> (Request<Body>, Arc<AtomicBool>) {
+        let ended = Arc::new(AtomicBool::new(req.body().is_end_stream()));
+        let flag = ended.clone();
+        let req = req.map(|inner| Body::new(ReadToEnd { inner, ended: flag }));
+        (req, ended)
+    }
+}
+
+impl hyper::body::Body for ReadToEnd {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.ended.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

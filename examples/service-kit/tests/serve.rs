@@ -38,6 +38,15 @@ impl Server {
         let notify = slow_started.clone();
         let app = Router::new()
             .route("/fast", get(|| async { "ok" }))
+            // Answers without reading the request body, as an early rejection does.
+            .route(
+                "/refuse",
+                axum::routing::post(|| async { (http::StatusCode::GATEWAY_TIMEOUT, "refused") }),
+            )
+            .route(
+                "/read",
+                axum::routing::post(|body: String| async move { body.len().to_string() }),
+            )
             .route(
                 "/peer",
                 get(
@@ -370,5 +379,41 @@ async fn every_request_carries_its_peer_address() {
     stream.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.ends_with(&local.to_string()), "{out}");
+    server.stop();
+}
+
+/// A response sent before the request body was read says `Connection: close`, so a keep-alive
+/// client opens a new connection instead of writing its next request into one the server is
+/// about to drop; a request whose body was read keeps the connection.
+#[tokio::test]
+async fn an_answer_that_left_the_body_unread_closes_the_connection() {
+    let mut server = Server::start(limits(2_000, 1_000, 8), timing(0)).await;
+    let mut stream = server.connect().await;
+    stream
+        .write_all(b"POST /refuse HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    let refused = read_response(&mut stream).await;
+    assert!(refused.starts_with("HTTP/1.1 504"), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("connection: close"),
+        "{refused}"
+    );
+
+    let mut stream = server.connect().await;
+    stream
+        .write_all(b"POST /read HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let read = read_response(&mut stream).await;
+    assert!(read.starts_with("HTTP/1.1 200"), "{read}");
+    assert!(
+        !read.to_ascii_lowercase().contains("connection: close"),
+        "{read}"
+    );
+    assert!(
+        fast_on(&mut stream).await.starts_with("HTTP/1.1 200"),
+        "kept alive"
+    );
     server.stop();
 }
