@@ -309,7 +309,7 @@ async fn connection(
                 // An early answer (a refused deadline, a wrong token, 413) leaves the body
                 // unread and hyper will not reuse the connection: say so, so a keep-alive
                 // client does not write its next request into a connection about to close.
-                if !body_read.load(Ordering::Relaxed) {
+                if body_read.is_some_and(|read| !read.load(Ordering::Relaxed)) {
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -384,13 +384,17 @@ struct ReadToEnd {
 }
 
 impl ReadToEnd {
-    /// The request with its body wrapped, and the flag that turns true once it is all read
-    /// (at once for a request without a body).
-    fn wrap(req: Request<Incoming>) -> (Request<Body>, Arc<AtomicBool>) {
-        let ended = Arc::new(AtomicBool::new(req.body().is_end_stream()));
+    /// The request with its body wrapped, and the flag that turns true once it is all read.
+    /// A request without a body (most of them) is not wrapped and has no flag: axum boxes
+    /// the body into its `Body` either way, so that path costs nothing more than before.
+    fn wrap(req: Request<Incoming>) -> (Request<Body>, Option<Arc<AtomicBool>>) {
+        if req.body().is_end_stream() {
+            return (req.map(Body::new), None);
+        }
+        let ended = Arc::new(AtomicBool::new(false));
         let flag = ended.clone();
         let req = req.map(|inner| Body::new(ReadToEnd { inner, ended: flag }));
-        (req, ended)
+        (req, Some(ended))
     }
 }
 
