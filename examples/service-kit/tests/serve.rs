@@ -114,6 +114,14 @@ impl Server {
         TcpStream::connect(self.addr).await.unwrap()
     }
 
+    /// Writes `raw` on a fresh connection and reads one response; the connection stays open.
+    async fn exchange(&self, raw: &[u8]) -> (TcpStream, String) {
+        let mut stream = self.connect().await;
+        stream.write_all(raw).await.unwrap();
+        let response = read_response(&mut stream).await;
+        (stream, response)
+    }
+
     /// One `GET path` on a fresh connection that asks to be closed after it.
     async fn get(&self, path: &str) -> String {
         let mut stream = self.connect().await;
@@ -388,24 +396,18 @@ async fn every_request_carries_its_peer_address() {
 #[tokio::test]
 async fn an_answer_that_left_the_body_unread_closes_the_connection() {
     let mut server = Server::start(limits(2_000, 1_000, 8), timing(0)).await;
-    let mut stream = server.connect().await;
-    stream
-        .write_all(b"POST /refuse HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n")
-        .await
-        .unwrap();
-    let refused = read_response(&mut stream).await;
+    let (_, refused) = server
+        .exchange(b"POST /refuse HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n")
+        .await;
     assert!(refused.starts_with("HTTP/1.1 504"), "{refused}");
     assert!(
         refused.to_ascii_lowercase().contains("connection: close"),
         "{refused}"
     );
 
-    let mut stream = server.connect().await;
-    stream
-        .write_all(b"POST /read HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello")
-        .await
-        .unwrap();
-    let read = read_response(&mut stream).await;
+    let (mut stream, read) = server
+        .exchange(b"POST /read HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello")
+        .await;
     assert!(read.starts_with("HTTP/1.1 200"), "{read}");
     assert!(
         !read.to_ascii_lowercase().contains("connection: close"),
