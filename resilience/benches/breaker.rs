@@ -6,7 +6,7 @@
 //! is measured is the breaker, not a runtime. No `metrics` recorder is installed (the
 //! handles are no-ops, as in a service that does not export metrics).
 //!
-//! `cargo bench -p resilience --bench breaker`
+//! `cargo bench -p resilience-layers --bench breaker`
 #![allow(missing_docs, clippy::disallowed_types)] // std::time::Instant times the 2-thread runs
 
 use std::{
@@ -18,7 +18,7 @@ use std::{
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use resilience::{
+use resilience_layers::{
     Outcome,
     circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState},
 };
@@ -96,7 +96,7 @@ where
     })
 }
 
-/// The shape of `resilience::error::CircuitOpen` (whose constructor is the crate's own).
+/// The shape of `resilience_layers::error::CircuitOpen` (whose constructor is the crate's own).
 #[derive(Debug)]
 struct LikeCircuitOpen(
     #[allow(dead_code)] &'static str,
@@ -144,7 +144,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("ref: std Instant::now", |b| b.iter(Instant::now));
     group.bench_function("ref: boxed error like CircuitOpen", |b| {
         b.iter(|| {
-            let e: resilience::BoxError = Box::new(LikeCircuitOpen("bench", Duration::ZERO));
+            let e: resilience_layers::BoxError = Box::new(LikeCircuitOpen("bench", Duration::ZERO));
             black_box(e)
         })
     });

@@ -5,7 +5,7 @@
 //! waker, inside a current-thread tokio runtime (entered, for the timers). The inner service
 //! is always ready, so this is the overhead a layer adds to a call that succeeds at once.
 //!
-//! Run: `cargo bench -p resilience --bench layers`.
+//! Run: `cargo bench -p resilience-layers --bench layers`.
 use std::{
     convert::Infallible,
     future::{Future, Ready, ready},
@@ -16,7 +16,7 @@ use std::{
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use resilience::{
+use resilience_layers::{
     bulkhead::{BulkheadConfig, BulkheadLayer},
     fault::{FaultHandle, FaultLayer},
     retry::{RetryConfig, RetryLayer},

@@ -4,7 +4,7 @@
 //! waker, inside a tokio runtime context (the deadline and timeout layers need its clock);
 //! the service answers at once, so the numbers are the layers' own overhead.
 //!
-//! `cargo bench -p resilience --bench stack`
+//! `cargo bench -p resilience-layers --bench stack`
 #![allow(missing_docs)]
 
 use std::{
@@ -17,7 +17,7 @@ use std::{
 };
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use resilience::{
+use resilience_layers::{
     bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig, retry::RetryConfig,
     stack::StackConfig,
 };

@@ -11,7 +11,7 @@
 //! default) treats every `Err` as a failure and every `Ok` as a success.
 //!
 //! ```
-//! use resilience::classify::{Classify, Outcome};
+//! use resilience_layers::classify::{Classify, Outcome};
 //!
 //! // Errors whose message says "not found" are the caller's problem, not the dependency's.
 //! let classifier = |result: Result<&u32, &std::io::Error>| match result {
@@ -62,7 +62,7 @@ where
 /// The default classifier: every `Err` is a failure, every `Ok` a success.
 ///
 /// ```
-/// use resilience::classify::{Classify, ErrorsAreFailures, Outcome};
+/// use resilience_layers::classify::{Classify, ErrorsAreFailures, Outcome};
 ///
 /// let c = ErrorsAreFailures;
 /// assert_eq!(Classify::<(), &str>::classify(&c, Err(&"boom")), Outcome::Failure);

@@ -6,7 +6,7 @@
 //! start with a message that points at the line to fix.
 //!
 //! ```
-//! use resilience::config::{ConfigError, Problem};
+//! use resilience_layers::config::{ConfigError, Problem};
 //!
 //! let err = ConfigError::new("max_attempts", Problem::MustBePositive).within("retry");
 //! assert_eq!(err.field(), "retry.max_attempts");

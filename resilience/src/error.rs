@@ -9,7 +9,7 @@
 //! Only this crate builds these types (their fields are private), so matching on them is stable.
 //!
 //! ```
-//! use resilience::error::{BoxError, Error};
+//! use resilience_layers::error::{BoxError, Error};
 //!
 //! fn status_for(err: BoxError) -> u16 {
 //!     match Error::from_boxed(err) {
@@ -276,7 +276,7 @@ impl std::error::Error for Error {
 /// `err`, then its `source`, and so on down to the root cause.
 ///
 /// ```
-/// use resilience::error::{Error, chain};
+/// use resilience_layers::error::{Error, chain};
 ///
 /// let outer = Error::Inner(Box::new(std::io::Error::other("connection refused")));
 /// assert_eq!(chain(&outer).count(), 2);

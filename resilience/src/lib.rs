@@ -28,7 +28,7 @@
 //! service** ([`stack`] says why).
 //!
 //! ```
-//! use resilience::{Error, stack::StackConfig};
+//! use resilience_layers::{Error, stack::StackConfig};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -62,7 +62,7 @@
 //!     Error::CircuitOpen(open) => assert!(open.retry_after() > std::time::Duration::ZERO),
 //!     other => panic!("expected an open circuit, got {other}"),
 //! }
-//! assert_eq!(breaker.snapshot().state, resilience::circuit_breaker::CircuitState::Open);
+//! assert_eq!(breaker.snapshot().state, resilience_layers::circuit_breaker::CircuitState::Open);
 //! # }
 //! ```
 #![deny(missing_docs)]

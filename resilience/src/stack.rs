@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use resilience::{Error, stack::StackConfig};
+//! use resilience_layers::{Error, stack::StackConfig};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -81,7 +81,7 @@ use crate::{
 /// `circuit_breaker.window.size`).
 ///
 /// ```
-/// use resilience::stack::StackConfig;
+/// use resilience_layers::stack::StackConfig;
 ///
 /// let config: StackConfig = toml::from_str(r#"
 ///     deadline = "2s"
@@ -155,7 +155,7 @@ impl StackConfig {
 /// Serializes as `{"breakers": [...], "bulkheads": [...], "retries": [...]}`.
 ///
 /// ```
-/// use resilience::stack::{StackConfig, StackSnapshot};
+/// use resilience_layers::stack::{StackConfig, StackSnapshot};
 ///
 /// let snapshot: StackSnapshot = StackConfig::default().into_layer("idle").unwrap().snapshot();
 /// assert_eq!(
@@ -183,7 +183,7 @@ pub struct StackSnapshot {
 /// [`SendOnce`].
 ///
 /// ```
-/// use resilience::stack::{ResilienceLayer, StackConfig};
+/// use resilience_layers::stack::{ResilienceLayer, StackConfig};
 ///
 /// let layer = ResilienceLayer::new("users", StackConfig::default()).unwrap();
 /// assert!(layer.circuit_breaker().is_none()); // nothing configured, nothing applied
@@ -322,7 +322,7 @@ impl<C, A, R> std::fmt::Debug for ResilienceLayer<C, A, R> {
 /// is not configured and request bodies cannot be cloned.
 ///
 /// ```
-/// use resilience::{retry::CloneRequest, stack::SendOnce};
+/// use resilience_layers::{retry::CloneRequest, stack::SendOnce};
 ///
 /// assert!(SendOnce.clone_request(&"anything").is_none());
 /// ```
@@ -372,7 +372,7 @@ where
 /// The service [`ResilienceLayer`] builds: the configured pieces around `S`.
 ///
 /// ```
-/// use resilience::stack::StackConfig;
+/// use resilience_layers::stack::StackConfig;
 /// use tower::{Layer, service_fn};
 ///
 /// let layer = StackConfig::default().into_layer("noop").unwrap();
@@ -443,12 +443,12 @@ where
 /// layered side returns [`BoxError`], and the bare side's error is boxed on the way out.
 ///
 /// ```
-/// use resilience::stack::Maybe;
+/// use resilience_layers::stack::Maybe;
 /// use tower::{ServiceExt, service_fn};
 ///
 /// # tokio_test::block_on(async {
 /// let bare = service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) });
-/// let svc: Maybe<tower::util::BoxService<u8, u8, resilience::BoxError>, _> = Maybe::Off(bare);
+/// let svc: Maybe<tower::util::BoxService<u8, u8, resilience_layers::BoxError>, _> = Maybe::Off(bare);
 /// assert_eq!(svc.oneshot(3).await.unwrap(), 3);
 /// # });
 /// ```

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use resilience::{
+use resilience_layers::{
     Error,
     bulkhead::{Bulkhead, BulkheadConfig, BulkheadLayer},
 };
@@ -65,7 +65,7 @@ fn layer(max_concurrent: usize, max_wait: Duration) -> BulkheadLayer {
     .unwrap()
 }
 
-fn is_bulkhead_full(err: resilience::BoxError) -> bool {
+fn is_bulkhead_full(err: resilience_layers::BoxError) -> bool {
     matches!(Error::from_boxed(err), Error::BulkheadFull(e) if e.name() == "test")
 }
 

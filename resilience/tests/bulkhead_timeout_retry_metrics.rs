@@ -8,7 +8,7 @@ use std::{
 };
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use resilience::{
+use resilience_layers::{
     BoxError,
     bulkhead::{BulkheadConfig, BulkheadLayer},
     retry::{BudgetConfig, RetryConfig, RetryLayer},

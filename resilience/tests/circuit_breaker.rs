@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use resilience::{
+use resilience_layers::{
     BoxError, Error, Outcome,
     circuit_breaker::{
         CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
@@ -612,7 +612,7 @@ fn handle_is_send_sync_and_debug() {
     fn assert_traits<T: Clone + Send + Sync + std::fmt::Debug + 'static>() {}
     assert_traits::<CircuitBreakerHandle>();
     fn assert_send<T: Send>() {}
-    assert_send::<resilience::circuit_breaker::CallPermit>();
+    assert_send::<resilience_layers::circuit_breaker::CallPermit>();
     let handle = CircuitBreakerLayer::new("dbg", config()).unwrap().handle();
     assert_eq!(
         format!("{handle:?}"),

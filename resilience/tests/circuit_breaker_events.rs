@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use resilience::{
+use resilience_layers::{
     Outcome,
     circuit_breaker::{
         CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, CircuitState,

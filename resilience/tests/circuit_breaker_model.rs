@@ -5,7 +5,7 @@
 use std::{collections::VecDeque, time::Duration};
 
 use proptest::prelude::*;
-use resilience::{
+use resilience_layers::{
     Error, Outcome,
     circuit_breaker::{
         CallPermit, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, CircuitState,

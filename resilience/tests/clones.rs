@@ -9,7 +9,7 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
-use resilience::{
+use resilience_layers::{
     Outcome,
     circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState},
 };

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use resilience::fault::{FaultHandle, FaultLayer, InjectedFault, MAX_REQUEST_LATENCY};
+use resilience_layers::fault::{FaultHandle, FaultLayer, InjectedFault, MAX_REQUEST_LATENCY};
 use tokio::time::Instant;
 use tokio_test::{assert_pending, assert_ready_ok, task};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -111,7 +111,7 @@ async fn a_request_can_ask_for_latency_through_a_hook() {
 #[cfg(feature = "http")]
 #[tokio::test(start_paused = true)]
 async fn the_simulate_latency_header_adds_latency() {
-    use resilience::fault::SimulateLatencyHeader;
+    use resilience_layers::fault::SimulateLatencyHeader;
 
     let faults = FaultHandle::new();
     faults.set_latency(Duration::from_millis(10));

@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use reqwest_middleware::ClientWithMiddleware;
-use resilience::{
+use resilience_layers::{
     Error,
     circuit_breaker::CircuitState,
     http::{DEADLINE_HEADER, IDEMPOTENCY_KEY, ResilienceMiddleware, into_error, rejection},

@@ -9,7 +9,7 @@ use axum::{
     http::{Request, StatusCode},
     routing::get,
 };
-use resilience::{
+use resilience_layers::{
     BoxError,
     http::{
         AcceptDeadlineLayer, DEADLINE_HEADER, HttpClassifier, PROBLEM_JSON, ProblemLayer,
@@ -245,12 +245,12 @@ async fn the_stack_is_infallible_for_axum_and_passes_success_through() {
 
 #[tokio::test]
 async fn an_injected_fault_answers_503() {
-    let faults = resilience::fault::FaultHandle::new();
+    let faults = resilience_layers::fault::FaultHandle::new();
     faults.set_error_rate(1.0).unwrap();
     let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(
         ServiceBuilder::new()
             .layer(ProblemLayer::new())
-            .layer(resilience::fault::FaultLayer::new(faults.clone())),
+            .layer(resilience_layers::fault::FaultLayer::new(faults.clone())),
     );
     let (status, retry, json) = problem(app.clone().oneshot(get_req("/")).await.unwrap()).await;
     assert_eq!((status.as_u16(), retry.as_deref()), (503, Some("1")));

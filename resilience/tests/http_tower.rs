@@ -8,7 +8,7 @@ use std::{
 };
 
 use http::{Method, Request, Response, StatusCode};
-use resilience::{
+use resilience_layers::{
     BoxError,
     http::{DEADLINE_HEADER, IDEMPOTENCY_KEY, PropagateDeadlineLayer},
     stack::StackConfig,
@@ -162,7 +162,7 @@ async fn a_retry_after_past_the_backoff_cap_gives_up_without_a_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn failures_of_the_callers_deadline_leave_the_breaker_closed_and_are_not_retried() {
-    use resilience::{
+    use resilience_layers::{
         circuit_breaker::CircuitState,
         timeout::{Deadline, DeadlineLayer},
     };
@@ -192,8 +192,8 @@ async fn failures_of_the_callers_deadline_leave_the_breaker_closed_and_are_not_r
             .await
             .unwrap_err();
         assert!(matches!(
-            resilience::Error::from_boxed(err),
-            resilience::Error::DeadlineExceeded(_)
+            resilience_layers::Error::from_boxed(err),
+            resilience_layers::Error::DeadlineExceeded(_)
         ));
         assert_eq!(start.elapsed(), Duration::from_millis(5));
     }
@@ -206,7 +206,7 @@ async fn failures_of_the_callers_deadline_leave_the_breaker_closed_and_are_not_r
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_failing_on_the_callers_deadline_gives_its_slot_back() {
-    use resilience::{
+    use resilience_layers::{
         circuit_breaker::CircuitState,
         timeout::{Deadline, DeadlineLayer},
     };
@@ -248,8 +248,8 @@ async fn a_probe_failing_on_the_callers_deadline_gives_its_slot_back() {
         .await
         .unwrap_err();
     assert!(matches!(
-        resilience::Error::from_boxed(err),
-        resilience::Error::DeadlineExceeded(_)
+        resilience_layers::Error::from_boxed(err),
+        resilience_layers::Error::DeadlineExceeded(_)
     ));
     let breaker = &layer.snapshot().breakers[0];
     assert_eq!(

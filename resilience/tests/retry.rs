@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use resilience::{
+use resilience_layers::{
     BoxError, Error, Outcome,
     bulkhead::{BulkheadConfig, BulkheadLayer},
     retry::{BackoffConfig, BudgetConfig, GIVE_UP, Jitter, RetryConfig, RetryLayer},
@@ -90,9 +90,9 @@ fn fixed(
     max_attempts: u32,
     delay: Duration,
 ) -> RetryLayer<
-    resilience::ErrorsAreFailures,
+    resilience_layers::ErrorsAreFailures,
     (),
-    resilience::retry::FromIter<std::iter::Repeat<Duration>>,
+    resilience_layers::retry::FromIter<std::iter::Repeat<Duration>>,
 > {
     RetryLayer::new(
         "test",
@@ -243,9 +243,9 @@ fn budgeted(
     ttl: Duration,
     max_attempts: u32,
 ) -> RetryLayer<
-    resilience::ErrorsAreFailures,
+    resilience_layers::ErrorsAreFailures,
     (),
-    resilience::retry::FromIter<std::iter::Repeat<Duration>>,
+    resilience_layers::retry::FromIter<std::iter::Repeat<Duration>>,
 > {
     let mut config = config(max_attempts, Duration::from_millis(1), Jitter::None);
     config.budget = Some(BudgetConfig {

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use resilience::{
+use resilience_layers::{
     BoxError, Error,
     circuit_breaker::CircuitState,
     stack::{ResilienceLayer, StackConfig},
@@ -186,11 +186,11 @@ async fn absent_pieces_are_not_applied() {
 async fn one_classifier_drives_breaker_and_retry() {
     // Odd numbers are "not found": ignored by the breaker and never retried.
     let classify = |r: Result<&u32, &BoxError>| match r {
-        Ok(_) => resilience::Outcome::Success,
+        Ok(_) => resilience_layers::Outcome::Success,
         Err(e) if e.to_string().ends_with(['1', '3', '5', '7', '9']) => {
-            resilience::Outcome::Ignored
+            resilience_layers::Outcome::Ignored
         }
-        Err(_) => resilience::Outcome::Failure,
+        Err(_) => resilience_layers::Outcome::Failure,
     };
     let layer = layer(&with_retry("[circuit_breaker]")).with_classifier(classify);
     let calls = Arc::new(AtomicUsize::new(0));

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use resilience::{
+use resilience_layers::{
     Error,
     timeout::{
         AttemptTimeout, AttemptTimeoutLayer, Deadline, DeadlineLayer, DeadlineService,

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
-use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow};
-use resilience::retry::{BackoffConfig, RetryConfig, RetryLayer};
-use resilience::stack::StackConfig;
-use resilience::timeout::{AttemptTimeoutLayer, DeadlineLayer};
+use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};
+use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow};
+use resilience_layers::retry::{BackoffConfig, RetryConfig, RetryLayer};
+use resilience_layers::stack::StackConfig;
+use resilience_layers::timeout::{AttemptTimeoutLayer, DeadlineLayer};
 use tower::{Service, ServiceBuilder};
 
 use crate::bare;

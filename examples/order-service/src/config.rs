@@ -3,7 +3,7 @@
 use std::{path::Path, time::Duration};
 
 use reqwest::Url;
-use resilience::stack::StackConfig;
+use resilience_layers::stack::StackConfig;
 use service_kit::config::{Common, ConfigErrors, Env};
 
 /// The stack used when `RESILIENCE_CONFIG` names no file: calls to user-service get 2 s in

@@ -32,7 +32,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use resilience::{
+use resilience_layers::{
     bulkhead::BulkheadSnapshot,
     circuit_breaker::{CircuitSnapshot, CircuitState},
     fault::FaultHandle,
@@ -319,7 +319,7 @@ fn deadline_exceeded() -> Problem {
         "the request's deadline (x-request-deadline-ms) ran out before the user could be verified; the order was not stored",
     );
     // The library's type: the same one the deadline layer answers with.
-    resilience::http::DEADLINE_EXCEEDED_TYPE.clone_into(&mut p.problem_type);
+    resilience_layers::http::DEADLINE_EXCEEDED_TYPE.clone_into(&mut p.problem_type);
     p
 }
 
@@ -332,7 +332,7 @@ fn overloaded(max_concurrent: usize) -> Problem {
         ),
         Duration::from_secs(1),
     );
-    resilience::http::BULKHEAD_FULL_TYPE.clone_into(&mut p.problem_type);
+    resilience_layers::http::BULKHEAD_FULL_TYPE.clone_into(&mut p.problem_type);
     p
 }
 

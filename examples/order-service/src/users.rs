@@ -21,7 +21,7 @@ use std::{
 
 use reqwest::{StatusCode, Url};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use resilience::{
+use resilience_layers::{
     Error,
     circuit_breaker::CircuitState,
     http::{ResilienceMiddleware, into_error, parse_retry_after},
@@ -223,7 +223,7 @@ impl UserClient {
 fn describe(err: &Error) -> String {
     match err {
         // The root cause: "connection refused" says more than "error sending request".
-        Error::Inner(e) => resilience::error::chain(&**e)
+        Error::Inner(e) => resilience_layers::error::chain(&**e)
             .last()
             .unwrap_or(&**e)
             .to_string(),

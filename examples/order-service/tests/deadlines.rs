@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::{Router, body::Body};
 use http::{Method, Request, StatusCode, header};
 use order_service::{DegradedMode, app, default_stack, store};
-use resilience::{bulkhead::BulkheadConfig, circuit_breaker::CircuitState};
+use resilience_layers::{bulkhead::BulkheadConfig, circuit_breaker::CircuitState};
 use service_kit::testing::{Reply, assert_problem, call};
 use support::*;
 

@@ -29,7 +29,7 @@ use axum::{
     response::Response,
     routing::Route,
 };
-use resilience::{
+use resilience_layers::{
     BoxError,
     fault::{FaultHandle, FaultLayer, FaultSnapshot, RequestLatency, SimulateLatencyHeader},
     http::AcceptDeadlineLayer,
@@ -77,7 +77,7 @@ pub fn business_layers(
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::fault::RequestLatency;
+/// use resilience_layers::fault::RequestLatency;
 /// use service_kit::faults::AdminLatencyHeader;
 ///
 /// let hook = AdminLatencyHeader::new(Some("s3cret-token".into()));
@@ -121,7 +121,7 @@ impl<B> RequestLatency<Request<B>> for AdminLatencyHeader {
 }
 
 async fn layer_error(err: BoxError) -> Problem {
-    let p = resilience::http::Problem::from_error(&*err);
+    let p = resilience_layers::http::Problem::from_error(&*err);
     // 500 is what the library makes of an error it does not know: a bug, not a rejection.
     if p.status() == http::StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %err, "unexpected layer error");

@@ -15,7 +15,7 @@
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use axum::{Json, Router, extract::State, middleware, routing::get};
-use resilience::fault::FaultHandle;
+use resilience_layers::fault::FaultHandle;
 use utoipa::OpenApi;
 
 use crate::{

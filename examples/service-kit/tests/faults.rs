@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::{Router, body::Body, routing::get};
 use http::{Request, StatusCode};
-use resilience::fault::{FaultHandle, MAX_REQUEST_LATENCY};
+use resilience_layers::fault::{FaultHandle, MAX_REQUEST_LATENCY};
 use service_kit::faults::business_layers;
 use tokio::time::Instant;
 use tower::ServiceExt;

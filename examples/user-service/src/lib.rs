@@ -21,7 +21,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use resilience::fault::FaultHandle;
+use resilience_layers::fault::FaultHandle;
 use serde::{Deserialize, Serialize};
 use service_kit::{
     config::{Common, ConfigErrors, Env},

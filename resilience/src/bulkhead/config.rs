@@ -12,7 +12,7 @@ use crate::config::{ConfigError, Problem, check_positive};
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::bulkhead::BulkheadConfig;
+/// use resilience_layers::bulkhead::BulkheadConfig;
 ///
 /// let config: BulkheadConfig = serde_json::from_str(r#"{"max_concurrent": 8, "max_wait": "20ms"}"#).unwrap();
 /// assert_eq!(config.max_wait, Duration::from_millis(20));

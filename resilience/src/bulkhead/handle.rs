@@ -23,7 +23,7 @@ use crate::{
 /// [`acquire`](Self::acquire) for callers that are not tower services (a reqwest middleware).
 ///
 /// ```
-/// use resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+/// use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let config = BulkheadConfig { max_concurrent: 1, ..Default::default() };
@@ -59,7 +59,7 @@ pub(super) struct Shared {
 /// Counts of one bulkhead at an instant, for dashboards and `GET /resilience`.
 ///
 /// ```
-/// use resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+/// use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};
 ///
 /// let snapshot = BulkheadLayer::new("users", BulkheadConfig::default()).unwrap().handle().snapshot();
 /// assert_eq!(
@@ -86,7 +86,7 @@ pub struct BulkheadSnapshot {
 /// Returned by [`BulkheadHandle::acquire`]; hold it for as long as the guarded work runs.
 ///
 /// ```
-/// use resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+/// use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let handle = BulkheadLayer::new("db", BulkheadConfig::default()).unwrap().handle();

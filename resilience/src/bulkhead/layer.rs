@@ -8,7 +8,7 @@ use crate::config::ConfigError;
 /// Applies a [`Bulkhead`] to services; every service made by one layer shares its permits.
 ///
 /// ```
-/// use resilience::bulkhead::{BulkheadConfig, BulkheadLayer};
+/// use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};
 ///
 /// let layer = BulkheadLayer::new("users", BulkheadConfig::default()).unwrap();
 /// assert_eq!(layer.handle().name(), "users");

@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use resilience::{Error, bulkhead::{BulkheadConfig, BulkheadLayer}};
+//! use resilience_layers::{Error, bulkhead::{BulkheadConfig, BulkheadLayer}};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

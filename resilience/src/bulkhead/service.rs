@@ -23,7 +23,7 @@ use crate::{error::BoxError, per_thread::ThreadView};
 /// and held by the [`ResponseFuture`] until it completes or is dropped.
 ///
 /// ```
-/// use resilience::bulkhead::{Bulkhead, BulkheadConfig, BulkheadLayer};
+/// use resilience_layers::bulkhead::{Bulkhead, BulkheadConfig, BulkheadLayer};
 /// use tower::{Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

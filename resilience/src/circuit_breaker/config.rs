@@ -16,7 +16,7 @@ use crate::config::{ConfigError, Problem, check_percent, check_positive, check_r
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
+/// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
 ///
 /// let config: CircuitBreakerConfig = toml::from_str(r#"
 ///     failure_rate_threshold = 25.0
@@ -71,7 +71,7 @@ pub struct CircuitBreakerConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::circuit_breaker::SlidingWindow;
+/// use resilience_layers::circuit_breaker::SlidingWindow;
 ///
 /// // The last 50 calls, whenever they happened.
 /// let by_count = SlidingWindow::Count { size: 50 };
@@ -141,7 +141,7 @@ impl CircuitBreakerConfig {
     /// (`window.size`, `failure_rate_threshold`, ...).
     ///
     /// ```
-    /// use resilience::circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
+    /// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
     ///
     /// let config = CircuitBreakerConfig {
     ///     window: SlidingWindow::Count { size: 0 },

@@ -20,7 +20,7 @@ pin_project! {
     /// probe slot back.
     ///
     /// ```
-    /// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+    /// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
     /// use tower::{Layer, Service, ServiceExt};
     ///
     /// # tokio_test::block_on(async {

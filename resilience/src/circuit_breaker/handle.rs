@@ -202,8 +202,8 @@ impl Local {
 /// service is boxed or moved into a router.
 ///
 /// ```
-/// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
-/// use resilience::Outcome;
+/// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+/// use resilience_layers::Outcome;
 ///
 /// let layer = CircuitBreakerLayer::new("users", CircuitBreakerConfig::default()).unwrap();
 /// let handle = layer.handle();
@@ -260,8 +260,8 @@ impl CircuitBreakerHandle {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
-    /// use resilience::Outcome;
+    /// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+    /// use resilience_layers::Outcome;
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
     /// let config = CircuitBreakerConfig { wait_in_open: Duration::from_secs(5), ..Default::default() };
@@ -342,8 +342,8 @@ impl fmt::Debug for CircuitBreakerHandle {
 /// half-open, gives the probe slot back.
 ///
 /// ```
-/// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
-/// use resilience::Outcome;
+/// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+/// use resilience_layers::Outcome;
 ///
 /// let handle = CircuitBreakerLayer::new("db", CircuitBreakerConfig::default()).unwrap().handle();
 /// let permit = handle.try_acquire().unwrap();

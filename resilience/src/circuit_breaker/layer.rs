@@ -14,8 +14,8 @@ use crate::config::ConfigError;
 /// clones) shares one breaker, so the layer is built once per dependency.
 ///
 /// ```
-/// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
-/// use resilience::Outcome;
+/// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+/// use resilience_layers::Outcome;
 ///
 /// // 404s are the caller's problem, not the dependency's.
 /// let layer = CircuitBreakerLayer::new("users", CircuitBreakerConfig::default())?
@@ -27,7 +27,7 @@ use crate::config::ConfigError;
 ///     });
 /// let health = layer.handle(); // keep for /health/ready
 /// # let _ = health;
-/// # Ok::<(), resilience::ConfigError>(())
+/// # Ok::<(), resilience_layers::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreakerLayer<C = ErrorsAreFailures> {

@@ -1,7 +1,7 @@
 //! loom models of the state machine: every interleaving of two threads is explored.
 //!
 //! Run with:
-//! `RUSTFLAGS="--cfg resilience_loom" CARGO_TARGET_DIR=target-loom cargo test -p resilience --release --lib loom`
+//! `RUSTFLAGS="--cfg resilience_loom" CARGO_TARGET_DIR=target-loom cargo test -p resilience-layers --release --lib loom`
 
 use std::time::Duration;
 

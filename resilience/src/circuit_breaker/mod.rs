@@ -68,10 +68,10 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use resilience::circuit_breaker::{
+//! use resilience_layers::circuit_breaker::{
 //!     CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, SlidingWindow,
 //! };
-//! use resilience::Error;
+//! use resilience_layers::Error;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]

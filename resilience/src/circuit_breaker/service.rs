@@ -22,8 +22,8 @@ use crate::error::BoxError;
 /// parked because a dependency is down.
 ///
 /// ```
-/// use resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
-/// use resilience::Error;
+/// use resilience_layers::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+/// use resilience_layers::Error;
 /// use tower::{Service, ServiceExt};
 ///
 /// # tokio_test::block_on(async {

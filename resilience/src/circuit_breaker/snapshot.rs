@@ -10,7 +10,7 @@ use super::state::{CircuitState, View};
 /// circuit tripped, which shows why); in HalfOpen they are the probes that have reported.
 ///
 /// ```
-/// use resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+/// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 ///
 /// let handle = CircuitBreakerLayer::new("users", CircuitBreakerConfig::default()).unwrap().handle();
 /// let json = serde_json::to_value(handle.snapshot()).unwrap();

@@ -39,7 +39,7 @@ use crate::classify::Outcome;
 /// Serializes in snake case (`"half_open"`), as the snapshot and the dashboard show it.
 ///
 /// ```
-/// use resilience::circuit_breaker::CircuitState;
+/// use resilience_layers::circuit_breaker::CircuitState;
 ///
 /// assert_eq!(CircuitState::HalfOpen.as_str(), "half_open");
 /// assert!(CircuitState::ForcedOpen.rejects());

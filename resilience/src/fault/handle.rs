@@ -23,7 +23,7 @@ use crate::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::fault::FaultHandle;
+/// use resilience_layers::fault::FaultHandle;
 ///
 /// let faults = FaultHandle::new();
 /// faults.set_latency(Duration::from_millis(250));
@@ -51,7 +51,7 @@ struct State {
 /// A fault injector's settings and counts, serialisable for an admin endpoint.
 ///
 /// ```
-/// use resilience::fault::FaultHandle;
+/// use resilience_layers::fault::FaultHandle;
 ///
 /// let json = serde_json::to_value(FaultHandle::new().snapshot()).unwrap();
 /// assert_eq!(json["error_rate"], 0.0);

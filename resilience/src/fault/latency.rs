@@ -12,7 +12,7 @@ pub const MAX_REQUEST_LATENCY: Duration = Duration::from_secs(30);
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::fault::RequestLatency;
+/// use resilience_layers::fault::RequestLatency;
 ///
 /// let hook = |ms: &u64| Some(Duration::from_millis(*ms));
 /// assert_eq!(hook.request_latency(&20), Some(Duration::from_millis(20)));
@@ -47,7 +47,7 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::fault::{RequestLatency, SimulateLatencyHeader};
+/// use resilience_layers::fault::{RequestLatency, SimulateLatencyHeader};
 ///
 /// let req = http::Request::builder().header("x-simulate-latency", "250ms").body(()).unwrap();
 /// assert_eq!(SimulateLatencyHeader.request_latency(&req), Some(Duration::from_millis(250)));

@@ -5,7 +5,7 @@ use super::{Fault, FaultHandle};
 /// Applies [`Fault`] injection to services; all of them obey one [`FaultHandle`].
 ///
 /// ```
-/// use resilience::fault::{FaultHandle, FaultLayer};
+/// use resilience_layers::fault::{FaultHandle, FaultLayer};
 ///
 /// let faults = FaultHandle::new();
 /// let layer = FaultLayer::new(faults.clone());

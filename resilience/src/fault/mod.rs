@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use resilience::fault::{FaultHandle, FaultLayer};
+//! use resilience_layers::fault::{FaultHandle, FaultLayer};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -48,7 +48,7 @@ pub use self::{
 /// The error a [`Fault`] injects in place of the inner service's answer.
 ///
 /// ```
-/// use resilience::fault::{FaultHandle, Fault, InjectedFault};
+/// use resilience_layers::fault::{FaultHandle, Fault, InjectedFault};
 /// use tower::{ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -15,7 +15,7 @@ use crate::error::BoxError;
 /// returned; an injected error is returned instead of calling the inner service.
 ///
 /// ```
-/// use resilience::fault::{Fault, FaultHandle, InjectedFault};
+/// use resilience_layers::fault::{Fault, FaultHandle, InjectedFault};
 /// use tower::{Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

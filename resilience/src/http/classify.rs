@@ -32,7 +32,7 @@ use crate::{
 ///
 /// ```
 /// use http::{Response, StatusCode};
-/// use resilience::{Classify, Outcome, http::HttpClassifier};
+/// use resilience_layers::{Classify, Outcome, http::HttpClassifier};
 ///
 /// let res = |s: u16| Response::builder().status(s).body(()).unwrap();
 /// let c = HttpClassifier::new();
@@ -95,7 +95,7 @@ impl HttpClassifier {
 ///
 /// ```
 /// use http::StatusCode;
-/// use resilience::http::{HttpClassifier, HttpFailureClass};
+/// use resilience_layers::http::{HttpClassifier, HttpFailureClass};
 ///
 /// let class = HttpClassifier::classify_status(StatusCode::SERVICE_UNAVAILABLE).unwrap_err();
 /// assert_eq!(class, HttpFailureClass::Status(StatusCode::SERVICE_UNAVAILABLE));

@@ -43,7 +43,7 @@ const MAX_HEADER_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
 /// ```
 /// use std::time::Duration;
 /// use http::HeaderMap;
-/// use resilience::http::{DEADLINE_HEADER, set_deadline_header};
+/// use resilience_layers::http::{DEADLINE_HEADER, set_deadline_header};
 ///
 /// let mut headers = HeaderMap::new();
 /// let sent = set_deadline_header(&mut headers, Duration::from_micros(850_900));
@@ -63,7 +63,7 @@ pub fn set_deadline_header(headers: &mut HeaderMap, remaining: Duration) -> Dura
 /// ```
 /// use std::time::Duration;
 /// use http::HeaderMap;
-/// use resilience::http::{DEADLINE_HEADER, deadline_from_headers};
+/// use resilience_layers::http::{DEADLINE_HEADER, deadline_from_headers};
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert(DEADLINE_HEADER, "250".parse().unwrap());
@@ -96,7 +96,7 @@ pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
 /// ```
 /// use std::{convert::Infallible, time::Duration};
 /// use http::{Request, Response};
-/// use resilience::{http::{AcceptDeadlineLayer, DEADLINE_HEADER}, timeout::current_deadline};
+/// use resilience_layers::{http::{AcceptDeadlineLayer, DEADLINE_HEADER}, timeout::current_deadline};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -149,7 +149,7 @@ impl AcceptDeadlineLayer {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use resilience::http::AcceptDeadlineLayer;
+    /// use resilience_layers::http::AcceptDeadlineLayer;
     ///
     /// let layer = AcceptDeadlineLayer::new().with_min_budget(Duration::from_millis(10));
     /// # let _ = layer;
@@ -200,7 +200,7 @@ impl<S> Layer<S> for AcceptDeadlineLayer {
 /// ```
 /// use std::convert::Infallible;
 /// use http::{Request, Response};
-/// use resilience::http::AcceptDeadlineLayer;
+/// use resilience_layers::http::AcceptDeadlineLayer;
 /// use tower::{Layer, service_fn};
 ///
 /// let svc = AcceptDeadlineLayer::new()
@@ -326,7 +326,7 @@ where
 /// ```
 /// use std::{convert::Infallible, time::Duration};
 /// use http::{Request, Response};
-/// use resilience::{http::{DEADLINE_HEADER, PropagateDeadlineLayer}, timeout::DeadlineLayer};
+/// use resilience_layers::{http::{DEADLINE_HEADER, PropagateDeadlineLayer}, timeout::DeadlineLayer};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -365,7 +365,7 @@ impl<S> Layer<S> for PropagateDeadlineLayer {
 /// ```
 /// use std::convert::Infallible;
 /// use http::{Request, Response};
-/// use resilience::http::PropagateDeadlineLayer;
+/// use resilience_layers::http::PropagateDeadlineLayer;
 /// use tower::{Layer, service_fn};
 ///
 /// let svc = PropagateDeadlineLayer::new()

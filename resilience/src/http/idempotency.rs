@@ -20,7 +20,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 ///
 /// ```
 /// use http::{HeaderMap, Method};
-/// use resilience::http::{IDEMPOTENCY_KEY, is_retry_safe};
+/// use resilience_layers::http::{IDEMPOTENCY_KEY, is_retry_safe};
 ///
 /// let mut headers = HeaderMap::new();
 /// assert!(is_retry_safe(&Method::GET, &headers));
@@ -40,7 +40,7 @@ pub fn is_retry_safe(method: &Method, headers: &HeaderMap) -> bool {
 ///
 /// ```
 /// use http::{Method, Request};
-/// use resilience::{http::IdempotentRequests, retry::CloneRequest};
+/// use resilience_layers::{http::IdempotentRequests, retry::CloneRequest};
 ///
 /// let get = Request::get("/users/1").body(String::new()).unwrap();
 /// let post = Request::post("/orders").body(String::from("{}")).unwrap();

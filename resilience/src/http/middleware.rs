@@ -75,7 +75,7 @@ use crate::{
 /// # Example
 ///
 /// ```
-/// use resilience::{http::ResilienceMiddleware, stack::StackConfig};
+/// use resilience_layers::{http::ResilienceMiddleware, stack::StackConfig};
 ///
 /// let config: StackConfig = toml::from_str(r#"
 ///     deadline = "2s"
@@ -113,7 +113,7 @@ struct Shared {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::{http::ResilienceMiddleware, stack::StackConfig};
+/// use resilience_layers::{http::ResilienceMiddleware, stack::StackConfig};
 ///
 /// let resilience = ResilienceMiddleware::builder("users", StackConfig::default())
 ///     .max_hosts(16)
@@ -481,7 +481,7 @@ fn reject(err: BoxError) -> reqwest_middleware::Error {
 /// retries they come back as `Ok(response)`.)
 ///
 /// ```
-/// use resilience::{Error, http::rejection};
+/// use resilience_layers::{Error, http::rejection};
 ///
 /// fn status_for(err: &reqwest_middleware::Error) -> u16 {
 ///     match rejection(err) {
@@ -505,7 +505,7 @@ pub fn rejection(err: &reqwest_middleware::Error) -> Option<&crate::Error> {
 /// [`Problem::from_error`](super::Problem::from_error) to answer the caller.
 ///
 /// ```
-/// use resilience::{Error, http::into_error};
+/// use resilience_layers::{Error, http::into_error};
 ///
 /// async fn fetch(client: &reqwest_middleware::ClientWithMiddleware) -> Result<String, Error> {
 ///     let res = client.get("http://127.0.0.1:5001/users/1").send().await.map_err(into_error)?;

@@ -27,7 +27,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use resilience::{http::ResilienceMiddleware, stack::StackConfig};
+//! use resilience_layers::{http::ResilienceMiddleware, stack::StackConfig};
 //!
 //! let config: StackConfig = toml::from_str(r#"
 //!     deadline = "2s"
@@ -58,7 +58,7 @@
 //! # fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
-//! use resilience::{http::{AcceptDeadlineLayer, ProblemLayer}, stack::StackConfig};
+//! use resilience_layers::{http::{AcceptDeadlineLayer, ProblemLayer}, stack::StackConfig};
 //! use tower::ServiceBuilder;
 //!
 //! let config: StackConfig = toml::from_str(r#"
@@ -67,7 +67,7 @@
 //!     max_concurrent = 64
 //!     [circuit_breaker]
 //! "#)?;
-//! let guarded = |route: &str| -> Result<_, resilience::config::ConfigError> {
+//! let guarded = |route: &str| -> Result<_, resilience_layers::config::ConfigError> {
 //!     Ok(ServiceBuilder::new()
 //!         .layer(ProblemLayer::new()) // rejections -> 503 / 504 problem+json
 //!         .layer(config.clone().into_layer(route)?.for_server()))
@@ -118,7 +118,7 @@ impl ResilienceLayer {
     /// inside it to send the deadline downstream.
     ///
     /// ```
-    /// use resilience::stack::StackConfig;
+    /// use resilience_layers::stack::StackConfig;
     ///
     /// let layer = StackConfig::default().into_layer("users").unwrap().for_http();
     /// # let _ = layer;
@@ -141,7 +141,7 @@ impl ResilienceLayer {
     /// `503` every route, and the fallback's `404`s too (see the [module docs](self)).
     ///
     /// ```
-    /// use resilience::stack::StackConfig;
+    /// use resilience_layers::stack::StackConfig;
     ///
     /// let layer = StackConfig::default().into_layer("api").unwrap().for_server();
     /// # let _ = layer;

@@ -51,9 +51,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 ///
 /// ```
 /// use http::StatusCode;
-/// use resilience::http::Problem;
+/// use resilience_layers::http::Problem;
 ///
-/// let err: resilience::BoxError = "database password rejected".into();
+/// let err: resilience_layers::BoxError = "database password rejected".into();
 /// let problem = Problem::from_error(&*err);
 /// assert_eq!(problem.status(), StatusCode::INTERNAL_SERVER_ERROR);
 /// assert!(!problem.detail().contains("password"));
@@ -234,7 +234,7 @@ impl Problem {
     ///
     /// ```
     /// use http::StatusCode;
-    /// use resilience::http::Problem;
+    /// use resilience_layers::http::Problem;
     ///
     /// #[derive(serde::Serialize)]
     /// struct OutOfStock {
@@ -279,7 +279,7 @@ impl Problem {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use resilience::http::Problem;
+    /// use resilience_layers::http::Problem;
     ///
     /// assert_eq!(Problem::retry_after_secs(Duration::from_millis(1_500)), 2);
     /// assert_eq!(Problem::retry_after_secs(Duration::ZERO), 1);
@@ -300,7 +300,7 @@ impl Problem {
 /// ```
 /// use std::convert::Infallible;
 /// use axum::{Router, body::Body, routing::get};
-/// use resilience::{bulkhead::BulkheadConfig, http::ProblemLayer, stack::StackConfig};
+/// use resilience_layers::{bulkhead::BulkheadConfig, http::ProblemLayer, stack::StackConfig};
 /// use tower::ServiceBuilder;
 ///
 /// let stack = StackConfig {
@@ -340,7 +340,7 @@ impl<S> Layer<S> for ProblemLayer {
 /// The service [`ProblemLayer`] builds; see there.
 ///
 /// ```
-/// use resilience::http::ProblemService;
+/// use resilience_layers::http::ProblemService;
 /// use tower::{ServiceExt, service_fn};
 ///
 /// # tokio_test::block_on(async {

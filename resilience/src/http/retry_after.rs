@@ -16,7 +16,7 @@ use crate::retry::{GIVE_UP, RetryAfter};
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use http::{HeaderMap, StatusCode};
-/// use resilience::http::retry_after;
+/// use resilience_layers::http::retry_after;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("retry-after", "3".parse().unwrap());
@@ -36,7 +36,7 @@ pub fn retry_after(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> 
 /// ```
 /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// use http::HeaderValue;
-/// use resilience::http::parse_retry_after;
+/// use resilience_layers::http::parse_retry_after;
 ///
 /// let now = UNIX_EPOCH + Duration::from_secs(1_000_000_000); // Sun, 09 Sep 2001 01:46:40 GMT
 /// let date = HeaderValue::from_static("Sun, 09 Sep 2001 01:46:45 GMT");
@@ -66,7 +66,7 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::http::next_delay;
+/// use resilience_layers::http::next_delay;
 ///
 /// let ms = Duration::from_millis;
 /// // Retry-After raises the delay...
@@ -107,7 +107,7 @@ pub fn next_delay(
 /// ```
 /// use std::time::Duration;
 /// use http::Response;
-/// use resilience::{http::HttpRetryAfter, retry::RetryAfter};
+/// use resilience_layers::{http::HttpRetryAfter, retry::RetryAfter};
 ///
 /// let res = Response::builder().status(429).header("retry-after", "2").body(()).unwrap();
 /// let hint = RetryAfter::<_, std::io::Error>::retry_after(&HttpRetryAfter::new(), Ok(&res));
@@ -116,7 +116,7 @@ pub fn next_delay(
 /// // Above the cap: give up rather than wait less than asked.
 /// let res = Response::builder().status(503).header("retry-after", "3600").body(()).unwrap();
 /// let hint = RetryAfter::<_, std::io::Error>::retry_after(&HttpRetryAfter::new(), Ok(&res));
-/// assert_eq!(hint, Some(resilience::retry::GIVE_UP));
+/// assert_eq!(hint, Some(resilience_layers::retry::GIVE_UP));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpRetryAfter {

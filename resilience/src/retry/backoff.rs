@@ -16,7 +16,7 @@ use super::{BackoffConfig, Jitter};
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::retry::{Backoff, BackoffConfig, Jitter};
+/// use resilience_layers::retry::{Backoff, BackoffConfig, Jitter};
 ///
 /// let config = BackoffConfig { base: Duration::from_millis(100), max: Duration::from_secs(1), ..Default::default() };
 /// for (n, delay) in Backoff::new(&config, 7).take(6).enumerate() {
@@ -110,7 +110,7 @@ impl BackoffConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::retry::{FromIter, MakeBackoff};
+/// use resilience_layers::retry::{FromIter, MakeBackoff};
 ///
 /// let fixed = FromIter::new([Duration::from_millis(10), Duration::from_millis(50)]);
 /// assert_eq!(fixed.make_backoff().collect::<Vec<_>>().len(), 2);
@@ -135,7 +135,7 @@ impl MakeBackoff for BackoffConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::retry::{FromIter, MakeBackoff};
+/// use resilience_layers::retry::{FromIter, MakeBackoff};
 ///
 /// let constant = FromIter::new(std::iter::repeat(Duration::from_millis(20)).take(3));
 /// assert_eq!(constant.make_backoff().sum::<Duration>(), Duration::from_millis(60));

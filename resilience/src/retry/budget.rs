@@ -30,7 +30,7 @@ use crate::per_thread::StripedCounter;
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::retry::{BudgetConfig, RetryBudget};
+/// use resilience_layers::retry::{BudgetConfig, RetryBudget};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let config = BudgetConfig { ttl: Duration::from_secs(1), min_per_sec: 0, retry_ratio: 0.25 };

@@ -11,7 +11,7 @@ use crate::config::{ConfigError, Problem, check_positive, check_range};
 /// Durations are human strings in serde formats (`"100ms"`, `"2s"`).
 ///
 /// ```
-/// use resilience::retry::{Jitter, RetryConfig};
+/// use resilience_layers::retry::{Jitter, RetryConfig};
 ///
 /// let config: RetryConfig = toml::from_str(r#"
 ///     max_attempts = 4
@@ -68,7 +68,7 @@ impl RetryConfig {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::retry::{BackoffConfig, Jitter};
+/// use resilience_layers::retry::{BackoffConfig, Jitter};
 ///
 /// let backoff = BackoffConfig { base: Duration::from_millis(10), jitter: Jitter::None, ..Default::default() };
 /// let delays: Vec<_> = backoff.backoff_seeded(1).take(3).collect();
@@ -122,7 +122,7 @@ impl BackoffConfig {
 /// `exp` is `min(max, base * multiplier^n)`.
 ///
 /// ```
-/// use resilience::retry::Jitter;
+/// use resilience_layers::retry::Jitter;
 ///
 /// let jitter: Jitter = serde_json::from_str(r#""decorrelated""#).unwrap();
 /// assert_eq!(jitter, Jitter::Decorrelated);
@@ -148,7 +148,7 @@ pub enum Jitter {
 /// Over any `ttl`, retries stay within `retry_ratio * requests + min_per_sec * ttl`.
 ///
 /// ```
-/// use resilience::retry::BudgetConfig;
+/// use resilience_layers::retry::BudgetConfig;
 ///
 /// let budget = BudgetConfig { retry_ratio: 0.5, ..Default::default() };
 /// budget.validate().unwrap();

@@ -17,7 +17,7 @@ use crate::per_thread::{StripedCounter, ThreadView};
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::retry::{RetryConfig, RetryHandle};
+/// use resilience_layers::retry::{RetryConfig, RetryHandle};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let retry = RetryHandle::new("users", RetryConfig::default()).unwrap();
@@ -59,7 +59,7 @@ struct Shared {
 /// One retry's counts at an instant, for dashboards and `GET /resilience`.
 ///
 /// ```
-/// use resilience::retry::{RetryConfig, RetryHandle};
+/// use resilience_layers::retry::{RetryConfig, RetryHandle};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let snapshot = RetryHandle::new("users", RetryConfig::default()).unwrap().snapshot();

@@ -11,7 +11,7 @@ use crate::{classify::ErrorsAreFailures, config::ConfigError};
 /// Applies tower's [`Retry`] with a [`RetryPolicy`] built from a [`RetryConfig`].
 ///
 /// ```
-/// use resilience::retry::{RetryConfig, RetryLayer};
+/// use resilience_layers::retry::{RetryConfig, RetryLayer};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let layer = RetryLayer::new("users", RetryConfig::default()).unwrap();

@@ -25,7 +25,7 @@
 //!
 //! ```
 //! use std::{sync::{Arc, atomic::{AtomicU32, Ordering}}, time::Duration};
-//! use resilience::retry::{BackoffConfig, RetryConfig, RetryLayer};
+//! use resilience_layers::retry::{BackoffConfig, RetryConfig, RetryLayer};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {

@@ -34,7 +34,7 @@ use crate::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::retry::{RetryConfig, RetryHandle, RetryPolicy};
+/// use resilience_layers::retry::{RetryConfig, RetryHandle, RetryPolicy};
 /// use tower::{ServiceBuilder, retry::RetryLayer, service_fn};
 ///
 /// let handle = RetryHandle::new("users", RetryConfig::default()).unwrap();
@@ -282,7 +282,7 @@ pub const GIVE_UP: Duration = Duration::MAX;
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::retry::RetryAfter;
+/// use resilience_layers::retry::RetryAfter;
 ///
 /// // An error that carries its own hint.
 /// let hook = |r: Result<&(), &(u16, u64)>| match r {
@@ -292,7 +292,7 @@ pub const GIVE_UP: Duration = Duration::MAX;
 /// assert_eq!(hook.retry_after(Err(&(503, 2))), Some(Duration::from_secs(2)));
 ///
 /// // One that gives up when asked to wait more than a minute.
-/// use resilience::retry::GIVE_UP;
+/// use resilience_layers::retry::GIVE_UP;
 /// let capped = |r: Result<&(), &u64>| match r {
 ///     Err(&secs) if secs > 60 => Some(GIVE_UP),
 ///     Err(&secs) => Some(Duration::from_secs(secs)),
@@ -327,7 +327,7 @@ where
 /// [`Cloned`] (the default) uses `Clone`; closures `Fn(&Req) -> Option<Req>` are hooks too.
 ///
 /// ```
-/// use resilience::retry::CloneRequest;
+/// use resilience_layers::retry::CloneRequest;
 ///
 /// // Only GETs may be repeated.
 /// let only_gets = |req: &(&'static str, u32)| (req.0 == "GET").then(|| *req);
@@ -342,7 +342,7 @@ pub trait CloneRequest<Req> {
 /// Retries any request that implements `Clone`.
 ///
 /// ```
-/// use resilience::retry::{CloneRequest, Cloned};
+/// use resilience_layers::retry::{CloneRequest, Cloned};
 ///
 /// assert_eq!(Cloned.clone_request(&"GET /users/1".to_string()).as_deref(), Some("GET /users/1"));
 /// ```

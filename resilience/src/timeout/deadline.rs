@@ -121,7 +121,7 @@ impl Drop for Scope {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::timeout::Deadline;
+/// use resilience_layers::timeout::Deadline;
 ///
 /// let deadline = Deadline::after(Duration::from_secs(2));
 /// assert!(deadline.remaining() <= Duration::from_secs(2));
@@ -181,7 +181,7 @@ impl Deadline {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use resilience::timeout::{Deadline, current_deadline};
+    /// use resilience_layers::timeout::{Deadline, current_deadline};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let deadline = Deadline::after(Duration::from_secs(1));
@@ -213,7 +213,7 @@ impl Deadline {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::timeout::{DeadlineLayer, current_deadline};
+/// use resilience_layers::timeout::{DeadlineLayer, current_deadline};
 /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

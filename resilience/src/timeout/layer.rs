@@ -10,7 +10,7 @@ use crate::config::{ConfigError, check_positive};
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::timeout::AttemptTimeoutLayer;
+/// use resilience_layers::timeout::AttemptTimeoutLayer;
 ///
 /// let layer = AttemptTimeoutLayer::new(Duration::from_millis(500)).unwrap().with_name("users");
 /// assert_eq!(layer.timeout(), Duration::from_millis(500));
@@ -57,7 +57,7 @@ impl<S> Layer<S> for AttemptTimeoutLayer {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::timeout::DeadlineLayer;
+/// use resilience_layers::timeout::DeadlineLayer;
 ///
 /// let layer = DeadlineLayer::new(Duration::from_secs(2)).unwrap().with_name("users");
 /// assert_eq!(layer.budget(), Duration::from_secs(2));

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use resilience::{Error, timeout::{AttemptTimeoutLayer, DeadlineLayer}};
+//! use resilience_layers::{Error, timeout::{AttemptTimeoutLayer, DeadlineLayer}};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {

@@ -21,7 +21,7 @@ use crate::error::BoxError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::{Error, timeout::AttemptTimeout};
+/// use resilience_layers::{Error, timeout::AttemptTimeout};
 /// use tower::{Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -107,7 +107,7 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience::{Error, timeout::DeadlineService};
+/// use resilience_layers::{Error, timeout::DeadlineService};
 /// use tower::{Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use order_service::{AppState, Config, DegradedMode, store::MIGRATIONS};
 use reqwest::Url;
-use resilience::stack::StackConfig;
+use resilience_layers::stack::StackConfig;
 use service_kit::{
     config::Env,
     store::{Store, testing},
@@ -18,7 +18,7 @@ pub struct UserInstance {
     pub addr: SocketAddr,
     pub store: Store,
     /// The instance's fault switch.
-    pub faults: resilience::fault::FaultHandle,
+    pub faults: resilience_layers::fault::FaultHandle,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
