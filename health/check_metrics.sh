@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Lints every running service's /metrics with `promtool check metrics` (HELP text on every
 # family, counter names, units, exposition syntax), after sending each one a request with a
-# made-up method, which must show up as method="_OTHER" and never as itself. One line per
-# service; any word from promtool is a failure.
+# made-up method, which must show up as method="_OTHER" and never as itself, and checking that
+# the standard process metrics (CPU, memory, file descriptors, start time) are there. One line
+# per check; any word from promtool is a failure.
 #
 #   health/check_metrics.sh
 # Environment: USER_SERVICE_URL, ORDER_SERVICE_URL, DASHBOARD_URL (loopback defaults, or
@@ -36,6 +37,23 @@ for svc in $SERVICES; do
     fail "$svc method label" "the made-up method was not counted as _OTHER"
   else
     pass "$svc method label" "made-up method counted as _OTHER"
+  fi
+  # The process families service-kit reads from /proc/self (Linux only).
+  if [ "$(uname -s)" = Linux ]; then
+    missing=()
+    for family in process_cpu_seconds_total:counter process_resident_memory_bytes:gauge \
+      process_virtual_memory_bytes:gauge process_open_fds:gauge process_max_fds:gauge \
+      process_start_time_seconds:gauge; do
+      name=${family%%:*}
+      grep -qx "# TYPE $name ${family#*:}" "$out/$svc.prom" && grep -Eq "^$name [0-9]" "$out/$svc.prom" ||
+        missing+=("$name")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+      pass "$svc process metrics" "$(awk '/^process_open_fds /{o=$2} /^process_resident_memory_bytes /{r=$2}
+        END {printf "%d fds open, %.0f MiB resident", o, r / 1048576}' "$out/$svc.prom")"
+    else
+      fail "$svc process metrics" "missing or mistyped: ${missing[*]}"
+    fi
   fi
   rc=0
   report=$("$PROMTOOL" check metrics <"$out/$svc.prom" 2>&1) || rc=$?

@@ -3,13 +3,16 @@
 //! The library only emits through the `metrics` facade; a service installs the recorder once
 //! ([`install`]), so the breaker, bulkhead and retry metrics appear on `/metrics` next to
 //! `http_server_request_duration_seconds`. Installing is idempotent, so tests that build many
-//! apps in one process share the recorder.
+//! apps in one process share the recorder. Every scrape also carries the standard
+//! `process_*` families ([`process`]), read from `/proc/self` on Linux.
 
 use std::{sync::OnceLock, time::Duration};
 
 use axum::response::{IntoResponse, Response};
 use http::{Method, header};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub mod process;
 
 /// Name of the server latency histogram.
 pub const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
@@ -101,6 +104,16 @@ pub(crate) fn record_request(method: &Method, route: &str, status: u16, elapsed:
     .record(elapsed.as_secs_f64());
 }
 
+/// What `/metrics` serves: every metric recorded through the facade, then the process
+/// metrics of this moment.
+pub fn exposition() -> String {
+    let mut text = install().render();
+    if let Some(p) = process::Process::read() {
+        p.render(&mut text);
+    }
+    text
+}
+
 /// `GET /metrics`: the Prometheus text exposition.
 #[utoipa::path(
     get,
@@ -109,7 +122,7 @@ pub(crate) fn record_request(method: &Method, route: &str, status: u16, elapsed:
     responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4"))
 )]
 pub async fn render() -> Response {
-    let body = install().render();
+    let body = exposition();
     (
         [(
             header::CONTENT_TYPE,
@@ -176,6 +189,79 @@ mod tests {
         assert!(!text.contains("FLOOD"), "a made-up method became a label");
         assert!(!text.contains("flood-nowhere"), "a raw path became a label");
         assert!(!series(&text, "unmatched").is_empty());
+    }
+
+    /// A scrape of `/metrics` carries the process families with the standard types and
+    /// values that describe this test process: it opened the files it holds, it is using
+    /// memory, and it started before now.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_scrape_carries_sane_process_metrics() {
+        let app = crate::finish(Router::new(), 1024);
+        let scrape = || async {
+            let r = call(&app, get_req("/metrics")).await;
+            assert_eq!(r.status, StatusCode::OK);
+            let text = r.body.as_str().expect("text exposition").to_owned();
+            let samples = prom_text::parse(&text);
+            let value = |name: &str| {
+                let found: Vec<f64> = samples
+                    .iter()
+                    .filter(|s| s.name == name)
+                    .map(|s| s.value)
+                    .collect();
+                assert_eq!(found.len(), 1, "{name} in\n{text}");
+                found[0]
+            };
+            let kinds = [
+                ("process_cpu_seconds_total", "counter"),
+                ("process_resident_memory_bytes", "gauge"),
+                ("process_virtual_memory_bytes", "gauge"),
+                ("process_open_fds", "gauge"),
+                ("process_max_fds", "gauge"),
+                ("process_start_time_seconds", "gauge"),
+                ("process_threads", "gauge"),
+            ];
+            for (name, kind) in kinds {
+                assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}");
+                assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+            }
+            let names = kinds.map(|(n, _)| n);
+            (names.map(value), text)
+        };
+        let ([cpu, rss, vsz, fds, max_fds, start, threads], text) = scrape().await;
+        assert!(cpu >= 0.0, "{cpu}");
+        assert!(
+            rss > 1024.0 * 1024.0 && rss < vsz,
+            "rss {rss}, virtual {vsz}"
+        );
+        assert!(fds >= 3.0 && fds < max_fds, "{fds} of {max_fds}");
+        assert!(threads >= 1.0, "{threads}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        // Start time has the kernel's 10 ms tick; a test binary runs for minutes, not a day.
+        assert!(
+            start <= now + 0.01 && start > now - 86_400.0,
+            "{start} vs {now}"
+        );
+        assert_eq!(
+            crate::testing::undescribed_metrics(&text),
+            Vec::<&str>::new()
+        );
+
+        // Each scrape reads afresh: ten more open files are ten more descriptors, and the CPU
+        // counter never goes back.
+        let held: Vec<std::fs::File> = (0..10)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        let ([cpu_after, _, _, fds_after, ..], _) = scrape().await;
+        assert!(
+            fds_after >= fds + 10.0,
+            "{fds} then {fds_after} with 10 more open"
+        );
+        assert!(cpu_after >= cpu);
+        drop(held);
     }
 
     #[tokio::test]
