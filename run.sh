@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts and stops the system on loopback: user-service, order-service and the dashboard.
+# Starts and stops the system on loopback: user-service, order-service and the dashboard, and a
+# second order-service replica (order-service-2) on the same PostgreSQL when asked.
 #
 #   ./run.sh up                 build (release), start everything, wait until ready, print URLs
 #   ./run.sh down               stop everything (SIGTERM, then SIGKILL after a grace period)
@@ -8,7 +9,13 @@
 #   ./run.sh start NAME         start NAME if it is not running, wait until ready
 #   ./run.sh stop NAME          stop NAME gracefully
 #   ./run.sh kill NAME          SIGKILL NAME at once (for chaos tests)
-#   NAME is user-service, order-service or dashboard.
+#   NAME is user-service, order-service, order-service-2 or dashboard.
+#
+#   ORDER_SERVICE_REPLICAS=2 ./run.sh up    also start order-service-2 (the dashboard polls both)
+#   ./run.sh start order-service-2          start the second replica beside a running system
+# order-service-2 is the same binary on ORDER_SERVICE_2_ADDR, sharing order-service's store, so
+# it needs PostgreSQL (ORDER_SERVICE_DATABASE_URL or DATABASE_URL=postgres://...); with SQLite
+# run.sh refuses to start it.
 #
 # Environment (all optional; anything else, such as DATABASE_URL, DEGRADED_MODE, RESILIENCE,
 # RESILIENCE_CONFIG, ADMIN_TOKEN, LOG_FORMAT or RUST_LOG, passes through to the services):
@@ -22,6 +29,7 @@
 #                               RUN_DIR, its own *_ADDR ports and its own DATABASE_URL; every
 #                               command sees only the services of its RUN_DIR.
 #   USER_SERVICE_ADDR=127.0.0.1:5001  ORDER_SERVICE_ADDR=127.0.0.1:5002  DASHBOARD_ADDR=127.0.0.1:8080
+#   ORDER_SERVICE_2_ADDR=127.0.0.1:5004 ORDER_SERVICE_REPLICAS=1|2 (how many order-services `up` starts)
 # Files: logs in $RUN_DIR/logs/NAME.log, pids in $RUN_DIR/NAME.pid, data in ./data/.
 set -euo pipefail
 # A relative RUN_DIR is taken from where run.sh was called, before the cd below.
@@ -39,13 +47,25 @@ PROFILE=${RUN_PROFILE:-$(cat "$RUN_DIR/profile" 2>/dev/null || echo release)}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 STOP_TIMEOUT=${STOP_TIMEOUT:-15}
-SERVICES=(user-service order-service dashboard)
+REPLICAS=${ORDER_SERVICE_REPLICAS:-1}
+case "$REPLICAS" in
+  1) SERVICES=(user-service order-service dashboard) ;;
+  2) SERVICES=(user-service order-service order-service-2 dashboard) ;;
+  *) echo "run.sh: ORDER_SERVICE_REPLICAS must be 1 or 2 (got $REPLICAS)" >&2; exit 2 ;;
+esac
+# Every name a command accepts, in start order; `down` stops them all, whatever `up` started.
+ALL_SERVICES=(user-service order-service order-service-2 dashboard)
 
 export USER_SERVICE_ADDR=${USER_SERVICE_ADDR:-127.0.0.1:5001}
 export ORDER_SERVICE_ADDR=${ORDER_SERVICE_ADDR:-127.0.0.1:5002}
+export ORDER_SERVICE_2_ADDR=${ORDER_SERVICE_2_ADDR:-127.0.0.1:5004}
 export DASHBOARD_ADDR=${DASHBOARD_ADDR:-127.0.0.1:8080}
 export USER_SERVICE_URLS=${USER_SERVICE_URLS:-http://$USER_SERVICE_ADDR}
 export ORDER_SERVICE_URL=${ORDER_SERVICE_URL:-http://$ORDER_SERVICE_ADDR}
+# The dashboard polls every replica in this list.
+if [ "$REPLICAS" = 2 ]; then
+  export ORDER_SERVICE_URLS=${ORDER_SERVICE_URLS:-$ORDER_SERVICE_URL,http://$ORDER_SERVICE_2_ADDR}
+fi
 
 case "$PROFILE" in
   release | debug) ;;
@@ -59,12 +79,30 @@ addr_of() {
   case "$1" in
     user-service) echo "$USER_SERVICE_ADDR" ;;
     order-service) echo "$ORDER_SERVICE_ADDR" ;;
+    order-service-2) echo "$ORDER_SERVICE_2_ADDR" ;;
     dashboard) echo "$DASHBOARD_ADDR" ;;
-    *) die "unknown service '$1' (expected one of: ${SERVICES[*]})" ;;
+    *) die "unknown service '$1' (expected one of: ${ALL_SERVICES[*]})" ;;
   esac
 }
 
-bin_of() { echo "$TARGET_DIR/$PROFILE/$1"; }
+# The binary NAME runs: a replica runs its service's binary.
+binary_of() { echo "${1%-2}"; }
+bin_of() { echo "$TARGET_DIR/$PROFILE/$(binary_of "$1")"; }
+
+# order-service's database URL, chosen as order-service chooses it (its config.rs).
+order_database_url() { echo "${ORDER_SERVICE_DATABASE_URL:-${DATABASE_URL:-sqlite://data/orders.db}}"; }
+
+# A second replica shares order-service's store: refuse one on SQLite, a file on this machine
+# that one process writes (two would take turns on its lock, and no second machine could
+# reach it).
+replica_store_ok() {
+  case "$(order_database_url)" in
+    postgres://* | postgresql://*) return 0 ;;
+  esac
+  say "order-service-2 needs PostgreSQL: replicas share order-service's store, and $(order_database_url)" \
+    "is a SQLite file for one process. Set ORDER_SERVICE_DATABASE_URL=postgres://... (or DATABASE_URL)." >&2
+  return 1
+}
 pid_file() { echo "$RUN_DIR/$1.pid"; }
 
 # The pid of NAME if it is running (and is the process we started), else nothing.
@@ -75,7 +113,7 @@ running_pid() {
   pid=$(cat "$f" 2>/dev/null || true)
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
   # Guard against a recycled pid: the process must be our binary.
-  if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1"; then
+  if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$(binary_of "$1")"; then
     return 1
   fi
   echo "$pid"
@@ -136,6 +174,9 @@ start_one() {
     say "$name already running (pid $pid)"
     return 0
   fi
+  if [ "$name" = order-service-2 ]; then
+    replica_store_ok || return 1
+  fi
   bin=$(bin_of "$name")
   if [ ! -x "$bin" ]; then
     if [ "$name" = dashboard ]; then
@@ -148,7 +189,10 @@ start_one() {
   printf '\n===== %s start %s =====\n' "$(date -u +%FT%TZ)" "$name" >>"$LOG_DIR/$name.log"
   # setsid: its own session, so a Ctrl-C in this terminal does not reach it; nohup: survives
   # the terminal closing. Both exec, so $! is the service's own pid.
-  setsid nohup "$bin" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  # The replica is order-service listening on its own address.
+  local prefix=()
+  if [ "$name" = order-service-2 ]; then prefix=(env "ORDER_SERVICE_ADDR=$ORDER_SERVICE_2_ADDR"); fi
+  setsid nohup "${prefix[@]}" "$bin" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$(pid_file "$name")"
   if wait_ready "$name" "$pid"; then
@@ -194,22 +238,22 @@ kill_one() {
 
 status() {
   local name pid code
-  for name in "${SERVICES[@]}"; do
+  for name in "${ALL_SERVICES[@]}"; do
     if pid=$(running_pid "$name"); then
       code=$(ready_code "$name")
       if [ "$code" = 200 ]; then
-        printf '%-14s running  pid %-7s ready      http://%s\n' "$name" "$pid" "$(addr_of "$name")"
+        printf '%-16s running  pid %-7s ready      http://%s\n' "$name" "$pid" "$(addr_of "$name")"
       else
-        printf '%-14s running  pid %-7s NOT READY  http://%s (/health/ready: %s)\n' "$name" "$pid" "$(addr_of "$name")" "$code"
+        printf '%-16s running  pid %-7s NOT READY  http://%s (/health/ready: %s)\n' "$name" "$pid" "$(addr_of "$name")" "$code"
       fi
-    else
-      printf '%-14s stopped\n' "$name"
+    elif [[ " ${SERVICES[*]} " == *" $name "* ]]; then
+      printf '%-16s stopped\n' "$name"
     fi
   done
 }
 
 need_name() {
-  [ -n "${1:-}" ] || die "usage: ./run.sh $2 NAME (NAME: ${SERVICES[*]})"
+  [ -n "${1:-}" ] || die "usage: ./run.sh $2 NAME (NAME: ${ALL_SERVICES[*]})"
   addr_of "$1" >/dev/null
 }
 
@@ -220,6 +264,7 @@ cmd=${1:-}
 case "$cmd" in
   up)
     PROFILE=${RUN_PROFILE:-release}
+    if [ "$REPLICAS" = 2 ]; then replica_store_ok || exit 1; fi
     build
     echo "$PROFILE" >"$RUN_DIR/profile"
     for name in "${SERVICES[@]}"; do
@@ -228,13 +273,16 @@ case "$cmd" in
     echo
     echo "  user-service   http://$USER_SERVICE_ADDR   (openapi: /openapi.json, metrics: /metrics)"
     echo "  order-service  http://$ORDER_SERVICE_ADDR   (resilience: /resilience)"
+    if [ "$REPLICAS" = 2 ]; then
+      echo "  order-service-2 http://$ORDER_SERVICE_2_ADDR   (second replica, same PostgreSQL)"
+    fi
     if running_pid dashboard >/dev/null; then
       echo "  dashboard      http://$DASHBOARD_ADDR"
     fi
     echo "  logs: $LOG_DIR/   data: $ROOT/data/   stop: ./run.sh down"
     ;;
   down)
-    for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop_one "${SERVICES[$i]}"; done
+    for ((i = ${#ALL_SERVICES[@]} - 1; i >= 0; i--)); do stop_one "${ALL_SERVICES[$i]}"; done
     ;;
   status) status ;;
   restart)

@@ -6,9 +6,10 @@
 # per check; any word from promtool is a failure.
 #
 #   health/check_metrics.sh
-# Environment: USER_SERVICE_URL, ORDER_SERVICE_URL, DASHBOARD_URL (loopback defaults, or
-#   from USER_SERVICE_ADDR, ORDER_SERVICE_ADDR, DASHBOARD_ADDR as run.sh reads them),
-#   METRICS_SERVICES (default "user-service order-service dashboard"),
+# Environment: USER_SERVICE_URL, ORDER_SERVICE_URL, ORDER_SERVICE_2_URL, DASHBOARD_URL (loopback
+#   defaults, or from the *_ADDR variables as run.sh reads them),
+#   METRICS_SERVICES (default "user-service order-service dashboard", and order-service-2
+#   when ORDER_SERVICE_REPLICAS=2 or it answers),
 #   PROMTOOL (default promtool on PATH; Debian package `prometheus`).
 # Exit: 0 clean, 1 a service did not answer or promtool reported something, 2 no promtool.
 set -euo pipefail
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=health/common.sh
 . health/common.sh
-SERVICES=${METRICS_SERVICES:-user-service order-service dashboard}
+SERVICES=${METRICS_SERVICES:-$(default_services)}
 PROMTOOL=${PROMTOOL:-$(command -v promtool || echo /usr/bin/promtool)}
 [ -x "$PROMTOOL" ] || { echo "check_metrics: promtool not found (apt-get install prometheus)" >&2; exit 2; }
 

@@ -4,8 +4,10 @@
 # restarted through run.sh and given time to become ready. One line per check.
 #
 #   health/health_check.sh
-# Environment: USER_SERVICE_URL, ORDER_SERVICE_URL, DASHBOARD_URL (loopback defaults),
-#   HEALTH_SERVICES (default "user-service order-service dashboard"),
+# Environment: USER_SERVICE_URL, ORDER_SERVICE_URL, ORDER_SERVICE_2_URL, DASHBOARD_URL (loopback
+#   defaults),
+#   HEALTH_SERVICES (default "user-service order-service dashboard", and order-service-2
+#   when ORDER_SERVICE_REPLICAS=2 or it answers),
 #   HEALTH_READY_TIMEOUT seconds to wait after a restart (default 60),
 #   HEALTH_NO_RESTART=1 to only report.
 # Exit: 0 healthy, 1 something is still unhealthy.
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=health/common.sh
 . health/common.sh
-SERVICES=${HEALTH_SERVICES:-user-service order-service dashboard}
+SERVICES=${HEALTH_SERVICES:-$(default_services)}
 READY_TIMEOUT=${HEALTH_READY_TIMEOUT:-60}
 
 # probe URL -> prints "STATUS TIME_MS" (status 000 when nothing answered)
@@ -97,11 +99,16 @@ interaction() {
     echo "POST /orders -> $status $(head -c 200 <<<"${body%$'\n'*}")"
     return 1
   fi
-  body=$(curl -s -w '\n%{http_code}' --max-time 10 -X POST "$ORDER_URL/orders" \
+  # With a second replica the replay goes there: the key is in the store they share.
+  local replay_url=$ORDER_URL replayed=replayed
+  if [[ " $SERVICES " == *" order-service-2 "* ]]; then
+    replay_url=$ORDER_2_URL replayed="replayed on order-service-2"
+  fi
+  body=$(curl -s -w '\n%{http_code}' --max-time 10 -X POST "$replay_url/orders" \
     -H 'Content-Type: application/json' -H "Idempotency-Key: $key" -d "$order") || true
   replay_id=$(jq -c '.id // empty' <<<"${body%$'\n'*}" 2>/dev/null || true)
   if [ "$replay_id" != "$order_id" ]; then
-    echo "replaying the key gave order ${replay_id:-none} (status ${body##*$'\n'}), expected $order_id"
+    echo "replaying the key ($replay_url) gave order ${replay_id:-none} (status ${body##*$'\n'}), expected $order_id"
     return 1
   fi
   status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$ORDER_URL/orders/$(jq -r . <<<"$order_id")" || true)
@@ -109,7 +116,7 @@ interaction() {
     echo "GET /orders/$order_id -> $status"
     return 1
   fi
-  echo "user $user_id, order $order_id created, replayed and read back"
+  echo "user $user_id, order $order_id created, $replayed and read back"
 }
 
 if [[ " $SERVICES " == *" user-service "* && " $SERVICES " == *" order-service "* ]]; then

@@ -55,7 +55,8 @@ const APP_CSS: &str = include_str!("../assets/app.css");
 pub struct Config {
     /// Where to listen (`DASHBOARD_ADDR`, default `127.0.0.1:8080`).
     pub addr: SocketAddr,
-    /// Services to poll: every `USER_SERVICE_URLS` entry, then `ORDER_SERVICE_URL`.
+    /// Services to poll: every `USER_SERVICE_URLS` entry, then every order-service replica in
+    /// `ORDER_SERVICE_URLS` (comma-separated; else the one `ORDER_SERVICE_URL`).
     pub services: Vec<ServiceConfig>,
     /// Time between polls (`DASHBOARD_POLL_MS`, default 1000).
     pub interval: Duration,
@@ -90,11 +91,18 @@ impl Config {
             };
             services.push(ServiceConfig::new(name, check_url(url)?));
         }
-        let order = var("ORDER_SERVICE_URL").unwrap_or_else(|| "http://127.0.0.1:5002".into());
-        services.push(ServiceConfig::new(
-            "order-service",
-            check_url(order.trim())?,
-        ));
+        let orders = var("ORDER_SERVICE_URLS")
+            .or_else(|| var("ORDER_SERVICE_URL"))
+            .unwrap_or_else(|| "http://127.0.0.1:5002".into());
+        let orders = orders.split(',').map(str::trim).filter(|u| !u.is_empty());
+        for (i, url) in orders.enumerate() {
+            // The names run.sh gives the replicas: order-service, order-service-2, ...
+            let name = match i {
+                0 => "order-service".to_owned(),
+                _ => format!("order-service-{}", i + 1),
+            };
+            services.push(ServiceConfig::new(name, check_url(url)?));
+        }
         let interval = match var("DASHBOARD_POLL_MS") {
             Some(ms) => Duration::from_millis(ms.parse::<u64>()?.max(100)),
             None => Duration::from_secs(1),

@@ -240,6 +240,28 @@ fn config_reads_the_environment_with_loopback_defaults() {
         dashboard::Config::from_lookup(|k| (k == "ORDER_SERVICE_URL").then(|| "file:///etc".into()))
             .is_err()
     );
+
+    // Two order-service replicas (ORDER_SERVICE_REPLICAS=2 ./run.sh up): both polled, under
+    // run.sh's names; the list wins over the single URL.
+    let replicas = dashboard::Config::from_lookup(|k| match k {
+        "ORDER_SERVICE_URLS" => Some("http://127.0.0.1:6002,http://127.0.0.1:6004".into()),
+        "ORDER_SERVICE_URL" => Some("http://127.0.0.1:6999".into()),
+        _ => None,
+    })
+    .unwrap();
+    let polled: Vec<_> = replicas
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.base_url.as_str()))
+        .collect();
+    assert_eq!(
+        polled,
+        [
+            ("user-service", "http://127.0.0.1:5001"),
+            ("order-service", "http://127.0.0.1:6002"),
+            ("order-service-2", "http://127.0.0.1:6004"),
+        ]
+    );
 }
 
 #[tokio::test]

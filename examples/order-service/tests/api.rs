@@ -981,33 +981,6 @@ async fn migration_2002_scopes_existing_keys_by_user_on_every_backend() {
     }
 }
 
-/// The same database as `store`, connected again with every migration.
-async fn reopen(store: &service_kit::store::Store) -> service_kit::store::Store {
-    let url = match store.backend() {
-        service_kit::store::Backend::Sqlite => {
-            let row = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-            let file: String = sqlx::Row::try_get(&row, 0).unwrap();
-            format!("sqlite://{file}")
-        }
-        service_kit::store::Backend::Postgres => {
-            let row = sqlx::query("SELECT current_schema()::text")
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-            let schema: String = sqlx::Row::try_get(&row, 0).unwrap();
-            let base = std::env::var("TEST_DATABASE_URL").unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            format!("{base}{sep}options=-c%20search_path%3D{schema}")
-        }
-    };
-    service_kit::store::Store::connect(&url, &MIGRATIONS)
-        .await
-        .unwrap()
-}
-
 #[test]
 fn idempotency_retention_is_a_validated_duration() {
     let c = order_service::Config::from_env(Env::from_pairs([])).unwrap();

@@ -8,12 +8,12 @@ mod support;
 
 use std::time::Duration;
 
-use order_service::{DegradedMode, app, store};
+use order_service::{DegradedMode, store};
 use reqwest::StatusCode;
 use serde_json::Value;
 use service_kit::store::testing;
 use support::*;
-use tokio::{net::TcpListener, time::Instant};
+use tokio::time::Instant;
 
 struct OrderService {
     base: String,
@@ -25,12 +25,8 @@ impl OrderService {
     async fn start(urls: Vec<reqwest::Url>) -> Self {
         let store = testing::sqlite(&order_service::store::MIGRATIONS).await;
         let state = order_state_on(store, urls, DegradedMode::Fail, Some(fast_stack()));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = app(state.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
-            base: format!("http://{addr}"),
+            base: serve_order(state.clone()).await,
             state,
             client: reqwest::Client::new(),
         }

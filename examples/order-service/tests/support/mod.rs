@@ -162,7 +162,44 @@ pub fn order_state_on(
     AppState::new(store, &config).unwrap()
 }
 
+/// Serves `state`'s router on a new loopback port; returns its base URL (`http://127.0.0.1:N`).
+pub async fn serve_order(state: AppState) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = order_service::app(state);
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
 /// A `POST /orders` body.
 pub fn order_body(user_id: i64, product: &str) -> String {
     format!(r#"{{"user_id":{user_id},"product_id":"{product}","quantity":2,"price":9.5}}"#)
+}
+
+/// The same database as `store`, connected again with every migration: its own pool, as
+/// another process (a second replica) would have.
+pub async fn reopen(store: &service_kit::store::Store) -> service_kit::store::Store {
+    let url = match store.backend() {
+        service_kit::store::Backend::Sqlite => {
+            let row = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let file: String = sqlx::Row::try_get(&row, 0).unwrap();
+            format!("sqlite://{file}")
+        }
+        service_kit::store::Backend::Postgres => {
+            let row = sqlx::query("SELECT current_schema()::text")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            let schema: String = sqlx::Row::try_get(&row, 0).unwrap();
+            let base = std::env::var("TEST_DATABASE_URL").unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        }
+    };
+    service_kit::store::Store::connect(&url, &MIGRATIONS)
+        .await
+        .unwrap()
 }
