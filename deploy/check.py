@@ -7,6 +7,8 @@
     compose FILE                                      what the compose schema cannot see
     stack   TOML RUST_SOURCE                          the shipped resilience config is the
                                                      service's built-in default
+    vector  TOML LOG...                               the Vector config's topology, and every
+                                                     field it reads is in the services' lines
 
 Each prints what it checked and exits 1 naming every problem it found.
 """
@@ -303,6 +305,112 @@ def cmd_stack(args) -> int:
     return fail(problems)
 
 
+# --- vector -----------------------------------------------------------------------------------
+
+# What Vector's file and stdin sources put on an event before the remap runs (`timestamp` too,
+# but the remap reads the service's own, so it is not listed here).
+VECTOR_FIELDS = {"message", "file", "host", "source_type"}
+# In every JSON line a service writes.
+ALWAYS = {"timestamp", "level", "target", "fields.message"}
+# In the lines written while a request is handled; the config must name each.
+IDS = {"trace_id": 32, "span_id": 16, "request_id": None}
+VRL_STRING = re.compile(r"""r?'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|#[^\n]*""")
+VRL_PATH = re.compile(r"(?<![\w\]\)])\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)")
+VRL_ASSIGN = re.compile(r"^\s*\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*=(?!=)(.*)$")
+TEMPLATE = re.compile(r"\{\{\s*\.?([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}")
+
+
+def vrl_reads(source: str) -> tuple[list[str], set[str]]:
+    """The event paths a remap program reads before assigning them, in order, and those it
+    assigns. String literals and comments are blanked first."""
+    reads: list[str] = []
+    assigned: set[str] = set()
+    for line in VRL_STRING.sub('""', source).splitlines():
+        m = VRL_ASSIGN.match(line)
+        rhs = m.group(2) if m else line
+        for path in VRL_PATH.findall(rhs):
+            if path not in assigned and path not in reads:
+                reads.append(path)
+        if m:
+            assigned.add(m.group(1))
+    return reads, assigned
+
+
+def has_path(obj, path: str) -> bool:
+    for part in path.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return False
+        obj = obj[part]
+    return True
+
+
+def cmd_vector(args) -> int:
+    import tomllib
+
+    problems: list[str] = []
+    config = tomllib.loads(Path(args.toml).read_text())
+    sources = config.get("sources", {})
+    transforms = config.get("transforms", {})
+    sinks = config.get("sinks", {})
+    if not sources or not sinks:
+        problems.append(f"{args.toml}: needs at least one source and one sink")
+    producers = set(sources) | set(transforms)
+    consumed: set[str] = set()
+    for kind, table in (("transforms", transforms), ("sinks", sinks)):
+        for name, c in table.items():
+            if "type" not in c:
+                problems.append(f"{kind}.{name}: no type")
+            if not c.get("inputs"):
+                problems.append(f"{kind}.{name}: no inputs")
+            for i in c.get("inputs", []):
+                consumed.add(i)
+                if i not in producers:
+                    problems.append(f"{kind}.{name}: input {i!r} is no source or transform")
+    for name in sorted(producers - consumed):
+        problems.append(f"{name}: nothing reads it")
+    if not any(s.get("type") == "file" and s.get("include") for s in sources.values()):
+        problems.append("no file source: the run.sh log files are not read")
+
+    reads: list[str] = []
+    assigned: set[str] = set()
+    for name, t in transforms.items():
+        if t.get("type") == "remap":
+            r, a = vrl_reads(t.get("source", ""))
+            reads += [p for p in r if p not in reads]
+            assigned |= a
+    templates = {m for c in sinks.values() for m in TEMPLATE.findall(json.dumps(c))}
+    needed = [p for p in reads if p not in VECTOR_FIELDS]
+    needed += sorted(t for t in templates if t not in assigned and t not in needed)
+    for field in IDS:
+        if field not in needed:
+            problems.append(f"{args.toml}: never reads {field}, which every request's lines carry")
+
+    lines = []
+    for log in args.logs:
+        for n, text in enumerate(Path(log).read_text().splitlines(), 1):
+            if text.startswith("{"):
+                try:
+                    lines.append((f"{log}:{n}", json.loads(text)))
+                except json.JSONDecodeError as e:
+                    problems.append(f"{log}:{n}: not JSON ({e})")
+    if not lines:
+        problems.append(f"no JSON line in {' '.join(args.logs)}")
+    for where, line in lines:
+        for field in sorted(ALWAYS):
+            if not has_path(line, field):
+                problems.append(f"{where}: no {field}")
+        for field, hex_len in IDS.items():
+            value = line.get(field)
+            if value is not None and hex_len and not re.fullmatch(f"[0-9a-f]{{{hex_len}}}", str(value)):
+                problems.append(f"{where}: {field} {value!r} is not {hex_len} hex digits")
+    for path in needed:
+        if not any(has_path(line, path) for _, line in lines):
+            problems.append(f"{args.toml} reads .{path}, which no line of the logs has")
+    print(f"vector: {args.toml}: {len(producers)} sources and transforms, {len(sinks)} sinks; "
+          f"reads {', '.join('.' + p for p in needed)}; against {len(lines)} JSON lines")
+    return fail(problems)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -321,9 +429,12 @@ def main() -> int:
     p = sub.add_parser("stack")
     p.add_argument("toml")
     p.add_argument("rust")
+    p = sub.add_parser("vector")
+    p.add_argument("toml")
+    p.add_argument("logs", nargs="+")
     args = ap.parse_args()
     commands = {"promql": cmd_promql, "helm": cmd_helm, "lint": cmd_lint, "compose": cmd_compose,
-                "stack": cmd_stack}
+                "stack": cmd_stack, "vector": cmd_vector}
     return commands[args.cmd](args)
 
 

@@ -4,6 +4,7 @@
 #
 #   deploy/check.sh                       scrape = the snapshots in deploy/prometheus/testdata
 #   SCRAPE="http://127.0.0.1:5001/metrics http://127.0.0.1:5002/metrics" deploy/check.sh
+#   LOGS=".run/logs/user-service.log .run/logs/order-service.log" deploy/check.sh
 #
 #  1. compose.yaml against the compose specification's JSON schema (vendored by
 #     check-jsonschema), plus what a schema cannot see (depends_on targets and conditions,
@@ -16,6 +17,10 @@
 #     non-root, anti-affinity, HPA and PDB per Deployment)
 #  5. promtool check config, check rules, test rules (rules_test.yml)
 #  6. every metric and label named by the rules and the Grafana dashboard is in the scrape
+#  7. deploy/logging/vector.toml: Vector cannot be installed from a registry here, so not
+#     `vector validate`: the file parses as TOML, every `inputs` names a source or transform,
+#     and every field its remap and sink templates read is in the services' JSON lines (LOGS:
+#     captured lines in deploy/logging/testdata, or the live run.sh logs)
 # Needs: python3-venv, promtool (Debian's prometheus package). Output: target/deploy/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +29,7 @@ source deploy/venv.sh || exit 1
 OUT=target/deploy
 mkdir -p "$OUT"
 SCRAPE=${SCRAPE:-deploy/prometheus/testdata/user-service.prom deploy/prometheus/testdata/order-service.prom}
+LOGS=${LOGS:-deploy/logging/testdata/user-service.log deploy/logging/testdata/order-service.log}
 passed=0 failed=0
 check() {
   local what=$1
@@ -64,6 +70,9 @@ check "promtool check rules" promtool check rules deploy/prometheus/rules.yml
 check "promtool test rules" promtool test rules deploy/prometheus/rules_test.yml
 check "PromQL names against the scrape ($SCRAPE)" \
   "$PY" deploy/check.py promql deploy/prometheus/rules.yml deploy/grafana/dashboards/*.json "${scrapes[@]}"
+# shellcheck disable=SC2086 # LOGS is a list of paths
+check "vector.toml: TOML, topology, the fields the services write ($LOGS)" \
+  "$PY" deploy/check.py vector deploy/logging/vector.toml $LOGS
 
 printf '\ndeploy: %d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" = 0 ]

@@ -4,22 +4,21 @@
 
 use dashboard::{AppState, Config, app};
 use service_kit::{
-    config::{ConnectionLimits, Env, ShutdownTiming},
+    config::{ConnectionLimits, Env, ShutdownTiming, Telemetry},
     health::Readiness,
     serve::{serve, shutdown_signal},
 };
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    let config = Config::from_env()?;
     let mut env = Env::from_process();
+    let telemetry = Telemetry::read(&mut env);
     let timing = ShutdownTiming::read(&mut env);
     let limits = ConnectionLimits::read(&mut env);
     env.finish()?;
+    // The services' logs: `LOG_FORMAT` (JSON when stdout is not a terminal) and `RUST_LOG`.
+    service_kit::telemetry::init(&telemetry);
+    let config = Config::from_env()?;
     let (state, poller) = AppState::polling(&config);
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(

@@ -200,13 +200,79 @@ pub fn load<T>(
     })
 }
 
-/// How log lines are written.
+/// How log lines are written (`LOG_FORMAT`).
+///
+/// ```
+/// use service_kit::config::LogFormat;
+///
+/// assert_eq!(LogFormat::Auto.resolve(false), LogFormat::Json);
+/// assert_eq!(LogFormat::Auto.resolve(true), LogFormat::Text);
+/// assert_eq!(LogFormat::Pretty.resolve(false), LogFormat::Pretty);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// Human-readable text.
-    Text,
-    /// One JSON object per line.
+    /// JSON lines when stdout is not a terminal (a file, a pipe, a container's log driver:
+    /// whatever ships the lines wants them parseable), text when a person watches (the default).
+    Auto,
+    /// One JSON object per line (see [`crate::telemetry`] for the fields).
     Json,
+    /// Multi-line text for reading at a terminal.
+    Pretty,
+    /// One line of text per event, with the span context.
+    Text,
+}
+
+impl LogFormat {
+    /// The format to write: [`LogFormat::Auto`] decided by whether stdout is a terminal.
+    pub fn resolve(self, stdout_is_terminal: bool) -> Self {
+        match self {
+            Self::Auto if stdout_is_terminal => Self::Text,
+            Self::Auto => Self::Json,
+            other => other,
+        }
+    }
+}
+
+/// What [`crate::telemetry`] sets up: logs (`LOG_FORMAT`, `RUST_LOG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Telemetry {
+    /// `LOG_FORMAT`: auto (the default), json, pretty or text.
+    pub log_format: LogFormat,
+    /// `RUST_LOG` filter (default `info`).
+    pub log_filter: String,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Auto,
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+impl Telemetry {
+    /// Reads `LOG_FORMAT` and `RUST_LOG`.
+    pub fn read(env: &mut Env) -> Self {
+        let log_format = match env
+            .choice("LOG_FORMAT", "auto", &["auto", "json", "pretty", "text"])
+            .as_str()
+        {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            "text" => LogFormat::Text,
+            _ => LogFormat::Auto,
+        };
+        let mut log_filter = env.string("RUST_LOG", "info");
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            env.error("RUST_LOG", format!("`{log_filter}` is not a valid filter"));
+            log_filter = "info".to_owned();
+        }
+        Self {
+            log_format,
+            log_filter,
+        }
+    }
 }
 
 /// Settings every service has.
@@ -216,10 +282,8 @@ pub struct Common {
     pub addr: SocketAddr,
     /// `sqlite://...` or `postgres://...`.
     pub database_url: String,
-    /// `LOG_FORMAT`: text or json.
-    pub log_format: LogFormat,
-    /// `RUST_LOG` filter (default `info`).
-    pub log_filter: String,
+    /// `LOG_FORMAT` and `RUST_LOG`.
+    pub telemetry: Telemetry,
     /// `ADMIN_TOKEN`: bearer token for `/admin/*`; unset = admin routes disabled.
     pub admin_token: Option<String>,
     /// `SHUTDOWN_DELAY_MS` and `SHUTDOWN_TIMEOUT_MS`.
@@ -255,14 +319,6 @@ impl Common {
                 format!("`{database_url}` is not a sqlite: or postgres:// URL"),
             );
         }
-        let log_format = match env.choice("LOG_FORMAT", "text", &["text", "json"]).as_str() {
-            "json" => LogFormat::Json,
-            _ => LogFormat::Text,
-        };
-        let log_filter = env.string("RUST_LOG", "info");
-        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
-            env.error("RUST_LOG", format!("`{log_filter}` is not a valid filter"));
-        }
         let admin_token = env.get("ADMIN_TOKEN");
         if admin_token.as_ref().is_some_and(|t| t.len() < 8) {
             env.error("ADMIN_TOKEN", "must be at least 8 characters");
@@ -270,8 +326,7 @@ impl Common {
         Self {
             addr,
             database_url,
-            log_format,
-            log_filter,
+            telemetry: Telemetry::read(env),
             admin_token,
             shutdown: ShutdownTiming::read(env),
             connections: ConnectionLimits::read(env),
@@ -411,7 +466,33 @@ mod tests {
         assert_eq!(c.admin_token, None);
         assert_eq!(c.min_deadline, Duration::from_millis(10));
         assert_eq!(c.connections, ConnectionLimits::default());
+        assert_eq!(c.telemetry, Telemetry::default());
+        assert_eq!(c.telemetry.log_format, LogFormat::Auto);
         env.finish().unwrap();
+    }
+
+    #[test]
+    fn log_format_takes_every_word_and_keeps_the_old_ones() {
+        for (word, format) in [
+            ("auto", LogFormat::Auto),
+            ("JSON", LogFormat::Json),
+            ("pretty", LogFormat::Pretty),
+            ("text", LogFormat::Text),
+        ] {
+            let mut env = Env::from_pairs([("LOG_FORMAT", word), ("RUST_LOG", "debug,hyper=info")]);
+            let t = Telemetry::read(&mut env);
+            env.finish().unwrap();
+            assert_eq!(t.log_format, format, "{word}");
+            assert_eq!(t.log_filter, "debug,hyper=info");
+        }
+        let mut env = Env::from_pairs([("LOG_FORMAT", "xml"), ("RUST_LOG", "[")]);
+        assert_eq!(Telemetry::read(&mut env), Telemetry::default());
+        let errs = env.finish().unwrap_err().0;
+        assert!(
+            errs[0].starts_with("LOG_FORMAT: `xml` is not one of auto, json, pretty, text"),
+            "{errs:?}"
+        );
+        assert!(errs[1].starts_with("RUST_LOG:"), "{errs:?}");
     }
 
     #[test]

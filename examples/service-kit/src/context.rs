@@ -206,6 +206,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         route = %route,
         request_id = %ctx.request_id,
         trace_id = %ctx.trace.trace_id(),
+        span_id = %ctx.trace.span_id(),
     );
 
     let run = CURRENT.scope(ctx.clone(), AssertUnwindSafe(next.run(req)).catch_unwind());

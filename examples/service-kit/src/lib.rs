@@ -2,7 +2,7 @@
 //! its domain: RFC 9457 errors ([`problem`]), extractors that reject with them ([`extract`]),
 //! health reports ([`health`]), Prometheus metrics ([`metrics`]), the per-request context and
 //! its middleware ([`context`]), the sqlx store ([`store`]), env configuration ([`config`]),
-//! serving with graceful shutdown ([`serve`]), the token-guarded admin check ([`admin`]),
+//! serving with graceful shutdown ([`serve`]), logs ([`telemetry`]), the token-guarded admin check ([`admin`]),
 //! the business-route layers and fault-injection admin routes ([`faults`]), and
 //! what the services' tests share ([`testing`]).
 //!
@@ -32,6 +32,7 @@ pub mod paging;
 pub mod problem;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
 
 use axum::{Router, extract::DefaultBodyLimit, middleware, routing::get};
@@ -89,6 +90,14 @@ mod tests {
                     tracing::info!("inside the handler");
                     "ok"
                 }),
+            )
+            .route(
+                "/nested",
+                get(|| async {
+                    tracing::info_span!("lookup", user = 7)
+                        .in_scope(|| tracing::info!("in a nested span"));
+                    "ok"
+                }),
             );
         finish(routes, 1024)
     }
@@ -127,39 +136,92 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_json_log_line_of_a_request_carries_its_request_id() {
+    /// The JSON lines written while `req` is served by [`panicking_app`], plus one line logged
+    /// outside any request.
+    fn json_lines_of(req: http::Request<axum::body::Body>) -> Vec<serde_json::Value> {
         let buf = Buf::default();
         let sink = buf.clone();
-        let sub = serve::subscriber(config::LogFormat::Json, "info", move || sink.clone());
+        let sub = telemetry::subscriber(config::LogFormat::Json, "info", move || sink.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let r = tracing::subscriber::with_default(sub, || {
-            rt.block_on(async {
-                let mut req = get_req("/log");
-                req.headers_mut()
-                    .insert("x-request-id", "log-req-7".parse().unwrap());
-                call(&panicking_app(), req).await
-            })
+            tracing::info!(port = 5001_u16, "outside any request");
+            rt.block_on(call(&panicking_app(), req))
         });
         assert_eq!(r.status, StatusCode::OK);
         let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert!(lines.len() >= 2, "{out}");
-        for line in &lines {
-            assert_eq!(line["span"]["request_id"], "log-req-7", "{line}");
-            assert_eq!(line["span"]["trace_id"].as_str().unwrap().len(), 32);
-        }
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn every_json_log_line_of_a_request_carries_its_trace_span_and_request_ids() {
+        let mut req = get_req("/log");
+        req.headers_mut()
+            .insert("x-request-id", "log-req-7".parse().unwrap());
+        req.headers_mut().insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        let lines = json_lines_of(req);
+        let (outside, inside) = lines.split_first().unwrap();
+
+        assert_eq!(outside["fields"]["message"], "outside any request");
+        assert_eq!(outside["fields"]["port"], 5001, "numbers stay numbers");
+        assert_eq!(outside["level"], "INFO");
+        assert_eq!(outside["target"], "service_kit::tests");
         assert!(
-            lines
+            humantime::parse_rfc3339(outside["timestamp"].as_str().unwrap()).is_ok(),
+            "{outside}"
+        );
+        for absent in ["trace_id", "span_id", "request_id", "span"] {
+            assert!(outside.get(absent).is_none(), "{outside}");
+        }
+
+        assert!(inside.len() >= 2, "{inside:?}");
+        let span_id = inside[0]["span_id"].as_str().unwrap().to_owned();
+        for line in inside {
+            assert_eq!(
+                line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{line}"
+            );
+            assert_eq!(line["span_id"], span_id.as_str(), "{line}");
+            assert_eq!(line["request_id"], "log-req-7", "{line}");
+            assert_eq!(line["span"]["name"], "request", "{line}");
+            assert_eq!(line["span"]["route"], "/log", "{line}");
+        }
+        assert_eq!(span_id.len(), 16);
+        assert!(span_id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(span_id, "00f067aa0ba902b7", "our span, not the caller's");
+        assert!(
+            inside
                 .iter()
                 .any(|l| l["fields"]["message"] == "inside the handler")
         );
-        assert!(lines.iter().any(|l| l["fields"]["status"] == 200));
+        assert!(inside.iter().any(|l| l["fields"]["status"] == 200));
+    }
+
+    #[test]
+    fn a_line_in_a_nested_span_names_it_and_keeps_the_request_ids() {
+        let lines = json_lines_of(get_req("/nested"));
+        let nested = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "in a nested span")
+            .unwrap();
+        assert_eq!(nested["span"]["name"], "lookup");
+        assert_eq!(nested["span"]["user"], 7);
+        let request = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "request finished")
+            .unwrap();
+        for id in ["trace_id", "span_id", "request_id"] {
+            assert!(nested[id].is_string(), "{nested}");
+            assert_eq!(nested[id], request[id], "{id}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Logging setup, and the one accept loop every service serves through.
+//! The one accept loop every service serves through.
 //!
 //! A client cannot hold the server's sockets and tasks by being slow, idle or many
 //! ([`ConnectionLimits`]): each connection is HTTP/1 with hyper's header-read timer (a client
@@ -45,7 +45,7 @@ use tokio::{
 use tower::ServiceExt;
 
 use crate::{
-    config::{Common, ConnectionLimits, LogFormat, ShutdownTiming},
+    config::{Common, ConnectionLimits, ShutdownTiming},
     health::Readiness,
     problem::Problem,
     store::{Migrations, Store},
@@ -71,7 +71,7 @@ pub async fn run(
     migrations: &Migrations,
     build: impl FnOnce(Store) -> Result<Started, String>,
 ) -> ExitCode {
-    init_tracing(common.log_format, &common.log_filter);
+    crate::telemetry::init(&common.telemetry);
     // Before anything registers a metric: handles taken from the facade earlier would stay
     // bound to the no-op recorder (the library registers its handles when a layer is built).
     crate::metrics::install();
@@ -117,38 +117,6 @@ pub async fn run(
     store.close().await;
     tracing::info!("{service} stopped");
     ExitCode::SUCCESS
-}
-
-/// Sets up `tracing` once for the process (see [`subscriber`]).
-pub fn init_tracing(format: LogFormat, filter: &str) {
-    let _ = tracing::subscriber::set_global_default(subscriber(format, filter, std::io::stdout));
-}
-
-/// The subscriber [`init_tracing`] installs: JSON lines that carry the request span's fields
-/// (so every line has the request id and trace id), or text with the span context.
-pub fn subscriber<W>(
-    format: LogFormat,
-    filter: &str,
-    writer: W,
-) -> Box<dyn tracing::Subscriber + Send + Sync>
-where
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
-{
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        LogFormat::Json => Box::new(
-            builder
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .finish(),
-        ),
-        LogFormat::Text => Box::new(builder.with_ansi(false).finish()),
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
