@@ -2,14 +2,15 @@
 //!
 //! A dependency that slows down or fails takes its callers with it: threads pile up waiting,
 //! retries multiply the load on something already down, and users wait for timeouts instead
-//! of getting a quick answer. This crate gives a tower service the four classic defences, each
+//! of getting a quick answer. This crate gives a tower service the classic defences, each
 //! a [`tower::Layer`] usable alone, and one composed stack built from one config value:
 //!
 //! | layer | module | what it prevents |
 //! |---|---|---|
 //! | circuit breaker | [`circuit_breaker`] | calling a dependency that is known to be failing; fails fast instead |
 //! | retry with budget | [`retry`] | giving up on a transient failure, without ever multiplying an outage's load |
-//! | attempt timeout and total deadline | [`timeout`] | waiting forever; no call outlives the caller's patience |
+//! | total deadline | [`deadline`] | no call, retries included, outlives the caller's patience; the time left travels downstream |
+//! | attempt timeout | [`timeout`] | waiting forever on one hung attempt |
 //! | bulkhead | [`bulkhead`] | one slow dependency taking every task and connection |
 //!
 //! What counts as a failure is decided once, by a [`Classify`] value shared by the breaker and
@@ -72,6 +73,7 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod fault;
 #[cfg(feature = "http")]

@@ -12,7 +12,7 @@
 //!   an open circuit is a rejection that retry never repeats: the caller fails fast instead of
 //!   hammering a dependency that is known to be down.
 //! - **Deadline outside retry**: the caller's total patience bounds every attempt and every
-//!   backoff sleep; retry reads it ([`current_deadline`](crate::timeout::current_deadline))
+//!   backoff sleep; retry reads it ([`current_deadline`](crate::deadline::current_deadline))
 //!   and gives up rather than sleeping past it.
 //! - **Bulkhead outermost**: it bounds whole logical requests, retries included, so a slow
 //!   dependency cannot make retries multiply the calls in flight.
@@ -66,12 +66,13 @@ use crate::{
     },
     classify::ErrorsAreFailures,
     config::{ConfigError, Problem, check_positive},
+    deadline::{DeadlineLayer, DeadlineService},
     error::BoxError,
     retry::{
         BackoffConfig, CloneRequest, Cloned, Retry, RetryConfig, RetryHandle, RetryLayer,
         RetryPolicy, RetrySnapshot,
     },
-    timeout::{AttemptTimeout, AttemptTimeoutLayer, DeadlineLayer, DeadlineService},
+    timeout::{AttemptTimeout, AttemptTimeoutLayer},
 };
 
 /// The configuration of the whole stack: each piece optional, absent means not applied.

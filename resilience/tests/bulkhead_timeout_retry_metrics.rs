@@ -11,8 +11,9 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 use resilience_layers::{
     BoxError,
     bulkhead::{BulkheadConfig, BulkheadLayer},
+    deadline::DeadlineLayer,
     retry::{BudgetConfig, RetryConfig, RetryLayer},
-    timeout::{AttemptTimeoutLayer, DeadlineLayer},
+    timeout::AttemptTimeoutLayer,
 };
 use tower::{Layer, ServiceExt, service_fn};
 

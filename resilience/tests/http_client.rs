@@ -11,9 +11,9 @@ use reqwest_middleware::ClientWithMiddleware;
 use resilience_layers::{
     Error,
     circuit_breaker::CircuitState,
+    deadline::Deadline,
     http::{DEADLINE_HEADER, IDEMPOTENCY_KEY, ResilienceMiddleware, into_error, rejection},
     stack::StackConfig,
-    timeout::Deadline,
 };
 use tokio::time::Instant;
 use wiremock::{

@@ -11,12 +11,12 @@ use axum::{
 };
 use resilience_layers::{
     BoxError,
+    deadline::current_deadline,
     http::{
         AcceptDeadlineLayer, DEADLINE_HEADER, HttpClassifier, PROBLEM_JSON, ProblemLayer,
         ResilienceMiddleware,
     },
     stack::{ResilienceLayer, SendOnce, StackConfig},
-    timeout::current_deadline,
 };
 use serde_json::Value;
 use tower::{ServiceBuilder, ServiceExt, service_fn};

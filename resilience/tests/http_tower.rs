@@ -164,7 +164,7 @@ async fn a_retry_after_past_the_backoff_cap_gives_up_without_a_deadline() {
 async fn failures_of_the_callers_deadline_leave_the_breaker_closed_and_are_not_retried() {
     use resilience_layers::{
         circuit_breaker::CircuitState,
-        timeout::{Deadline, DeadlineLayer},
+        deadline::{Deadline, DeadlineLayer},
     };
     let calls = Arc::new(Mutex::new(0_u32));
     let counted = calls.clone();
@@ -208,7 +208,7 @@ async fn failures_of_the_callers_deadline_leave_the_breaker_closed_and_are_not_r
 async fn a_probe_failing_on_the_callers_deadline_gives_its_slot_back() {
     use resilience_layers::{
         circuit_breaker::CircuitState,
-        timeout::{Deadline, DeadlineLayer},
+        deadline::{Deadline, DeadlineLayer},
     };
     let upstream = service_fn(|req: Request<String>| async move {
         match req.uri().path() {

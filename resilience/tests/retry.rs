@@ -9,8 +9,8 @@ use std::{
 use resilience_layers::{
     BoxError, Error, Outcome,
     bulkhead::{BulkheadConfig, BulkheadLayer},
+    deadline::DeadlineLayer,
     retry::{BackoffConfig, BudgetConfig, GIVE_UP, Jitter, RetryConfig, RetryLayer},
-    timeout::DeadlineLayer,
 };
 use tokio::time::Instant;
 use tokio_test::{assert_pending, task};

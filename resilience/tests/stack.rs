@@ -12,8 +12,8 @@ use std::{
 use resilience_layers::{
     BoxError, Error,
     circuit_breaker::CircuitState,
+    deadline::current_deadline,
     stack::{ResilienceLayer, StackConfig},
-    timeout::current_deadline,
 };
 use tokio::time::Instant;
 use tower::{Service, ServiceExt, service_fn};

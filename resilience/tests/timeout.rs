@@ -7,14 +7,12 @@ use std::{
 
 use resilience_layers::{
     Error,
-    timeout::{
-        AttemptTimeout, AttemptTimeoutLayer, Deadline, DeadlineLayer, DeadlineService,
-        current_deadline,
-    },
+    deadline::{Deadline, DeadlineLayer, DeadlineService, current_deadline},
+    timeout::{AttemptTimeout, AttemptTimeoutLayer},
 };
 use tokio::time::Instant;
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 fn sleeper() -> impl Service<u64, Response = u64, Error = std::io::Error, Future: Send> + Clone {
     service_fn(|ms: u64| async move {
@@ -248,4 +246,24 @@ async fn the_deadline_follows_the_task_not_the_thread() {
     let caught = std::panic::catch_unwind(|| d.sync_scope(|| panic!("boom")));
     assert!(caught.is_err());
     assert_eq!(current_deadline(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_keeps_its_old_paths_under_timeout() {
+    // `timeout::` named the deadline's items before it had a module of its own; they are the
+    // same items, so code written against the old paths mixes with the new.
+    let old: resilience_layers::timeout::Deadline = Deadline::after(Duration::from_secs(1));
+    let seen: Option<Deadline> = old
+        .scope(async { resilience_layers::timeout::current_deadline() })
+        .await;
+    assert_eq!(seen, Some(old));
+    let layer: DeadlineLayer =
+        resilience_layers::timeout::DeadlineLayer::new(Duration::from_secs(1)).unwrap();
+    let svc: resilience_layers::timeout::DeadlineService<_> = layer.layer(sleeper());
+    let future: resilience_layers::timeout::future::DeadlineFuture<_> =
+        DeadlineService::clone(&svc).call(5);
+    assert_eq!(future.await.unwrap(), 5);
+    let scoped: resilience_layers::timeout::WithDeadline<std::future::Ready<()>> =
+        old.scope(std::future::ready(()));
+    scoped.await;
 }

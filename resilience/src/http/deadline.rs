@@ -26,8 +26,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::{
+    deadline::{current_deadline, future::DeadlineFuture, timeouts_counter},
     error::BoxError,
-    timeout::{current_deadline, future::DeadlineFuture, timeouts_counter},
 };
 
 /// The header carrying the caller's remaining deadline, in whole milliseconds.
@@ -96,7 +96,7 @@ pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
 /// ```
 /// use std::{convert::Infallible, time::Duration};
 /// use http::{Request, Response};
-/// use resilience_layers::{http::{AcceptDeadlineLayer, DEADLINE_HEADER}, timeout::current_deadline};
+/// use resilience_layers::{http::{AcceptDeadlineLayer, DEADLINE_HEADER}, deadline::current_deadline};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -281,7 +281,7 @@ where
 
 pin_project! {
     /// Future for [`AcceptDeadline`]: the handler's future, bounded by the caller's deadline
-    /// (the [`DeadlineService`](crate::timeout::DeadlineService)'s future) when there is one.
+    /// (the [`DeadlineService`](crate::deadline::DeadlineService)'s future) when there is one.
     #[derive(Debug)]
     pub struct AcceptDeadlineFuture<F> {
         #[pin]
@@ -326,7 +326,7 @@ where
 /// ```
 /// use std::{convert::Infallible, time::Duration};
 /// use http::{Request, Response};
-/// use resilience_layers::{http::{DEADLINE_HEADER, PropagateDeadlineLayer}, timeout::DeadlineLayer};
+/// use resilience_layers::{http::{DEADLINE_HEADER, PropagateDeadlineLayer}, deadline::DeadlineLayer};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {

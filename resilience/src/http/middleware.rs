@@ -24,14 +24,11 @@ use crate::{
     bulkhead::{BulkheadHandle, BulkheadLayer},
     circuit_breaker::CircuitBreakerHandle,
     config::ConfigError,
+    deadline::{Deadline, current_deadline, deadline_exceeded, timeouts_counter},
     error::BoxError,
     retry::RetryHandle,
     stack::{StackConfig, StackSnapshot},
-    timeout::{
-        Deadline, current_deadline,
-        future::{attempt_timed_out, deadline_exceeded},
-        timeouts_counter,
-    },
+    timeout::future::attempt_timed_out,
 };
 
 /// Runs the resilience stack around every call of a `reqwest_middleware` client:

@@ -21,7 +21,7 @@
 //! `resilience_retry_delay_seconds` histogram; each retry, refusal and give-up is a `debug`
 //! event with target `resilience`.
 //!
-//! [`current_deadline`]: crate::timeout::current_deadline
+//! [`current_deadline`]: crate::deadline::current_deadline
 //!
 //! ```
 //! use std::{sync::{Arc, atomic::{AtomicU32, Ordering}}, time::Duration};

@@ -8,8 +8,8 @@ use tower::retry::Policy;
 use super::{BackoffConfig, Delay, FromIter, MakeBackoff, RetryHandle};
 use crate::{
     classify::{Classify, ErrorsAreFailures, Outcome},
+    deadline::current_deadline,
     error::{self, BoxError},
-    timeout::current_deadline,
 };
 
 /// Decides whether one result is retried, and after how long; plugs into `tower::retry`.

@@ -1,12 +1,12 @@
-//! Timeouts: one per attempt, and one deadline for the whole call.
+//! Timeouts: one per attempt, beside the deadline for the whole call.
 //!
 //! Why two: a per-attempt timeout ([`AttemptTimeoutLayer`]) sits inside the circuit breaker so
 //! a hung attempt is cut short and counted as a failure, and retry can try again. A total
 //! deadline ([`DeadlineLayer`]) sits outside retry so the caller's patience bounds everything:
-//! attempts, backoff sleeps and all. The deadline is published to the layers inside through
-//! [`current_deadline`] (a task-local set around the inner `call` and every poll of the inner
-//! future), so retry never starts an attempt or sleeps past it, and an HTTP client can
-//! send the time left downstream. A nested deadline only ever shortens the time.
+//! attempts, backoff sleeps and all. The deadline has its own module, [`crate::deadline`],
+//! because retry and the HTTP integration build on it too; its items are re-exported here
+//! (`timeout::DeadlineLayer`, `timeout::current_deadline`, ...) so the paths that named them
+//! here keep working.
 //!
 //! Errors: [`Elapsed`](crate::error::Elapsed) for an attempt,
 //! [`DeadlineExceeded`](crate::error::DeadlineExceeded) for the deadline, both as
@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use resilience_layers::{Error, timeout::{AttemptTimeoutLayer, DeadlineLayer}};
+//! use resilience_layers::{Error, deadline::DeadlineLayer, timeout::AttemptTimeoutLayer};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -32,15 +32,12 @@
 //! # }
 //! ```
 
-mod deadline;
 pub mod future;
 mod layer;
 mod service;
 
-#[cfg(feature = "http")]
-pub(crate) use self::layer::timeouts_counter;
-pub use self::{
-    deadline::{Deadline, WithDeadline, current_deadline},
-    layer::{AttemptTimeoutLayer, DeadlineLayer},
-    service::{AttemptTimeout, DeadlineService},
+pub use self::{layer::AttemptTimeoutLayer, service::AttemptTimeout};
+/// The deadline's items at their old paths; [`crate::deadline`] is their home.
+pub use crate::deadline::{
+    Deadline, DeadlineLayer, DeadlineService, WithDeadline, current_deadline,
 };

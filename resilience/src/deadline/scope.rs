@@ -1,4 +1,4 @@
-//! The deadline value, and where inner layers find it.
+//! Where inner layers find the deadline in force: a task-local set around calls and polls.
 
 use std::{
     cell::Cell,
@@ -9,7 +9,10 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
+
 use tokio::time::Instant;
+
+use super::Deadline;
 
 // The deadline of the call being made or polled on this thread, if any.
 //
@@ -30,7 +33,7 @@ thread_local! {
 #[inline]
 fn load() -> Option<Lazy> {
     match (FIXED.get(), UNANCHORED.get()) {
-        (Some(at), _) => Some(Lazy::Fixed(Deadline { at })),
+        (Some(at), _) => Some(Lazy::Fixed(Deadline::at(at))),
         (None, Some(budget)) => Some(Lazy::Unanchored { budget }),
         (None, None) => None,
     }
@@ -40,7 +43,7 @@ fn load() -> Option<Lazy> {
 #[inline]
 fn store(lazy: Option<Lazy>) {
     let (fixed, unanchored) = match lazy {
-        Some(Lazy::Fixed(deadline)) => (Some(deadline.at), None),
+        Some(Lazy::Fixed(deadline)) => (Some(deadline.instant()), None),
         Some(Lazy::Unanchored { budget }) => (None, Some(budget)),
         None => (None, None),
     };
@@ -113,98 +116,6 @@ impl Drop for Scope {
     }
 }
 
-/// The instant by which a whole call, retries included, must be done.
-///
-/// [`DeadlineLayer`](super::DeadlineLayer) makes its deadline visible to everything it wraps
-/// through [`current_deadline`]; retry uses it to stop before the time is up, and the HTTP
-/// client sends it downstream.
-///
-/// ```
-/// use std::time::Duration;
-/// use resilience_layers::timeout::Deadline;
-///
-/// let deadline = Deadline::after(Duration::from_secs(2));
-/// assert!(deadline.remaining() <= Duration::from_secs(2));
-/// assert!(!deadline.is_expired());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Deadline {
-    at: Instant,
-}
-
-impl Deadline {
-    /// A deadline `budget` from now (saturating at the far future).
-    pub fn after(budget: Duration) -> Self {
-        Self::after_from(Instant::now(), budget)
-    }
-
-    pub(crate) fn after_from(now: Instant, budget: Duration) -> Self {
-        let at = now
-            .checked_add(budget)
-            // About thirty years: far enough to mean "never", near enough not to overflow.
-            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-        Self { at }
-    }
-
-    /// A deadline at `instant`.
-    pub fn at(instant: Instant) -> Self {
-        Self { at: instant }
-    }
-
-    /// When the time is up.
-    pub fn instant(&self) -> Instant {
-        self.at
-    }
-
-    /// Time left, zero once passed.
-    pub fn remaining(&self) -> Duration {
-        self.at.saturating_duration_since(Instant::now())
-    }
-
-    /// True once the deadline has passed.
-    pub fn is_expired(&self) -> bool {
-        self.at <= Instant::now()
-    }
-
-    /// The earlier of this deadline and `other`: a nested deadline can only shorten the time.
-    #[must_use]
-    pub fn min_with(self, other: Option<Deadline>) -> Deadline {
-        match other {
-            Some(other) if other < self => other,
-            _ => self,
-        }
-    }
-
-    /// Runs `future` with this deadline (or an earlier one already in force) visible to
-    /// [`current_deadline`] inside it; for code outside tower, such as a server-side layer
-    /// that read the caller's deadline from a header.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use resilience_layers::timeout::{Deadline, current_deadline};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let deadline = Deadline::after(Duration::from_secs(1));
-    /// let seen = deadline.scope(async { current_deadline() }).await;
-    /// assert_eq!(seen, Some(deadline));
-    /// assert_eq!(current_deadline(), None);
-    /// # }
-    /// ```
-    pub fn scope<F: Future>(self, future: F) -> WithDeadline<F> {
-        WithDeadline {
-            future,
-            deadline: self,
-        }
-    }
-
-    /// Runs `f` with this deadline (or an earlier one already in force) visible to
-    /// [`current_deadline`].
-    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        let deadline = self.min_with(current_deadline());
-        Lazy::Fixed(deadline).enter(f).0
-    }
-}
-
 /// The deadline of the call being made or polled right now, if a
 /// [`DeadlineLayer`](super::DeadlineLayer) (or [`Deadline::scope`]) is in force around it.
 ///
@@ -213,7 +124,7 @@ impl Deadline {
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience_layers::timeout::{DeadlineLayer, current_deadline};
+/// use resilience_layers::deadline::{DeadlineLayer, current_deadline};
 /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -255,4 +166,9 @@ impl<F: Future> Future for WithDeadline<F> {
         // An earlier deadline around this poll wins, as with nested deadline layers.
         this.deadline.sync_scope(|| this.future.poll(cx))
     }
+}
+
+/// A [`WithDeadline`] around `future`; [`Deadline::scope`] builds it.
+pub(super) fn with_future<F: Future>(future: F, deadline: Deadline) -> WithDeadline<F> {
+    WithDeadline { future, deadline }
 }
