@@ -15,8 +15,23 @@
 //!
 //! What counts as a failure is decided once, by a [`Classify`] value shared by the breaker and
 //! retry ([`classify`]); HTTP responses are classified by the `http` feature ([`http`]
-//! module: tower-http classification, `Retry-After`, idempotency, a reqwest-middleware client
-//! and an axum layer that answers rejections with `application/problem+json`).
+//! module: tower-http classification, `Retry-After`, idempotency, an axum layer that answers
+//! rejections with `application/problem+json`, and with the `reqwest` feature a
+//! reqwest-middleware client).
+//!
+//! # Features, and the versions the integrations are built for
+//!
+//! | feature | what it adds | the crates its API uses |
+//! |---|---|---|
+//! | *(none)* | every layer, the stack, its config | `tower` 0.5, `tokio` 1 |
+//! | `http` | HTTP classification, `Retry-After`, idempotency, deadline headers, the server side (axum) | `http` 1, `tower-http` 0.6 |
+//! | `reqwest` | the reqwest client middleware (implies `http`) | `reqwest` 0.13, `reqwest-middleware` 0.5 |
+//!
+//! A server-only user enables `http` and does not compile reqwest. The traits and types in
+//! this crate's API are those of the versions above: a `reqwest` 0.12 client next to this
+//! crate's 0.13 is a different crate to the compiler, and fails with "`ResilienceMiddleware:
+//! Middleware` is not satisfied". [`deps`] re-exports the exact crates, so
+//! `resilience_layers::deps::reqwest` is always the one that fits.
 //!
 //! Every rejection is a small typed error inside tower's [`BoxError`]; [`Error::from_boxed`]
 //! turns it into an enum to `match`. Every decision is a `tracing` event and a `metrics`
@@ -86,10 +101,43 @@ pub mod stack;
 pub mod timeout;
 
 pub use classify::{Classify, ErrorsAreFailures, Outcome};
+
+/// The crates this crate's public API is built on, re-exported at the exact versions it was
+/// built against (see the [feature table](crate#features-and-the-versions-the-integrations-are-built-for)).
+///
+/// Use these paths when your own `Cargo.toml` names another version, or to be sure the types
+/// you hand to this crate are the ones it expects:
+///
+/// ```
+/// use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};
+/// use resilience_layers::deps::tower::{ServiceBuilder, service_fn};
+///
+/// let svc = ServiceBuilder::new()
+///     .layer(BulkheadLayer::new("db", BulkheadConfig::default()).unwrap())
+///     .service(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// # let _ = svc;
+/// ```
+pub mod deps {
+    pub use ::tower;
+
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub use ::http;
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub use ::tower_http;
+
+    #[cfg(feature = "reqwest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub use ::reqwest;
+    #[cfg(feature = "reqwest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub use ::reqwest_middleware;
+}
 pub use config::ConfigError;
 pub use error::{BoxError, Error};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
-#[cfg(all(doctest, feature = "http"))]
+#[cfg(all(doctest, feature = "reqwest"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -3,7 +3,7 @@
 //! Tests that only wait on backoff or `Retry-After` run on tokio's paused clock: the server
 //! lives on its own runtime, so the client's sleeps auto-advance and the elapsed (virtual)
 //! time is exactly the delay the middleware chose.
-#![cfg(feature = "http")]
+#![cfg(feature = "reqwest")]
 
 use std::time::{Duration, SystemTime};
 

@@ -12,10 +12,7 @@ use axum::{
 use resilience_layers::{
     BoxError,
     deadline::current_deadline,
-    http::{
-        AcceptDeadlineLayer, DEADLINE_HEADER, HttpClassifier, PROBLEM_JSON, ProblemLayer,
-        ResilienceMiddleware,
-    },
+    http::{AcceptDeadlineLayer, DEADLINE_HEADER, HttpClassifier, PROBLEM_JSON, ProblemLayer},
     stack::{ResilienceLayer, SendOnce, StackConfig},
 };
 use serde_json::Value;
@@ -185,8 +182,11 @@ async fn other_errors_answer_a_generic_500_without_internals() {
     assert!(!json.to_string().contains("password"), "{json}");
 }
 
+#[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn the_deadline_travels_from_client_to_server_end_to_end() {
+    use resilience_layers::{http::ResilienceMiddleware, deadline::current_deadline};
+
     // A server that reports the deadline its handler sees.
     let app: Router = Router::new()
         .route(

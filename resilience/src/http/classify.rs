@@ -79,10 +79,8 @@ impl HttpClassifier {
             classify_std_error(&**e)
         } else if let Some(e) = any.downcast_ref::<crate::Error>() {
             classify_std_error(e)
-        } else if let Some(e) = any.downcast_ref::<reqwest_middleware::Error>() {
-            classify_middleware_error(e)
-        } else if let Some(e) = any.downcast_ref::<reqwest::Error>() {
-            classify_reqwest_error(e)
+        } else if let Some(class) = classify_reqwest_any(any) {
+            class
         } else if let Some(e) = any.downcast_ref::<std::io::Error>() {
             classify_std_error(e)
         } else {
@@ -199,6 +197,7 @@ where
     }
 }
 
+#[cfg(feature = "reqwest")]
 impl<E> Classify<reqwest::Response, E> for HttpClassifier
 where
     E: fmt::Display + 'static,
@@ -222,6 +221,8 @@ where
 /// the upstream was slow) is the upstream's failure. The caveat: an upstream that answers
 /// `deadline-exceeded` when a cap of its *own* passes (`AcceptDeadlineLayer::with_max`) is
 /// taken at its word; the attempt timeout still counts a slow upstream as failing.
+// The client middleware applies it; the server side has no budget of its own to answer.
+#[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
 pub(crate) fn answers_our_budget(
     status: StatusCode,
     sent: Duration,
@@ -232,6 +233,23 @@ pub(crate) fn answers_our_budget(
         && (elapsed >= sent || problem_type == Some(DEADLINE_EXCEEDED_TYPE))
 }
 
+/// The reqwest error types, when `any` is one of them.
+#[cfg(feature = "reqwest")]
+fn classify_reqwest_any(any: &dyn Any) -> Option<HttpFailureClass> {
+    if let Some(e) = any.downcast_ref::<reqwest_middleware::Error>() {
+        Some(classify_middleware_error(e))
+    } else {
+        any.downcast_ref::<reqwest::Error>()
+            .map(classify_reqwest_error)
+    }
+}
+
+#[cfg(not(feature = "reqwest"))]
+fn classify_reqwest_any(_: &dyn Any) -> Option<HttpFailureClass> {
+    None
+}
+
+#[cfg(feature = "reqwest")]
 pub(crate) fn classify_middleware_error(e: &reqwest_middleware::Error) -> HttpFailureClass {
     match e {
         reqwest_middleware::Error::Reqwest(e) => classify_reqwest_error(e),
@@ -239,6 +257,7 @@ pub(crate) fn classify_middleware_error(e: &reqwest_middleware::Error) -> HttpFa
     }
 }
 
+#[cfg(feature = "reqwest")]
 fn classify_reqwest_error(e: &reqwest::Error) -> HttpFailureClass {
     if e.is_timeout() {
         HttpFailureClass::Timeout
@@ -275,6 +294,7 @@ fn classify_link(e: &(dyn StdError + 'static)) -> Option<HttpFailureClass> {
     if e.is::<DeadlineExceeded>() {
         return Some(HttpFailureClass::DeadlineExceeded);
     }
+    #[cfg(feature = "reqwest")]
     if let Some(e) = e.downcast_ref::<reqwest::Error>() {
         return Some(classify_reqwest_error(e));
     }
@@ -359,11 +379,14 @@ mod tests {
             HttpClassifier::classify_any_error(&other),
             HttpFailureClass::Error("boom".into())
         );
-        let mw = reqwest_middleware::Error::middleware(crate::error::BulkheadFull::new("b", 2));
-        assert_eq!(
-            HttpClassifier::classify_any_error(&mw),
-            HttpFailureClass::Rejected
-        );
+        #[cfg(feature = "reqwest")]
+        {
+            let mw = reqwest_middleware::Error::middleware(crate::error::BulkheadFull::new("b", 2));
+            assert_eq!(
+                HttpClassifier::classify_any_error(&mw),
+                HttpFailureClass::Rejected
+            );
+        }
     }
 
     #[test]

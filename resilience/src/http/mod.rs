@@ -1,6 +1,6 @@
 //! HTTP integration (feature `http`): what counts as a failure, `Retry-After`, idempotency,
-//! deadline propagation, the whole stack on a reqwest client, and rejections as
-//! `application/problem+json` on an axum server.
+//! deadline propagation, and rejections as `application/problem+json` on an axum server; with
+//! the `reqwest` feature, the whole stack on a reqwest client.
 //!
 //! The pieces, and why each exists:
 //!
@@ -16,16 +16,17 @@
 //! - [`DEADLINE_HEADER`] / [`AcceptDeadlineLayer`] / [`PropagateDeadlineLayer`] — the
 //!   caller's remaining time travels downstream (`x-request-deadline-ms: <ms>`), so a callee
 //!   stops working for a caller that has already given up.
-//! - [`ResilienceMiddleware`] — bulkhead, deadline, retry, a breaker per upstream host and an
+//! - [`ResilienceMiddleware`] (feature `reqwest`) — bulkhead, deadline, retry, a breaker per upstream host and an
 //!   attempt timeout around every `reqwest_middleware` call, built from a
 //!   [`StackConfig`](crate::stack::StackConfig).
 //! - [`ProblemLayer`] — on the server, turns every rejection into the right status
 //!   (`503` + `Retry-After`, `504`, `500`) with an RFC 9457 body, and keeps the service
 //!   `Infallible` for axum.
 //!
-//! # A reqwest client
+//! # A reqwest client (feature `reqwest`)
 //!
-//! ```no_run
+#![cfg_attr(feature = "reqwest", doc = "```no_run")]
+#![cfg_attr(not(feature = "reqwest"), doc = "```ignore")]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use resilience_layers::{http::ResilienceMiddleware, stack::StackConfig};
 //!
@@ -88,10 +89,18 @@
 mod classify;
 mod deadline;
 mod idempotency;
+#[cfg(feature = "reqwest")]
 mod middleware;
 mod problem;
+#[cfg(feature = "reqwest")]
 mod registry;
 mod retry_after;
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use self::middleware::{
+    ResilienceMiddleware, ResilienceMiddlewareBuilder, into_error, rejection,
+};
 
 pub use self::{
     classify::{HttpClassifier, HttpFailureClass},
@@ -100,7 +109,6 @@ pub use self::{
         PropagateDeadline, PropagateDeadlineLayer, deadline_from_headers, set_deadline_header,
     },
     idempotency::{IDEMPOTENCY_KEY, IdempotentRequests, is_retry_safe},
-    middleware::{ResilienceMiddleware, ResilienceMiddlewareBuilder, into_error, rejection},
     problem::{
         BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, Problem, ProblemLayer,
         ProblemService, ResponseFuture,

@@ -156,6 +156,7 @@ impl<B, E> RetryAfter<http::Response<B>, E> for HttpRetryAfter {
     }
 }
 
+#[cfg(feature = "reqwest")]
 impl<E> RetryAfter<reqwest::Response, E> for HttpRetryAfter {
     fn retry_after(&self, result: Result<&reqwest::Response, &E>) -> Option<Duration> {
         let res = result.ok()?;
