@@ -73,6 +73,7 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod fault;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
