@@ -90,6 +90,7 @@ pub mod classify;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod events;
 pub mod fault;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

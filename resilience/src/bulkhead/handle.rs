@@ -12,10 +12,11 @@ use metrics::{Counter, Gauge};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::BulkheadConfig;
+use super::{BulkheadConfig, BulkheadEvent};
 use crate::{
     config::ConfigError,
     error::{BoxError, BulkheadFull},
+    events::{Channel, Subscription},
     per_thread::{StripedCounter, ThreadView},
 };
 
@@ -54,6 +55,7 @@ pub(super) struct Shared {
     in_use_gauge: Gauge,
     waiting_gauge: Gauge,
     rejected_counter: Counter,
+    events: Arc<Channel<BulkheadEvent>>,
 }
 
 /// Counts of one bulkhead at an instant, for dashboards and `GET /resilience`.
@@ -176,6 +178,10 @@ impl Shared {
             max_concurrent = self.config.max_concurrent,
             "bulkhead full; call rejected"
         );
+        self.events.emit(|| BulkheadEvent::Rejected {
+            max_concurrent: self.config.max_concurrent,
+            at: tokio::time::Instant::now(),
+        });
         BulkheadFull::new(self.name, self.config.max_concurrent)
     }
 }
@@ -208,6 +214,7 @@ impl BulkheadHandle {
             in_use_gauge: metrics::gauge!("resilience_bulkhead_in_use", "name" => label.clone()),
             waiting_gauge: metrics::gauge!("resilience_bulkhead_waiting", "name" => label.clone()),
             rejected_counter: metrics::counter!("resilience_bulkhead_rejected_total", "name" => label),
+            events: Arc::default(),
             name,
             config,
         };
@@ -237,6 +244,12 @@ impl BulkheadHandle {
             waiting: shared.waiting.load(Ordering::Relaxed),
             rejected_total: shared.rejected.sum(),
         }
+    }
+
+    /// Subscribes to the bulkhead's rejections, in the order they happen; see
+    /// [`events`](crate::events) for delivery and cost (none while nobody subscribes).
+    pub fn subscribe(&self) -> Subscription<BulkheadEvent> {
+        self.shared.events.subscribe()
     }
 
     /// Waits up to the configured `max_wait` for a permit, or fails with

@@ -14,7 +14,8 @@
 //!
 //! Metrics (labelled `name`): `resilience_bulkhead_in_use` (calls running and handle permits
 //! held), `resilience_bulkhead_waiting` (gauges) and `resilience_bulkhead_rejected_total`;
-//! each rejection is a `debug` event with target `resilience`.
+//! each rejection is a `debug` event with target `resilience`, and a [`BulkheadEvent`] to
+//! the handle's [`subscribe`](BulkheadHandle::subscribe) subscriptions.
 //!
 //! ```
 //! use std::time::Duration;
@@ -40,6 +41,7 @@
 //! ```
 
 mod config;
+mod event;
 pub mod future;
 mod handle;
 mod layer;
@@ -47,6 +49,7 @@ mod service;
 
 pub use self::{
     config::BulkheadConfig,
+    event::BulkheadEvent,
     future::ResponseFuture,
     handle::{BulkheadHandle, BulkheadPermit, BulkheadSnapshot},
     layer::BulkheadLayer,

@@ -6,11 +6,13 @@ use metrics::{Counter, Gauge};
 use tokio::time::Instant;
 
 use super::config::CircuitBreakerConfig;
+use super::event::CircuitEvent;
 use super::snapshot::CircuitSnapshot;
 use super::state::{CallKind, CircuitState, Hooks, RawPermit, Rejected, StateMachine};
 use crate::classify::Outcome;
 use crate::config::ConfigError;
 use crate::error::{BoxError, CircuitOpen, HalfOpenFull};
+use crate::events::{Channel, Subscription};
 use crate::per_thread::{StripedCounter, ThreadView};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -28,6 +30,8 @@ pub(crate) struct Observer {
     /// Written by every rejection, from every thread: striped, so threads do not share it.
     rejected_total: StripedCounter,
     transitions_total: AtomicU64,
+    /// Subscribers to transitions and rejections; read once per event, built only for them.
+    events: Arc<Channel<CircuitEvent>>,
 }
 
 impl Observer {
@@ -81,6 +85,7 @@ impl Observer {
             rejected: metrics::counter!("resilience_circuit_rejected_total", "name" => label),
             rejected_total: StripedCounter::default(),
             transitions_total: AtomicU64::new(0),
+            events: Arc::default(),
             name,
         }
     }
@@ -94,6 +99,10 @@ impl Observer {
             Rejected::HalfOpenFull => "half_open_full",
         };
         tracing::debug!(target: "resilience", name = %self.name, reason, "circuit breaker rejected a call");
+        self.events.emit(|| CircuitEvent::Rejected {
+            reason: rejected.into(),
+            at: Instant::now(),
+        });
     }
 }
 
@@ -109,6 +118,11 @@ impl Hooks for Observer {
             to = to.as_str(),
             "circuit breaker state changed"
         );
+        self.events.emit(|| CircuitEvent::StateChanged {
+            from,
+            to,
+            at: Instant::now(),
+        });
     }
 
     #[inline]
@@ -132,6 +146,10 @@ impl Hooks for Observer {
                 "circuit breaker back under its thresholds"
             );
         }
+        self.events.emit(|| CircuitEvent::ThresholdCrossed {
+            exceeded,
+            at: Instant::now(),
+        });
     }
 }
 
@@ -287,6 +305,35 @@ impl CircuitBreakerHandle {
             hooks.rejected_total.sum(),
             hooks.transitions_total.load(Relaxed),
         )
+    }
+
+    /// Subscribes to the breaker's state transitions and rejections (and, in metrics-only
+    /// mode, its threshold crossings), in the order they happen; see
+    /// [`events`](crate::events) for delivery and cost (none while nobody subscribes).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resilience_layers::Outcome;
+    /// use resilience_layers::circuit_breaker::{
+    ///     CircuitBreakerConfig, CircuitBreakerLayer, CircuitEvent, CircuitState,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config = CircuitBreakerConfig { minimum_calls: 1, ..Default::default() };
+    /// let handle = CircuitBreakerLayer::new("users", config).unwrap().handle();
+    /// let mut events = handle.subscribe();
+    /// tokio::spawn(async move {
+    ///     while let Ok(event) = events.recv().await {
+    ///         if let CircuitEvent::StateChanged { to: CircuitState::Open, .. } = event {
+    ///             // page someone, shed optional work, ...
+    ///         }
+    ///     }
+    /// });
+    /// handle.try_acquire().unwrap().record(Outcome::Failure);
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> Subscription<CircuitEvent> {
+        self.local.shared.machine.hooks.events.subscribe()
     }
 
     /// Rejects every call until [`reset`](Self::reset).

@@ -62,7 +62,9 @@
 //! breaker clears its window but is not a transition); each rejection is a `DEBUG` event
 //! with a `reason`. In MetricsOnly, crossing a threshold is one `WARN` event ("would
 //! open") and falling back under it one `INFO` event. [`CircuitBreakerHandle::snapshot`]
-//! returns a serializable [`CircuitSnapshot`].
+//! returns a serializable [`CircuitSnapshot`], and [`CircuitBreakerHandle::subscribe`] a
+//! stream of the same transitions, rejections and crossings as [`CircuitEvent`]s, for code
+//! that reacts to them (free while nobody subscribes: see [`events`](crate::events)).
 //!
 //! # Example
 //!
@@ -106,6 +108,7 @@
 //! ```
 
 mod config;
+mod event;
 mod future;
 mod handle;
 mod layer;
@@ -121,6 +124,7 @@ mod loom_tests;
 mod state_tests;
 
 pub use config::{CircuitBreakerConfig, SlidingWindow};
+pub use event::{CircuitEvent, RejectReason};
 pub use future::ResponseFuture;
 pub use handle::{CallPermit, CircuitBreakerHandle};
 pub use layer::CircuitBreakerLayer;

@@ -5,8 +5,9 @@ use std::{sync::Arc, time::Duration};
 use metrics::{Counter, Histogram};
 use serde::{Deserialize, Serialize};
 
-use super::{Backoff, RetryBudget, RetryConfig};
+use super::{Backoff, RetryBudget, RetryConfig, RetryEvent};
 use crate::config::ConfigError;
+use crate::events::{Channel, Subscription};
 use crate::per_thread::{StripedCounter, ThreadView};
 
 /// A cloneable handle on one retry's shared parts: its config, its budget and its counters.
@@ -54,6 +55,7 @@ struct Shared {
     requests_counter: Counter,
     retries_counter: Counter,
     delay_histogram: Histogram,
+    events: Arc<Channel<RetryEvent>>,
 }
 
 /// One retry's counts at an instant, for dashboards and `GET /resilience`.
@@ -113,6 +115,7 @@ impl RetryHandle {
                 requests_counter: metrics::counter!("resilience_retry_requests_total", "name" => label.clone()),
                 retries_counter: metrics::counter!("resilience_retry_retries_total", "name" => label.clone()),
                 delay_histogram: metrics::histogram!("resilience_retry_delay_seconds", "name" => label),
+                events: Arc::default(),
                 name,
                 config,
                 budget,
@@ -169,10 +172,14 @@ impl RetryHandle {
     /// Takes one retry from the budget (always `true` without a budget); a refusal is counted
     /// and logged.
     pub fn withdraw(&self) -> bool {
-        self.shared
-            .budget
-            .as_ref()
-            .is_none_or(RetryBudget::withdraw)
+        let shared = &self.shared;
+        let allowed = shared.budget.as_ref().is_none_or(RetryBudget::withdraw);
+        if !allowed {
+            shared.events.emit(|| RetryEvent::BudgetExhausted {
+                at: tokio::time::Instant::now(),
+            });
+        }
+        allowed
     }
 
     /// Counts one retry about to be sent as attempt number `attempt` after `delay`.
@@ -182,6 +189,18 @@ impl RetryHandle {
         shared.retries_counter.increment(1);
         shared.delay_histogram.record(delay.as_secs_f64());
         tracing::debug!(target: "resilience", name = %shared.name, attempt, delay = ?delay, "retrying");
+        shared.events.emit(|| RetryEvent::Retrying {
+            attempt,
+            delay,
+            at: tokio::time::Instant::now(),
+        });
+    }
+
+    /// Subscribes to the retries this handle counts and the retries its budget refuses, in
+    /// the order they happen; see [`events`](crate::events) for delivery and cost (none while
+    /// nobody subscribes).
+    pub fn subscribe(&self) -> Subscription<RetryEvent> {
+        self.shared.events.subscribe()
     }
 
     /// Logs that a request failed for good, with why it was not retried.

@@ -19,7 +19,8 @@
 //! Metrics (labelled `name`): `resilience_retry_requests_total`,
 //! `resilience_retry_retries_total`, `resilience_retry_budget_exhausted_total`, and the
 //! `resilience_retry_delay_seconds` histogram; each retry, refusal and give-up is a `debug`
-//! event with target `resilience`.
+//! event with target `resilience`, and each retry and refusal a [`RetryEvent`] to the
+//! handle's [`subscribe`](RetryHandle::subscribe) subscriptions.
 //!
 //! [`current_deadline`]: crate::deadline::current_deadline
 //!
@@ -51,6 +52,7 @@
 mod backoff;
 mod budget;
 mod config;
+mod event;
 pub mod future;
 mod handle;
 mod layer;
@@ -61,6 +63,7 @@ pub use self::{
     backoff::{Backoff, FromIter, MakeBackoff},
     budget::RetryBudget,
     config::{BackoffConfig, BudgetConfig, Jitter, RetryConfig},
+    event::RetryEvent,
     future::Delay,
     handle::{RetryHandle, RetrySnapshot},
     layer::RetryLayer,
