@@ -11,7 +11,6 @@ use axum::{
 };
 use resilience_layers::{
     BoxError,
-    deadline::current_deadline,
     http::{AcceptDeadlineLayer, DEADLINE_HEADER, HttpClassifier, PROBLEM_JSON, ProblemLayer},
     stack::{ResilienceLayer, SendOnce, StackConfig},
 };
@@ -185,7 +184,7 @@ async fn other_errors_answer_a_generic_500_without_internals() {
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn the_deadline_travels_from_client_to_server_end_to_end() {
-    use resilience_layers::{http::ResilienceMiddleware, deadline::current_deadline};
+    use resilience_layers::{deadline::current_deadline, http::ResilienceMiddleware};
 
     // A server that reports the deadline its handler sees.
     let app: Router = Router::new()
