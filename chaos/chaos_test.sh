@@ -34,14 +34,10 @@ SCENARIOS=${CHAOS_SCENARIOS:-user-kill order-kill user-slow user-flap}
 USER_URL=${USER_SERVICE_URL:-http://${USER_SERVICE_ADDR:-127.0.0.1:5001}}
 ORDER_URL=${ORDER_SERVICE_URL:-http://${ORDER_SERVICE_ADDR:-127.0.0.1:5002}}
 export ADMIN_TOKEN=${ADMIN_TOKEN:-chaos-$(od -An -tx8 -N8 /dev/urandom | tr -d ' \n')}
-LOADGEN=${LOADGEN:-target/debug/chaos-loadgen}
+# shellcheck source=chaos/common.sh
+. chaos/common.sh
 
-for url in "$USER_URL" "$ORDER_URL"; do
-  case "$url" in
-    http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*) ;;
-    *) echo "chaos: $url is not a loopback URL; refusing" >&2; exit 2 ;;
-  esac
-done
+require_loopback "$USER_URL" "$ORDER_URL"
 if [ "$DURATION" -lt 40 ]; then
   echo "chaos: CHAOS_DURATION must be at least 40 s (got $DURATION)" >&2
   exit 2
@@ -49,50 +45,20 @@ fi
 
 mkdir -p "$OUT"
 EVENTS="$OUT/events.log"
-SUMMARY="$OUT/summary.json"
 : >"$EVENTS"
 RANDOM=$SEED
 START=$(date +%s)
-loadgen_pid=""
-
-log() { printf 'chaos [%4ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }
-event() { echo "$(date +%s%3N) $1 ${2:-}" >>"$EVENTS"; }
-# rand_between LOW HIGH -> integer seconds in [LOW, HIGH]
-rand_between() { echo $(( $1 + RANDOM % ($2 - $1 + 1) )); }
-ready() { curl -fs -o /dev/null --max-time 2 "$1/health/ready"; }
-# sleep_until T: sleep until T seconds after START
-sleep_until() {
-  local left=$(( $1 - ($(date +%s) - START) ))
-  if [ "$left" -gt 0 ]; then sleep "$left"; fi
-}
 
 faults() { # faults JSON: PUT /admin/faults on user-service; prints the HTTP status
   curl -s -o /dev/null -w '%{http_code}' --max-time 3 -X PUT "$USER_URL/admin/faults" \
     -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' -d "$1" || true
 }
 
-restart() {
-  event restart "$1"
-  log "restart $1"
-  if ! ./run.sh restart "$1" >>"$OUT/run.log" 2>&1; then
-    log "run.sh restart $1 failed (see $OUT/run.log)"
-  fi
-  event ready "$1"
-}
-
-kill_service() {
-  event kill "$1"
-  log "kill -9 $1"
-  ./run.sh kill "$1" >>"$OUT/run.log" 2>&1 || log "run.sh kill $1 failed"
-}
-
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   local code=$?
   trap - EXIT INT TERM
-  if [ -n "$loadgen_pid" ] && kill -0 "$loadgen_pid" 2>/dev/null; then
-    kill "$loadgen_pid" 2>/dev/null || true
-  fi
+  stop_loadgen
   # Leave the system as a person expects it: no fault injected, everything running.
   faults '{"latency_ms":0,"error_rate":0}' >/dev/null
   for svc in user-service order-service; do
@@ -109,17 +75,11 @@ if ! ready "$USER_URL" || ! ready "$ORDER_URL"; then
   log "system not up: ./run.sh up (ADMIN_TOKEN exported for fault injection)"
   ./run.sh up >>"$OUT/run.log" 2>&1 || { log "./run.sh up failed (see $OUT/run.log)"; exit 2; }
 fi
-if [ ! -x "$LOADGEN" ]; then
-  log "building chaos-loadgen"
-  cargo build -q -p chaos-loadgen
-fi
 
 # 2. Load in the background, bounded by time and count.
 log "load: ${DURATION}s at ${RATE} orders/s, seed $SEED; events in $EVENTS"
-"$LOADGEN" --user-url "$USER_URL" --order-url "$ORDER_URL" --duration "$DURATION" \
-  --rate "$RATE" --seed "$SEED" --events "$EVENTS" --json "$SUMMARY" --attempts-csv "$OUT/attempts.csv" \
-  >"$OUT/loadgen.out" 2>"$OUT/loadgen.err" &
-loadgen_pid=$!
+start_loadgen --user-url "$USER_URL" --order-url "$ORDER_URL" --duration "$DURATION" \
+  --rate "$RATE" --seed "$SEED"
 
 # 3. Scenarios, one per slot after a baseline.
 read -r -a list <<<"$SCENARIOS"
@@ -136,11 +96,7 @@ scenario_user_kill() {
 }
 scenario_order_kill() {
   sleep "$(rand_between 1 3)"
-  # Mid-burst: the load generator fires --burst orders at once on SIGUSR1; kill while they are in flight.
-  event burst order-service
-  kill -USR1 "$loadgen_pid" 2>/dev/null || true
-  sleep 0.05
-  kill_service order-service
+  burst_and_kill order-service
   sleep "$(rand_between 1 3)"
   restart order-service
 }
@@ -197,16 +153,6 @@ for name in "${list[@]}"; do
 done
 
 # 4. The load generator heals, reads every order back and checks.
-log "waiting for the load generator to heal and check"
-set +e
-wait "$loadgen_pid"
-code=$?
-set -e
-loadgen_pid=""
-cat "$OUT/loadgen.out"
-case $code in
-  0) log "PASS: figures in $SUMMARY" ;;
-  1) log "FAIL: an invariant does not hold or the system did not heal (see above and $SUMMARY)" ;;
-  *) log "ERROR: the load generator could not run:"; tail -n 20 "$OUT/loadgen.err" >&2 ;;
-esac
+code=0
+finish_loadgen || code=$?
 exit "$code"

@@ -7,8 +7,10 @@ use std::time::Duration;
 pub struct Args {
     /// user-service base URL (`--user-url`, default the first of `USER_SERVICE_URLS` or 127.0.0.1:5001).
     pub user_url: String,
-    /// order-service base URL (`--order-url`, default `ORDER_SERVICE_URL` or 127.0.0.1:5002).
-    pub order_url: String,
+    /// order-service replicas' base URLs (`--order-url URL[,URL...]`, default
+    /// `ORDER_SERVICE_URLS`, else `ORDER_SERVICE_URL`, else 127.0.0.1:5002). Orders are spread
+    /// over them; see [`Args::order_url_for`].
+    pub order_urls: Vec<String>,
     /// How long to place orders (`--duration`, seconds).
     pub duration: Duration,
     /// At most this many orders (keys) (`--max-orders`).
@@ -43,7 +45,7 @@ impl Default for Args {
     fn default() -> Self {
         Args {
             user_url: "http://127.0.0.1:5001".into(),
-            order_url: "http://127.0.0.1:5002".into(),
+            order_urls: vec!["http://127.0.0.1:5002".into()],
             duration: Duration::from_secs(60),
             max_orders: 50_000,
             rate: 40.0,
@@ -68,7 +70,9 @@ chaos-loadgen: place orders under chaos and check none was lost or duplicated
 
 Options (defaults in brackets):
   --user-url URL       user-service  [$USER_SERVICE_URLS first, or http://127.0.0.1:5001]
-  --order-url URL      order-service [$ORDER_SERVICE_URL, or http://127.0.0.1:5002]
+  --order-url URL[,URL...]  order-service replicas: keys spread over them, each
+                       retry of a key on the next one [$ORDER_SERVICE_URLS, else
+                       $ORDER_SERVICE_URL, else http://127.0.0.1:5002]
   --duration SECS      load phase length [60]
   --max-orders N       stop after N orders [50000]
   --rate R             target orders/s [40]
@@ -97,8 +101,8 @@ impl Args {
         {
             a.user_url = first.to_owned();
         }
-        if let Some(url) = env("ORDER_SERVICE_URL") {
-            a.order_url = url;
+        if let Some(urls) = env("ORDER_SERVICE_URLS").or_else(|| env("ORDER_SERVICE_URL")) {
+            a.order_urls = list(&urls);
         }
         let mut it = argv.into_iter();
         while let Some(flag) = it.next() {
@@ -114,7 +118,7 @@ impl Args {
             };
             match flag.as_str() {
                 "--user-url" => a.user_url = value,
-                "--order-url" => a.order_url = value,
+                "--order-url" => a.order_urls = list(&value),
                 "--duration" => a.duration = Duration::from_secs_f64(num(&value)?.max(0.0)),
                 "--max-orders" => a.max_orders = num(&value)? as usize,
                 "--rate" => a.rate = num(&value)?,
@@ -135,10 +139,41 @@ impl Args {
         if a.rate.is_nan() || a.rate <= 0.0 {
             return Err("--rate must be positive".into());
         }
+        if a.order_urls.is_empty() {
+            return Err("--order-url lists no URL".into());
+        }
         a.user_url = loopback(&a.user_url)?;
-        a.order_url = loopback(&a.order_url)?;
+        a.order_urls = a
+            .order_urls
+            .iter()
+            .map(|u| loopback(u))
+            .collect::<Result<_, _>>()?;
         Ok(a)
     }
+
+    /// The first order-service URL: where the orders are read back (the replicas share one
+    /// store) and whose breakers are followed.
+    pub fn order_url(&self) -> &str {
+        &self.order_urls[0]
+    }
+
+    /// Where attempt `attempt` (0 = the first) of key `seq` goes: keys take the replicas in
+    /// turn, and each retry of a key goes to the next replica, as a load balancer moves on
+    /// from one that did not answer. So with a replica killed, its keys are retried on the
+    /// other one, and a key one replica stored may be replayed by the other: only the shared
+    /// store's idempotency keeps that one order.
+    pub fn order_url_for(&self, seq: usize, attempt: usize) -> &str {
+        &self.order_urls[(seq + attempt) % self.order_urls.len()]
+    }
+}
+
+/// The entries of a comma-separated list, trimmed, empty ones dropped.
+fn list(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Accepts only `http://` URLs on a loopback host: chaos traffic never leaves the machine.
@@ -191,7 +226,61 @@ mod tests {
         assert_eq!(a.duration, Duration::from_secs(5));
         assert_eq!(a.seed, 42);
         assert_eq!(a.user_url, "http://127.0.0.1:6001");
-        assert_eq!(a.order_url, "http://localhost:6002");
+        assert_eq!(a.order_urls, ["http://localhost:6002"]);
+    }
+
+    #[test]
+    fn keys_spread_over_replicas_and_each_retry_takes_the_next() {
+        let a = Args::parse(
+            args(&[
+                "--order-url",
+                "http://127.0.0.1:6102, http://127.0.0.1:6104/",
+            ]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            a.order_urls,
+            ["http://127.0.0.1:6102", "http://127.0.0.1:6104"]
+        );
+        assert_eq!(a.order_url(), "http://127.0.0.1:6102");
+        let first: Vec<_> = (0..4).map(|seq| a.order_url_for(seq, 0)).collect();
+        assert_eq!(
+            first,
+            [
+                &a.order_urls[0],
+                &a.order_urls[1],
+                &a.order_urls[0],
+                &a.order_urls[1]
+            ]
+        );
+        let retries: Vec<_> = (0..3).map(|n| a.order_url_for(1, n)).collect();
+        assert_eq!(
+            retries,
+            [&a.order_urls[1], &a.order_urls[0], &a.order_urls[1]]
+        );
+        // The environment's list of replicas, and the single URL when there is no list.
+        let env = Args::parse(args(&[]), |k| match k {
+            "ORDER_SERVICE_URLS" => Some("http://127.0.0.1:6102,http://127.0.0.1:6104".into()),
+            "ORDER_SERVICE_URL" => Some("http://127.0.0.1:6999".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(env.order_urls.len(), 2);
+        let single = Args::parse(args(&[]), |k| {
+            (k == "ORDER_SERVICE_URL").then(|| "http://127.0.0.1:6999".into())
+        })
+        .unwrap();
+        assert_eq!(single.order_urls, ["http://127.0.0.1:6999"]);
+        assert_eq!(single.order_url_for(7, 3), "http://127.0.0.1:6999");
+        assert!(Args::parse(args(&["--order-url", " , "]), |_| None).is_err());
+        assert!(
+            Args::parse(
+                args(&["--order-url", "http://127.0.0.1:1,http://10.0.0.1:2"]),
+                |_| None
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! `chaos-loadgen` creates a few users, then places orders against
 //! order-service at a bounded rate, for a bounded time and a bounded count,
-//! each order with its own `Idempotency-Key`. Every attempt is recorded as
+//! each order with its own `Idempotency-Key`, spread over every order-service replica given
+//! (each retry of a key goes to the next replica, so replicas must share idempotency through
+//! their store). Every attempt is recorded as
 //! *ok* (an order id came back), *failed* (a definite answer: a 4xx or a 503,
 //! or a connection that was refused so nothing was sent) or *unknown* (a
 //! timeout, a reset connection, a 5xx that does not say whether the order was

@@ -77,7 +77,7 @@ pub async fn run(args: &Args) -> anyhow::Result<RunOutput> {
     };
 
     let ready_by = Instant::now() + args.heal_timeout;
-    for url in [&args.user_url, &args.order_url] {
+    for url in std::iter::once(&args.user_url).chain(&args.order_urls) {
         if !wait_ready(&client, url, ready_by).await {
             bail!(
                 "{url}/health/ready did not answer 200 within {:?}",
@@ -135,8 +135,10 @@ pub async fn run(args: &Args) -> anyhow::Result<RunOutput> {
     // Heal: both services ready, then settle every key whose fate is unknown.
     let heal_start = Instant::now();
     let heal_by = heal_start + args.heal_timeout;
-    let ready = wait_ready(&client, &args.user_url, heal_by).await
-        && wait_ready(&client, &args.order_url, heal_by).await;
+    let mut ready = wait_ready(&client, &args.user_url, heal_by).await;
+    for url in &args.order_urls {
+        ready = ready && wait_ready(&client, url, heal_by).await;
+    }
     if ready {
         out.heal_ready_ms = Some(heal_start.elapsed().as_millis() as u64);
     } else {
@@ -161,7 +163,8 @@ pub async fn run(args: &Args) -> anyhow::Result<RunOutput> {
             if Instant::now() >= heal_by {
                 break;
             }
-            let a = place(&client, &args.order_url, key, true).await;
+            let url = args.order_url_for(key.seq, n as usize);
+            let a = place(&client, url, key, true).await;
             let done = a.result.is_final();
             out.attempts.push(a);
             if done {
@@ -174,7 +177,7 @@ pub async fn run(args: &Args) -> anyhow::Result<RunOutput> {
 
     // Read back every order of this run's users.
     for user in &users {
-        let orders = read_back(&client, &args.order_url, user, heal_by)
+        let orders = read_back(&client, args.order_url(), user, heal_by)
             .await
             .with_context(|| format!("reading back the orders of user {user}"))?;
         for o in orders {
@@ -278,7 +281,7 @@ async fn order(ctx: &Ctx, rng: &mut StdRng) -> Option<(OrderKey, Vec<Attempt>)> 
     };
     let mut attempts = Vec::new();
     for n in 0..args.attempts {
-        let a = place(&ctx.client, &args.order_url, &key, false).await;
+        let a = place(&ctx.client, args.order_url_for(seq, n), &key, false).await;
         let done = a.result.is_final();
         if a.result.is_error() {
             ctx.errors.fetch_add(1, Ordering::Relaxed);
@@ -510,9 +513,11 @@ pub fn page(doc: &Value) -> (Vec<Value>, Option<String>) {
     (list, next)
 }
 
-/// Polls order-service's `/resilience` (breaker states, retry and rejection counts) and
-/// user-service's `/metrics` (lookups served) every 200 ms until `stop` flips. Counters are
-/// summed across restarts; what a killed process served since the last poll is not seen.
+/// Polls every order-service replica's `/resilience` (breaker states, retry and rejection
+/// counts) and user-service's `/metrics` (lookups served) every 200 ms until `stop` flips.
+/// Counters are followed per replica across its restarts and summed; what a killed process
+/// served since the last poll is not seen. With several replicas a breaker's name is prefixed
+/// by its replica's address, since each replica has breakers of its own.
 async fn observe(
     args: Args,
     mut stop: watch::Receiver<bool>,
@@ -524,17 +529,30 @@ async fn observe(
         .expect("a plain HTTP client always builds");
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut observations = Vec::new();
-    let mut acc = Accs::default();
+    let mut replicas: Vec<ReplicaCounters> = args
+        .order_urls
+        .iter()
+        .map(|_| ReplicaCounters::default())
+        .collect();
+    let mut lookups = Accumulator::default();
     let mut counters = Counters::default();
     loop {
         let stopping = *stop.borrow();
-        let (resilience, metrics) = tokio::join!(
-            client.get(format!("{}/resilience", args.order_url)).send(),
+        let polls = args
+            .order_urls
+            .iter()
+            .map(|url| client.get(format!("{url}/resilience")).send());
+        let (reports, metrics) = tokio::join!(
+            futures_util::future::join_all(polls),
             client.get(format!("{}/metrics", args.user_url)).send(),
         );
-        if let Ok(r) = resilience
-            && let Ok(doc) = r.json::<Value>().await
-        {
+        for ((resp, url), acc) in reports.into_iter().zip(&args.order_urls).zip(&mut replicas) {
+            let Ok(doc) = (match resp {
+                Ok(r) => r.json::<Value>().await,
+                Err(e) => Err(e),
+            }) else {
+                continue;
+            };
             counters.samples.1 += 1;
             let t_ms = epoch_ms();
             let breakers = doc.get("breakers").and_then(Value::as_array);
@@ -545,11 +563,15 @@ async fn observe(
                 ) else {
                     continue;
                 };
-                if seen.get(name).map(String::as_str) != Some(state) {
-                    seen.insert(name.to_owned(), state.to_owned());
+                let name = match args.order_urls.len() {
+                    1 => name.to_owned(),
+                    _ => format!("{} {name}", url.trim_start_matches("http://")),
+                };
+                if seen.get(&name).map(String::as_str) != Some(state) {
+                    seen.insert(name.clone(), state.to_owned());
                     observations.push(BreakerObservation {
                         t_ms,
-                        name: name.to_owned(),
+                        name,
                         state: state.to_owned(),
                     });
                 }
@@ -566,7 +588,7 @@ async fn observe(
             && let Ok(text) = r.text().await
         {
             counters.samples.0 += 1;
-            acc.lookups.sample(prom::sum(
+            lookups.sample(prom::sum(
                 &prom::parse(&text),
                 "http_server_request_duration_seconds_count",
                 |s| {
@@ -583,11 +605,13 @@ async fn observe(
             _ = stop.changed() => {}
         }
     }
-    counters.user_lookups = acc.lookups.total;
-    counters.retry_requests = acc.requests.total;
-    counters.retry_retries = acc.retries.total;
-    counters.budget_exhausted = acc.exhausted.total;
-    counters.circuit_rejected = acc.rejected.total;
+    counters.user_lookups = lookups.total;
+    for r in &replicas {
+        counters.retry_requests += r.requests.total;
+        counters.retry_retries += r.retries.total;
+        counters.budget_exhausted += r.exhausted.total;
+        counters.circuit_rejected += r.rejected.total;
+    }
     (observations, counters)
 }
 
@@ -601,9 +625,9 @@ fn total(doc: &Value, list: &str, field: &str) -> f64 {
         .sum()
 }
 
+/// One replica's `/resilience` counters, each followed across that replica's restarts.
 #[derive(Default)]
-struct Accs {
-    lookups: Accumulator,
+struct ReplicaCounters {
     requests: Accumulator,
     retries: Accumulator,
     exhausted: Accumulator,
