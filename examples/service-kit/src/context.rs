@@ -98,7 +98,10 @@ impl Outgoing {
 
 /// The span and headers of an outgoing call made on behalf of `ctx` (or of no request, as in
 /// background work). `name` is the span's name in OpenTelemetry's HTTP conventions: the method
-/// and the route template (`GET /users/{id}`), not the raw URL.
+/// and the route template (`GET /users/{id}`), not the raw URL. Every service that calls
+/// another (order-service's user lookup; a proxy such as the gateway, per upstream request)
+/// sends these headers and instruments the call with the span, so the callee's server span is
+/// the call's child in one trace; the server span itself comes with [`observe`].
 ///
 /// ```
 /// use service_kit::context::{RequestContext, TRACEPARENT, outgoing};
