@@ -310,8 +310,9 @@ def cmd_stack(args) -> int:
 # What Vector's file and stdin sources put on an event before the remap runs (`timestamp` too,
 # but the remap reads the service's own, so it is not listed here).
 VECTOR_FIELDS = {"message", "file", "host", "source_type"}
-# In every JSON line a service writes.
-ALWAYS = {"timestamp", "level", "target", "fields.message"}
+# In every JSON line a service writes (`fields.message` in most, not all: an event may have
+# none, as the OpenTelemetry SDK's own do).
+ALWAYS = {"timestamp", "level", "target", "fields"}
 # In the lines written while a request is handled; the config must name each.
 IDS = {"trace_id": 32, "span_id": 16, "request_id": None}
 VRL_STRING = re.compile(r"""r?'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|#[^\n]*""")

@@ -16,8 +16,10 @@ async fn main() -> anyhow::Result<()> {
     let timing = ShutdownTiming::read(&mut env);
     let limits = ConnectionLimits::read(&mut env);
     env.finish()?;
-    // The services' logs: `LOG_FORMAT` (JSON when stdout is not a terminal) and `RUST_LOG`.
-    service_kit::telemetry::init(&telemetry);
+    // The services' logs (`LOG_FORMAT`: JSON when stdout is not a terminal; `RUST_LOG`) and
+    // traces (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    let traces =
+        service_kit::telemetry::init(&telemetry, "dashboard").map_err(anyhow::Error::msg)?;
     let config = Config::from_env()?;
     let (state, poller) = AppState::polling(&config);
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
@@ -42,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
         limits,
     )
     .await;
+    traces.shutdown().await;
     Ok(())
 }

@@ -27,7 +27,8 @@ use resilience_layers::{
     http::{ResilienceMiddleware, into_error, parse_retry_after},
     stack::{StackConfig, StackSnapshot},
 };
-use service_kit::context::RequestContext;
+use service_kit::context::{RequestContext, outgoing};
+use tracing::Instrument;
 
 /// What user-service said about a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,13 +146,19 @@ impl UserClient {
                 reasons.push(format!("{base}: bad URL"));
                 continue;
             };
+            // The client span covers every attempt the middleware makes (its retries and
+            // rejections are the span's events) and names itself in `traceparent`.
+            let call = outgoing(ctx, "GET /users/{id}", "GET", url.as_str());
             let mut req = self.client.get(url);
-            if let Some(ctx) = ctx {
-                for (name, value) in ctx.outgoing_headers() {
-                    req = req.header(name, value);
-                }
+            for (name, value) in &call.headers {
+                req = req.header(*name, value);
             }
-            let (wait, reason) = match req.send().await {
+            let sent = req.send().instrument(call.span.clone()).await;
+            match &sent {
+                Ok(resp) => call.answered(resp.status().as_u16()),
+                Err(e) => call.failed(&e.to_string()),
+            }
+            let (wait, reason) = match sent {
                 Ok(resp) if resp.status() == StatusCode::OK => return Ok(Lookup::Found),
                 Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
                     // A 404 from the fallback (wrong URL) is not an answer about the user.

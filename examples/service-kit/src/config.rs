@@ -233,13 +233,16 @@ impl LogFormat {
     }
 }
 
-/// What [`crate::telemetry`] sets up: logs (`LOG_FORMAT`, `RUST_LOG`).
+/// What [`crate::telemetry`] sets up: logs (`LOG_FORMAT`, `RUST_LOG`) and the trace export
+/// (the standard `OTEL_*` variables, see [`TraceExport`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Telemetry {
     /// `LOG_FORMAT`: auto (the default), json, pretty or text.
     pub log_format: LogFormat,
     /// `RUST_LOG` filter (default `info`).
     pub log_filter: String,
+    /// Where spans go; `None` (the default) exports none.
+    pub traces: Option<TraceExport>,
 }
 
 impl Default for Telemetry {
@@ -247,12 +250,100 @@ impl Default for Telemetry {
         Self {
             log_format: LogFormat::Auto,
             log_filter: "info".to_owned(),
+            traces: None,
         }
     }
 }
 
+/// Spans exported over OTLP/HTTP with protobuf bodies, read from OpenTelemetry's standard
+/// variables:
+///
+/// - `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL), else `OTEL_EXPORTER_OTLP_ENDPOINT`
+///   (the collector's base URL; `/v1/traces` is appended): export is on when either is set.
+///   Plain `http://` only: these builds carry no TLS stack, so send to a collector or agent
+///   next to the service, which forwards over TLS if it must;
+/// - `OTEL_SERVICE_NAME`: the `service.name` of the spans (default: the service's name);
+/// - `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turn export off again;
+///   `OTEL_EXPORTER_OTLP_PROTOCOL` / `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, when set, must be
+///   `http/protobuf`.
+///
+/// The SDK reads the rest itself: `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`,
+/// `OTEL_TRACES_SAMPLER` (default `parentbased_always_on`: a caller's unsampled
+/// `traceparent` is honoured), `OTEL_BSP_*` (batching), `OTEL_RESOURCE_ATTRIBUTES`.
+///
+/// ```
+/// use service_kit::config::{Env, TraceExport};
+///
+/// let mut env = Env::from_pairs([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/")]);
+/// let export = TraceExport::read(&mut env).unwrap();
+/// assert_eq!(export.endpoint, "http://127.0.0.1:4318/v1/traces");
+/// assert_eq!(export.service_name, None);
+/// assert!(TraceExport::read(&mut Env::from_pairs([])).is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceExport {
+    /// The URL spans are POSTed to.
+    pub endpoint: String,
+    /// `OTEL_SERVICE_NAME`, when set.
+    pub service_name: Option<String>,
+}
+
+impl TraceExport {
+    /// Reads the variables above; `None` when export is off.
+    pub fn read(env: &mut Env) -> Option<Self> {
+        let disabled = env.choice("OTEL_SDK_DISABLED", "false", &["true", "false"]) == "true";
+        let exporter = env.choice("OTEL_TRACES_EXPORTER", "otlp", &["otlp", "none"]);
+        for var in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(p) = env.get(var).filter(|p| p != "http/protobuf") {
+                env.error(
+                    var,
+                    format!("`{p}` is not supported: only http/protobuf is built in"),
+                );
+            }
+        }
+        let (var, endpoint) = match (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(url), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url),
+            (None, Some(base)) => (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("{}/v1/traces", base.trim_end_matches('/')),
+            ),
+            (None, None) => return None,
+        };
+        match endpoint.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+            Ok(uri) if uri.scheme_str() == Some("https") => {
+                env.error(
+                    var,
+                    format!("`{endpoint}`: https needs TLS, which these builds leave out; send to an OTLP collector over http:// (a local agent or sidecar)"),
+                );
+                return None;
+            }
+            _ => {
+                env.error(
+                    var,
+                    format!("`{endpoint}` is not an http:// URL with a host"),
+                );
+                return None;
+            }
+        }
+        if disabled || exporter == "none" {
+            return None;
+        }
+        Some(Self {
+            endpoint,
+            service_name: env.get("OTEL_SERVICE_NAME"),
+        })
+    }
+}
+
 impl Telemetry {
-    /// Reads `LOG_FORMAT` and `RUST_LOG`.
+    /// Reads `LOG_FORMAT`, `RUST_LOG` and the trace export ([`TraceExport::read`]).
     pub fn read(env: &mut Env) -> Self {
         let log_format = match env
             .choice("LOG_FORMAT", "auto", &["auto", "json", "pretty", "text"])
@@ -271,6 +362,7 @@ impl Telemetry {
         Self {
             log_format,
             log_filter,
+            traces: TraceExport::read(env),
         }
     }
 }
@@ -282,7 +374,7 @@ pub struct Common {
     pub addr: SocketAddr,
     /// `sqlite://...` or `postgres://...`.
     pub database_url: String,
-    /// `LOG_FORMAT` and `RUST_LOG`.
+    /// `LOG_FORMAT`, `RUST_LOG` and the `OTEL_*` trace export.
     pub telemetry: Telemetry,
     /// `ADMIN_TOKEN`: bearer token for `/admin/*`; unset = admin routes disabled.
     pub admin_token: Option<String>,
@@ -493,6 +585,63 @@ mod tests {
             "{errs:?}"
         );
         assert!(errs[1].starts_with("RUST_LOG:"), "{errs:?}");
+    }
+
+    #[test]
+    fn traces_are_exported_only_when_an_endpoint_is_set() {
+        let read = |pairs: &[(&str, &str)]| {
+            let mut env = Env::from_pairs(pairs.iter().copied());
+            let t = TraceExport::read(&mut env);
+            (t, env.finish().err().map(|e| e.0).unwrap_or_default())
+        };
+        assert_eq!(read(&[]), (None, vec![]));
+        assert_eq!(read(&[("OTEL_SERVICE_NAME", "orders")]), (None, vec![]));
+        let (t, errs) = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SERVICE_NAME", "orders"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ]);
+        assert!(errs.is_empty(), "{errs:?}");
+        let t = t.unwrap();
+        assert_eq!(t.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(t.service_name.as_deref(), Some("orders"));
+        // The signal's own variable is the whole URL and wins.
+        let (t, _) = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://127.0.0.1:9/spans",
+            ),
+        ]);
+        assert_eq!(t.unwrap().endpoint, "http://127.0.0.1:9/spans");
+        for off in [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
+            let (t, errs) = read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), off]);
+            assert_eq!((t, errs), (None, vec![]), "{off:?}");
+        }
+    }
+
+    #[test]
+    fn a_trace_export_that_cannot_work_is_refused_at_start() {
+        let mut env = Env::from_pairs([
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ]);
+        assert_eq!(TraceExport::read(&mut env), None);
+        let errs = env.finish().unwrap_err().0;
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].starts_with("OTEL_TRACES_EXPORTER: `zipkin` is not one of otlp, none"));
+        assert!(
+            errs[1].contains("only http/protobuf is built in"),
+            "{errs:?}"
+        );
+        assert!(errs[2].contains("https needs TLS"), "{errs:?}");
+        let mut env = Env::from_pairs([("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318")]);
+        assert_eq!(TraceExport::read(&mut env), None);
+        assert!(env.finish().unwrap_err().0[0].contains("is not an http:// URL with a host"));
     }
 
     #[test]

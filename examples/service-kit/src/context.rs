@@ -1,5 +1,7 @@
-//! Per-request context: request id, W3C trace context, the request's log span, panic safety and
-//! the latency histogram, in one middleware ([`observe`]).
+//! Per-request context: request id, W3C trace context, the request's span (its log lines, and
+//! its server span when traces are exported: [`crate::telemetry`]), panic safety and the
+//! latency histogram, in one middleware ([`observe`]); and the span and headers of an
+//! outgoing call made on its behalf ([`outgoing`]).
 //!
 //! Why one middleware and not five: each concern needs the same facts (the request id, the
 //! matched route, the start time), and keeping them together means a panic response still gets
@@ -18,103 +20,16 @@ use axum::{
 };
 use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue};
-use tracing::Instrument;
+use tracing::{Instrument, Span, field};
 
-use crate::problem::Problem;
+use crate::{problem::Problem, telemetry};
+
+pub use crate::telemetry::TraceContext;
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID: &str = "x-request-id";
 /// W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
-
-/// W3C trace context of the current request.
-///
-/// ```
-/// use service_kit::context::TraceContext;
-///
-/// let incoming = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-/// let ours = incoming.child();
-/// assert_eq!(ours.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-/// assert!(ours.header().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-/// assert_ne!(ours.span_id(), incoming.span_id());
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TraceContext {
-    trace_id: u128,
-    span_id: u64,
-    flags: u8,
-}
-
-impl TraceContext {
-    /// A new trace (no incoming context).
-    pub fn new_root() -> Self {
-        Self {
-            trace_id: rand::random::<u128>().max(1),
-            span_id: rand::random::<u64>().max(1),
-            flags: 1,
-        }
-    }
-
-    /// Parses a `traceparent` header value (version 00); `None` when malformed or all-zero.
-    pub fn parse(value: &str) -> Option<Self> {
-        let mut parts = value.trim().split('-');
-        let version = parts.next()?;
-        let trace = parts.next()?;
-        let span = parts.next()?;
-        let flags = parts.next()?;
-        let lower_hex = |s: &str, n: usize| {
-            s.len() == n
-                && s.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        if !lower_hex(version, 2) || version == "ff" || !lower_hex(trace, 32) {
-            return None;
-        }
-        if !lower_hex(span, 16)
-            || !lower_hex(flags, 2)
-            || (version == "00" && parts.next().is_some())
-        {
-            return None;
-        }
-        let trace_id = u128::from_str_radix(trace, 16).ok()?;
-        let span_id = u64::from_str_radix(span, 16).ok()?;
-        if trace_id == 0 || span_id == 0 {
-            return None;
-        }
-        Some(Self {
-            trace_id,
-            span_id,
-            flags: u8::from_str_radix(flags, 16).ok()?,
-        })
-    }
-
-    /// The same trace with a new span id: this service's span, or an outgoing call's.
-    pub fn child(&self) -> Self {
-        Self {
-            trace_id: self.trace_id,
-            span_id: rand::random::<u64>().max(1),
-            flags: self.flags,
-        }
-    }
-
-    /// The 32-hex-digit trace id.
-    pub fn trace_id(&self) -> String {
-        format!("{:032x}", self.trace_id)
-    }
-
-    /// The 16-hex-digit span id.
-    pub fn span_id(&self) -> String {
-        format!("{:016x}", self.span_id)
-    }
-
-    /// The `traceparent` header value naming this span as the parent.
-    pub fn header(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
-    }
-}
 
 /// What every part of a request's handling may want to know about it.
 #[derive(Clone, Debug)]
@@ -128,35 +43,86 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// Builds the context from the incoming headers.
+    /// Builds the context from the incoming headers, with a span id of its own in the caller's
+    /// trace (or a new trace).
     pub fn from_headers(headers: &HeaderMap, path: &str) -> Self {
+        Self::for_span(&Span::none(), headers, path)
+    }
+
+    /// Builds the context of the request `span` serves (a server span not yet entered): when
+    /// `span` is exported, the caller's span becomes its parent and the context carries its
+    /// ids; otherwise as [`RequestContext::from_headers`].
+    pub fn for_span(span: &Span, headers: &HeaderMap, path: &str) -> Self {
         let request_id = headers
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| is_sane_id(v))
             .map(Arc::<str>::from)
             .unwrap_or_else(|| Arc::from(uuid::Uuid::now_v7().to_string()));
-        let trace = headers
+        let parent = headers
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
-            .and_then(TraceContext::parse)
-            .map(|t| t.child())
-            .unwrap_or_else(TraceContext::new_root);
+            .and_then(TraceContext::parse);
+        let trace = telemetry::server_span_parent(span, parent.as_ref())
+            .unwrap_or_else(|| parent.map_or_else(TraceContext::new_root, |p| p.child()));
         Self {
             request_id,
             trace,
             path: Arc::from(path),
         }
     }
+}
 
-    /// Headers to put on an outgoing call made on behalf of this request: the same request id
-    /// and a `traceparent` naming a new child span.
-    pub fn outgoing_headers(&self) -> [(&'static str, String); 2] {
-        [
-            (REQUEST_ID, self.request_id.to_string()),
-            (TRACEPARENT, self.trace.child().header()),
-        ]
+/// An outgoing HTTP call: its client span, to instrument the call's future with, and the
+/// headers the call carries (the request id, and a `traceparent` naming the client span).
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The client span, a child of the span current where [`outgoing`] was called.
+    pub span: Span,
+    /// `x-request-id` (when made on behalf of a request) and `traceparent` (when there is a
+    /// trace to carry).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Outgoing {
+    /// Records the answer's status on the span (a 5xx marks it failed).
+    pub fn answered(&self, status: u16) {
+        telemetry::record_status(&self.span, status);
     }
+
+    /// Marks the span failed: no answer came (refused, timed out, rejected by a layer).
+    pub fn failed(&self, reason: &str) {
+        telemetry::record_failure(&self.span, reason);
+    }
+}
+
+/// The span and headers of an outgoing call made on behalf of `ctx` (or of no request, as in
+/// background work). `name` is the span's name in OpenTelemetry's HTTP conventions: the method
+/// and the route template (`GET /users/{id}`), not the raw URL. Every service that calls
+/// another (order-service's user lookup; a proxy such as the gateway, per upstream request)
+/// sends these headers and instruments the call with the span, so the callee's server span is
+/// the call's child in one trace; the server span itself comes with [`observe`].
+///
+/// ```
+/// use service_kit::context::{RequestContext, TRACEPARENT, outgoing};
+///
+/// let ctx = RequestContext::from_headers(&http::HeaderMap::new(), "/orders");
+/// let call = outgoing(Some(&ctx), "GET /users/{id}", "GET", "http://127.0.0.1:5001/users/7");
+/// let (_, traceparent) = call.headers.iter().find(|(n, _)| *n == TRACEPARENT).unwrap();
+/// // With traces off, a new span in the request's trace.
+/// assert!(traceparent.starts_with(&format!("00-{}-", ctx.trace.trace_id())));
+/// assert!(!traceparent.contains(&ctx.trace.span_id()));
+/// ```
+pub fn outgoing(ctx: Option<&RequestContext>, name: &str, method: &str, url: &str) -> Outgoing {
+    let (span, trace) = telemetry::client_span(name, method, url, || ctx.map(|c| c.trace.child()));
+    let mut headers = Vec::with_capacity(2);
+    if let Some(ctx) = ctx {
+        headers.push((REQUEST_ID, ctx.request_id.to_string()));
+    }
+    if let Some(trace) = trace {
+        headers.push((TRACEPARENT, trace.header()));
+    }
+    Outgoing { span, headers }
 }
 
 impl fmt::Display for RequestContext {
@@ -198,16 +164,23 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     // A clone of the matched path shares its string; the request is moved into `next` below.
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let ctx = RequestContext::from_headers(req.headers(), req.uri().path());
-    req.extensions_mut().insert(ctx.clone());
     let span = tracing::info_span!(
         "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = field::Empty,
         method = %method,
         route = %route,
-        request_id = %ctx.request_id,
-        trace_id = %ctx.trace.trace_id(),
-        span_id = %ctx.trace.span_id(),
+        "http.response.status_code" = field::Empty,
+        request_id = field::Empty,
+        trace_id = field::Empty,
+        span_id = field::Empty,
     );
+    let ctx = RequestContext::for_span(&span, req.headers(), req.uri().path());
+    span.record(telemetry::REQUEST_ID, field::display(&ctx.request_id));
+    span.record(telemetry::TRACE_ID, field::display(ctx.trace.trace_id()));
+    span.record(telemetry::SPAN_ID, field::display(ctx.trace.span_id()));
+    req.extensions_mut().insert(ctx.clone());
 
     let run = CURRENT.scope(ctx.clone(), AssertUnwindSafe(next.run(req)).catch_unwind());
     let mut response = match run.instrument(span.clone()).await {
@@ -230,6 +203,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     }
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
+    telemetry::record_status(&span, status);
     crate::metrics::record_request(&method, route, status, elapsed);
     let quiet = route.starts_with("/health") || route == "/metrics" || route == "/resilience";
     span.in_scope(|| {

@@ -2,7 +2,7 @@
 //! its domain: RFC 9457 errors ([`problem`]), extractors that reject with them ([`extract`]),
 //! health reports ([`health`]), Prometheus metrics ([`metrics`]), the per-request context and
 //! its middleware ([`context`]), the sqlx store ([`store`]), env configuration ([`config`]),
-//! serving with graceful shutdown ([`serve`]), logs ([`telemetry`]), the token-guarded admin check ([`admin`]),
+//! serving with graceful shutdown ([`serve`]), logs and traces ([`telemetry`]), the token-guarded admin check ([`admin`]),
 //! the business-route layers and fault-injection admin routes ([`faults`]), and
 //! what the services' tests share ([`testing`]).
 //!
@@ -141,7 +141,11 @@ mod tests {
     fn json_lines_of(req: http::Request<axum::body::Body>) -> Vec<serde_json::Value> {
         let buf = Buf::default();
         let sink = buf.clone();
-        let sub = telemetry::subscriber(config::LogFormat::Json, "info", move || sink.clone());
+        let config = config::Telemetry {
+            log_format: config::LogFormat::Json,
+            ..config::Telemetry::default()
+        };
+        let (sub, _) = telemetry::subscriber(&config, "test", move || sink.clone()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

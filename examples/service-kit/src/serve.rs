@@ -62,16 +62,23 @@ pub struct Started {
     pub background: Vec<JoinHandle<()>>,
 }
 
-/// A service's `main`: logs, store, `build` (state and router), bind, serve until SIGTERM or
-/// SIGINT with graceful shutdown, close the store. Exit code 1 when the store cannot be opened,
-/// the address cannot be bound or `build` fails.
+/// A service's `main`: logs and traces, store, `build` (state and router), bind, serve until
+/// SIGTERM or SIGINT with graceful shutdown, close the store, send the last spans. Exit code 1
+/// when the trace exporter cannot be built, the store cannot be opened, the address cannot be
+/// bound or `build` fails.
 pub async fn run(
     service: &str,
     common: &Common,
     migrations: &Migrations,
     build: impl FnOnce(Store) -> Result<Started, String>,
 ) -> ExitCode {
-    crate::telemetry::init(&common.telemetry);
+    let traces = match crate::telemetry::init(&common.telemetry, service) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{service}: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Before anything registers a metric: handles taken from the facade earlier would stay
     // bound to the no-op recorder (the library registers its handles when a layer is built).
     crate::metrics::install();
@@ -116,6 +123,7 @@ pub async fn run(
     }
     store.close().await;
     tracing::info!("{service} stopped");
+    traces.shutdown().await;
     ExitCode::SUCCESS
 }
 

@@ -321,12 +321,22 @@ impl ResilienceMiddleware {
             if let Some(permit) = permit {
                 permit.record(outcome_of(&class));
             }
-            let (Err(class), Some(again), Some(retry)) = (class, spare, retry) else {
+            let (Err(class), Some(retry)) = (class, retry) else {
                 return result;
             };
             if !class.is_retryable() {
                 return result;
             }
+            let Some(again) = spare else {
+                // Said as the stack's retry policy says it, so a trace shows why the call ended.
+                let reason = if attempt < max_attempts {
+                    "the body cannot be sent again"
+                } else {
+                    "max attempts reached"
+                };
+                give_up(retry, attempt, &class, reason);
+                return result;
+            };
             let asked = match &result {
                 Ok(res) => retry_after(res.status(), res.headers(), SystemTime::now()),
                 Err(_) => None,
