@@ -4,7 +4,12 @@ use std::{path::Path, time::Duration};
 
 use reqwest::Url;
 use resilience_layers::stack::StackConfig;
-use service_kit::config::{Common, ConfigErrors, Env};
+use service_kit::{
+    config::{Common, ConfigErrors, Env},
+    store::Backend,
+};
+
+use crate::group_commit::WriterConfig;
 
 /// The stack used when `RESILIENCE_CONFIG` names no file: calls to user-service get 2 s in
 /// total, 500 ms per attempt, one retry within a 20 % budget, a breaker per instance that opens
@@ -71,6 +76,8 @@ pub struct Config {
     pub pending_recheck: Duration,
     /// `IDEMPOTENCY_RETENTION`: how long a key's record (and stored answer) is kept.
     pub idempotency_retention: Duration,
+    /// `ORDER_WRITE_BATCH`, `ORDER_WRITE_QUEUE`, `ORDER_WRITERS`: the group commit.
+    pub writes: WriterConfig,
 }
 
 impl Config {
@@ -79,7 +86,10 @@ impl Config {
     /// (`http://127.0.0.1:5001`), `DEGRADED_MODE` (`fail`|`accept`), `RESILIENCE` (`on`|`off`),
     /// `RESILIENCE_CONFIG` (a TOML file for the stack, else [`DEFAULT_STACK`]),
     /// `PENDING_RECHECK_MS` (1000), `IDEMPOTENCY_RETENTION` (`24h`, from 1 s to 365 days),
-    /// and the common settings.
+    /// `ORDER_WRITE_BATCH` (most orders per commit, 256, 1 to 4096), `ORDER_WRITE_QUEUE`
+    /// (most orders waiting for a commit before new ones get 503, 1024, 1 to 65536),
+    /// `ORDER_WRITERS` (transactions committing side by side: 1 on SQLite, which has one
+    /// writer connection; 1 to 8 on PostgreSQL, 4 by default), and the common settings.
     pub fn from_env(mut env: Env) -> Result<Self, ConfigErrors> {
         let common = Common::read(
             &mut env,
@@ -127,6 +137,18 @@ impl Config {
             Duration::from_secs(1),
             Duration::from_secs(365 * 24 * 60 * 60),
         );
+        let backend = Backend::of(&common.database_url).unwrap_or(Backend::Sqlite);
+        let writers_max = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 8,
+        };
+        let default_writers = WriterConfig::default_writers(backend) as u64;
+        let writes = WriterConfig {
+            max_batch: env.int_in("ORDER_WRITE_BATCH", WriterConfig::MAX_BATCH as u64, 1, 4096)
+                as usize,
+            queue: env.int_in("ORDER_WRITE_QUEUE", WriterConfig::QUEUE as u64, 1, 65536) as usize,
+            writers: env.int_in("ORDER_WRITERS", default_writers, 1, writers_max) as usize,
+        };
         env.finish()?;
         Ok(Self {
             common,
@@ -135,6 +157,7 @@ impl Config {
             stack: stack.filter(|_| on),
             pending_recheck,
             idempotency_retention,
+            writes,
         })
     }
 }

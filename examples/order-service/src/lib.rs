@@ -5,7 +5,9 @@
 //! creates a second order, even across restarts. A repeat while the first is still in flight
 //! gets 409; the same key with a different body gets 422. Keys are scoped per user (the body's
 //! `user_id`), kept for `IDEMPOTENCY_RETENTION` (24 h by default; after that the same key
-//! places a new order) and never shown in a response ([`idempotency`]).
+//! places a new order) and never shown in a response ([`idempotency`]). Concurrent orders
+//! share their transaction, one commit (one sync of the log) for a batch, and none is answered
+//! before that commit ([`group_commit`]).
 //!
 //! The user is verified through [`users::UserClient`] (round robin over `USER_SERVICE_URLS`,
 //! one circuit breaker per instance). When no instance can answer, the default is to fail fast
@@ -18,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod group_commit;
 pub mod idempotency;
 pub mod store;
 pub mod users;
@@ -51,6 +54,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 pub use crate::config::{Config, DEFAULT_STACK, DegradedMode, default_stack};
 use crate::{
+    group_commit::OrderWriter,
     idempotency::{InFlight, ScopedKey},
     store::{Inserted, NewOrder, StoredResponse},
     users::{Lookup, LookupError, UserClient},
@@ -64,6 +68,8 @@ pub const SERVICE: &str = "order-service";
 pub struct AppState {
     /// The order store.
     pub store: Store,
+    /// The group commit every new order is written through.
+    pub orders: OrderWriter,
     /// The user-service client.
     pub users: UserClient,
     /// Keys being handled right now.
@@ -89,6 +95,7 @@ impl AppState {
         service_kit::metrics::install();
         describe_metrics();
         Ok(Self {
+            orders: OrderWriter::spawn(store.clone(), config.writes, render_order),
             store,
             users: UserClient::new(config.user_service_urls.clone(), config.stack.as_ref())?,
             in_flight: Default::default(),
@@ -127,6 +134,22 @@ fn describe_metrics() {
     metrics::describe_counter!(
         "orders_rejected_overloaded_total",
         "Orders refused with 503 because order-service's own limit on concurrent user lookups was reached."
+    );
+    metrics::describe_counter!(
+        "orders_write_batches_total",
+        "Transactions the group commit committed, each holding one or more orders."
+    );
+    metrics::describe_counter!(
+        "orders_write_batch_orders_total",
+        "Orders in the committed group-commit transactions (over orders_write_batches_total: the mean batch size)."
+    );
+    metrics::describe_counter!(
+        "orders_write_batch_failures_total",
+        "Group-commit transactions that failed whole (begin or commit), none of their orders acknowledged."
+    );
+    metrics::describe_counter!(
+        "orders_rejected_write_queue_full_total",
+        "Orders refused with 503 because the group commit's queue was full."
     );
     metrics::describe_gauge!(
         "idempotency_keys_stored",
@@ -280,6 +303,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             )),
         }
     }
+}
+
+/// An order as its 201 body (stored with its key, so a replay answers the same bytes).
+pub fn render_order(order: &Order) -> String {
+    serde_json::to_string(order).unwrap_or_default()
 }
 
 fn json_response(status: StatusCode, body: String, order_id: i64, replayed: bool) -> Response {
@@ -438,11 +466,7 @@ pub async fn create_order(
         fingerprint: &fingerprint,
         now_ms: now_ms(),
     };
-    let render = |o: &Order| serde_json::to_string(o).unwrap_or_default();
-    match store::insert_with_key(&state.store, &new, render)
-        .await
-        .map_err(unavailable)?
-    {
+    match state.orders.insert(&new).await.map_err(|e| e.problem())? {
         Inserted::Created(order, body) => {
             metrics::counter!("orders_created_total", "status" => order.status.as_str())
                 .increment(1);

@@ -15,9 +15,13 @@
 //! on SQLite that is one connection, so concurrent orders take turns instead of polling
 //! SQLite's busy handler for the write lock (which put 85-200 ms into the p99 of
 //! `POST /orders` with 8 writers). Reads use the pool.
+//!
+//! An order is written either in a transaction of its own ([`insert_with_key`]) or, as the
+//! service does, in a savepoint of a transaction shared with other orders ([`insert_in`],
+//! driven by [`crate::group_commit`]): the same statements, so the same guarantees per key.
 
 use service_kit::store::{Migrations, Store};
-use sqlx::{Row, any::AnyRow};
+use sqlx::{Acquire, Any, AnyConnection, Row, Transaction, any::AnyRow};
 
 use crate::{Order, OrderStatus};
 
@@ -232,26 +236,77 @@ pub async fn find_key(
     user_id: i64,
     key: &str,
 ) -> Result<Option<StoredResponse>, sqlx::Error> {
+    find_key_on(store.pool(), user_id, key).await
+}
+
+async fn find_key_on<'c>(
+    conn: impl sqlx::Executor<'c, Database = Any>,
+    user_id: i64,
+    key: &str,
+) -> Result<Option<StoredResponse>, sqlx::Error> {
     sqlx::query(
         "SELECT fingerprint, status_code, response_body, order_id FROM idempotency_keys
          WHERE user_id = $1 AND idempotency_key = $2",
     )
     .bind(user_id)
     .bind(key.to_owned())
-    .fetch_optional(store.pool())
+    .fetch_optional(conn)
     .await?
     .as_ref()
     .map(stored)
     .transpose()
 }
 
-/// Inserts the order and its key (with the 201 body built by `render`) in one transaction.
+/// Inserts the order and its key (with the 201 body built by `render`) in one transaction of
+/// its own. Orders placed through the service go through the group commit instead
+/// ([`crate::group_commit`], which writes each with [`insert_in`]).
 pub async fn insert_with_key(
     store: &Store,
     new: &NewOrder<'_>,
     render: impl Fn(&Order) -> String,
 ) -> Result<Inserted, sqlx::Error> {
     let mut tx = store.begin_write().await?;
+    // The transaction is this order's alone, so a failure rolls back nothing else: no
+    // savepoint needed.
+    let inserted = write_order(&mut tx, new, render).await?;
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// Writes the order and its key inside `tx`, a write transaction from [`Store::begin_write`]
+/// shared with other orders, in a savepoint of its own: when one of its statements fails, the
+/// savepoint is rolled back and the other orders of the transaction are untouched. Nothing is
+/// durable until the caller commits `tx`.
+///
+/// The outer error says `tx` itself is broken (the savepoint could not be opened, released
+/// or rolled back; on SQLite an I/O error may also have rolled back the whole transaction):
+/// it must not be committed, since on PostgreSQL a `COMMIT` of an aborted transaction rolls
+/// back and still reports success. The inner error is this order's own failure, already rolled
+/// back; `tx` can go on and commit the others.
+pub async fn insert_in(
+    tx: &mut Transaction<'static, Any>,
+    new: &NewOrder<'_>,
+    render: impl Fn(&Order) -> String,
+) -> Result<Result<Inserted, sqlx::Error>, sqlx::Error> {
+    let mut savepoint = tx.begin().await?;
+    match write_order(&mut savepoint, new, render).await {
+        Ok(inserted) => {
+            savepoint.commit().await?;
+            Ok(Ok(inserted))
+        }
+        Err(e) => {
+            savepoint.rollback().await?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// The statements of one order, on a connection inside a transaction.
+async fn write_order(
+    conn: &mut AnyConnection,
+    new: &NewOrder<'_>,
+    render: impl Fn(&Order) -> String,
+) -> Result<Inserted, sqlx::Error> {
     // The key row goes first: a second request with the same user and key stops here, before
     // any order row exists (and on PostgreSQL waits for the first to commit or roll back).
     let claimed = sqlx::query(
@@ -264,12 +319,12 @@ pub async fn insert_with_key(
     .bind(new.idempotency_key.to_owned())
     .bind(new.fingerprint.to_owned())
     .bind(new.now_ms)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     if claimed.is_none() {
-        // Release the writer before reading the stored answer.
-        tx.rollback().await?;
-        return match find_key(store, new.user_id, new.idempotency_key).await? {
+        // Read in the same transaction: the record may be an earlier order's of this very
+        // transaction, which no other connection can see yet.
+        return match find_key_on(&mut *conn, new.user_id, new.idempotency_key).await? {
             Some(s) => Ok(Inserted::KeyTaken(s)),
             None => Err(sqlx::Error::RowNotFound),
         };
@@ -285,7 +340,7 @@ pub async fn insert_with_key(
     .bind(new.price)
     .bind(new.status.as_str())
     .bind(new.now_ms)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
     let created = Order {
         id: row.try_get(0)?,
@@ -306,9 +361,8 @@ pub async fn insert_with_key(
     .bind(created.id)
     .bind(new.user_id)
     .bind(new.idempotency_key.to_owned())
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
     Ok(Inserted::Created(created, body))
 }
 

@@ -996,3 +996,41 @@ fn idempotency_retention_is_a_validated_duration() {
         assert!(err.contains("IDEMPOTENCY_RETENTION"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn group_commit_settings_are_validated() {
+    let sqlite = order_service::Config::from_env(Env::from_pairs([])).unwrap();
+    assert_eq!(
+        sqlite.writes,
+        order_service::group_commit::WriterConfig {
+            max_batch: 256,
+            queue: 1024,
+            writers: 1
+        }
+    );
+    let pg = "postgres://u:p@127.0.0.1:5432/orders";
+    let on_pg = order_service::Config::from_env(Env::from_pairs([("DATABASE_URL", pg)])).unwrap();
+    assert!(on_pg.writes.writers > 1, "{:?}", on_pg.writes);
+    let set = order_service::Config::from_env(Env::from_pairs([
+        ("DATABASE_URL", pg),
+        ("ORDER_WRITE_BATCH", "1"),
+        ("ORDER_WRITE_QUEUE", "10"),
+        ("ORDER_WRITERS", "8"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        (set.writes.max_batch, set.writes.queue, set.writes.writers),
+        (1, 10, 8)
+    );
+    // SQLite has one writer connection; zero-sized batches and queues mean nothing.
+    let err = order_service::Config::from_env(Env::from_pairs([
+        ("ORDER_WRITERS", "2"),
+        ("ORDER_WRITE_BATCH", "0"),
+        ("ORDER_WRITE_QUEUE", "many"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    for var in ["ORDER_WRITERS", "ORDER_WRITE_BATCH", "ORDER_WRITE_QUEUE"] {
+        assert!(err.contains(var), "{var} missing from: {err}");
+    }
+}
