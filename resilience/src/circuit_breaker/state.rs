@@ -193,6 +193,9 @@ pub(crate) trait Hooks {
     /// In MetricsOnly: the window crossed a threshold (`true`: the breaker would have
     /// opened) or fell back under them. Called once per crossing.
     fn on_threshold(&self, _exceeded: bool) {}
+    /// With the automatic transition on: an open period of `generation` began, ending at
+    /// `until`; call [`StateMachine::wait_elapsed`] then. Called under the transition lock.
+    fn on_open(&self, _generation: u64, _until: u64) {}
 }
 
 impl Hooks for () {
@@ -214,6 +217,8 @@ pub(crate) struct Params {
     pub(crate) max_wait_nanos: u64,
     pub(crate) probes: u64,
     pub(crate) max_half_open_nanos: Option<u64>,
+    /// Move to HalfOpen when the wait ends, without waiting for a call ([`Hooks::on_open`]).
+    pub(crate) automatic_half_open: bool,
 }
 
 /// Admission to one call, tied to the generation it was issued in.
@@ -523,8 +528,11 @@ impl<H: Hooks> StateMachine<H> {
         true
     }
 
-    /// Re-opens a half-open period that has lasted `max`, checked under the lock, where
-    /// `since` is exactly the period's start.
+    /// Ends a half-open period that has lasted `max`, checked under the lock, where `since`
+    /// is exactly the period's start: it re-opens if a probe slot is taken (a probe is
+    /// hung, or too few came to decide); with no slot taken (no probe came yet, as after an
+    /// automatic move with no traffic, or every probe was given back) nothing has failed,
+    /// and a new half-open period starts instead.
     fn half_open_timeout(&self, from_word: u64, max: u64, now: u64) {
         let mut side = lock(&self.side);
         let word = self.word.load(Acquire);
@@ -532,7 +540,25 @@ impl<H: Hooks> StateMachine<H> {
             && kind(word) == CircuitState::HalfOpen
             && now.saturating_sub(self.since.load(Acquire)) >= max
         {
-            self.enter(&mut side, word, CircuitState::Open, now);
+            let to = if field(word, TAKEN_SHIFT) == 0 {
+                CircuitState::HalfOpen
+            } else {
+                CircuitState::Open
+            };
+            self.enter(&mut side, word, to, now);
+        }
+    }
+
+    /// The timer of an automatic transition: moves the open period of `generation` to
+    /// HalfOpen if it is still the current one and its wait is over at `now`.
+    pub(crate) fn wait_elapsed(&self, generation_: u64, now: u64) {
+        let mut side = lock(&self.side);
+        let word = self.word.load(Acquire);
+        if generation(word) == generation_
+            && kind(word) == CircuitState::Open
+            && now >= self.open_until.load(Acquire)
+        {
+            self.enter(&mut side, word, CircuitState::HalfOpen, now);
         }
     }
 
@@ -588,6 +614,9 @@ impl<H: Hooks> StateMachine<H> {
         self.since.store(now, Release);
         if from != to {
             self.hooks.on_transition(from, to);
+        }
+        if to == CircuitState::Open && self.params.automatic_half_open {
+            self.hooks.on_open(next_gen, self.open_until.load(Acquire));
         }
     }
 
