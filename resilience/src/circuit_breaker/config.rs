@@ -263,10 +263,7 @@ impl CircuitBreakerConfig {
     }
 }
 
-/// Nanoseconds, saturating at about 584 years.
-pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+pub(crate) use crate::config::nanos;
 
 #[cfg(all(test, not(resilience_loom)))]
 mod tests {

@@ -217,7 +217,8 @@ impl Hooks for Observer {
 /// One breaker: the state machine, its clock origin and its observer.
 pub(crate) struct Shared {
     pub(crate) machine: StateMachine<Observer>,
-    config: CircuitBreakerConfig,
+    /// The config in force; held while a reconfiguration is applied, so they serialise.
+    config: Mutex<CircuitBreakerConfig>,
     origin: Instant,
     name: &'static str,
 }
@@ -235,7 +236,7 @@ impl Shared {
         );
         let shared = Arc::new(Self {
             machine,
-            config,
+            config: Mutex::new(config),
             origin,
             name,
         });
@@ -254,6 +255,12 @@ impl Shared {
     pub(crate) fn now(&self) -> u64 {
         super::config::nanos(self.origin.elapsed())
     }
+}
+
+fn lock_config(
+    config: &Mutex<CircuitBreakerConfig>,
+) -> std::sync::MutexGuard<'_, CircuitBreakerConfig> {
+    config.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Shared {
@@ -335,9 +342,64 @@ impl CircuitBreakerHandle {
         self.local.shared.name
     }
 
-    /// The configuration the breaker was built with.
-    pub fn config(&self) -> &CircuitBreakerConfig {
-        &self.local.shared.config
+    /// The configuration in force: the one the breaker was built with, or the last one
+    /// [`reconfigure`](Self::reconfigure) applied.
+    pub fn config(&self) -> CircuitBreakerConfig {
+        lock_config(&self.local.shared.config).clone()
+    }
+
+    /// Replaces the configuration of the running breaker without losing its state.
+    ///
+    /// `config` is [validated](CircuitBreakerConfig::validate) first, with the same
+    /// field-path errors as when building; an invalid one changes nothing. A valid one keeps
+    /// the state (an open circuit stays open until its current wait ends, a half-open one
+    /// keeps its probes, forced and manual states stay), the counters and the subscriptions:
+    ///
+    /// - thresholds, `minimum_calls`, slow-call and consecutive-failure settings apply from
+    ///   the next recorded call;
+    /// - `wait_in_open`, `wait_multiplier` and `max_wait_in_open` apply from the next open
+    ///   period;
+    /// - a resized count window keeps the most recent outcomes that fit; a window changed to
+    ///   or from a time window, or a time window's geometry changed, starts empty (in flight
+    ///   calls then record into the new window). The old window's memory is kept until the
+    ///   breaker is dropped, as a call on another thread may still be writing to it;
+    /// - a lowered `permitted_calls_in_half_open` that the probes already reported decides
+    ///   the half-open period at once;
+    /// - turning `automatic_transition_to_half_open` on while open starts the timer.
+    ///
+    /// A call racing the reconfiguration may see some settings old and some new.
+    ///
+    /// ```
+    /// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow};
+    /// use resilience_layers::Outcome;
+    ///
+    /// let handle = CircuitBreakerLayer::new("db", CircuitBreakerConfig::default()).unwrap().handle();
+    /// handle.try_acquire().unwrap().record(Outcome::Failure);
+    ///
+    /// let mut config = handle.config();
+    /// config.window = SlidingWindow::Count { size: 0 };
+    /// assert_eq!(handle.reconfigure(config.clone()).unwrap_err().field(), "window.size");
+    ///
+    /// config.window = SlidingWindow::Count { size: 10 };
+    /// handle.reconfigure(config).unwrap();
+    /// assert_eq!(handle.snapshot().failures, 1); // the window's outcomes carried over
+    /// ```
+    pub fn reconfigure(&self, config: CircuitBreakerConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let shared = &*self.local.shared;
+        let mut current = lock_config(&shared.config);
+        let window = (config.window != current.window).then(|| config.build_window());
+        shared
+            .machine
+            .reconfigure(config.params(), window, shared.now());
+        tracing::info!(
+            target: "resilience",
+            name = %shared.name,
+            window_replaced = config.window != current.window,
+            "circuit breaker reconfigured"
+        );
+        *current = config;
+        Ok(())
     }
 
     /// The current state. An open circuit whose wait is over still reads as open until the

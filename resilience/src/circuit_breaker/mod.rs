@@ -117,6 +117,7 @@ mod event;
 mod future;
 mod handle;
 mod layer;
+mod params;
 mod service;
 mod snapshot;
 mod state;
