@@ -162,6 +162,12 @@ pub(crate) fn check_positive<T: Copy + PartialEq + Default>(
     }
 }
 
+/// A duration in nanoseconds, saturating at about 584 years: how layers keep durations in
+/// atomics.
+pub(crate) fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

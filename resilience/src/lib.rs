@@ -100,6 +100,7 @@ mod per_thread;
 pub mod retry;
 pub mod stack;
 pub mod timeout;
+mod versions;
 
 pub use classify::{Classify, ErrorsAreFailures, Outcome};
 

@@ -58,6 +58,10 @@ use pin_project_lite::pin_project;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
 
+mod reload;
+
+pub(crate) use reload::check_live_change;
+
 use crate::{
     bulkhead::{Bulkhead, BulkheadConfig, BulkheadHandle, BulkheadLayer, BulkheadSnapshot},
     circuit_breaker::{

@@ -29,6 +29,7 @@ fn config(window: SlidingWindow) -> CircuitBreakerConfig {
         max_wait_in_open: Some(Duration::from_secs(35)),
         permitted_calls_in_half_open: 2,
         max_wait_in_half_open: Some(Duration::from_secs(30)),
+        automatic_transition_to_half_open: false,
     }
 }
 
@@ -159,7 +160,13 @@ impl Model {
                 CircuitState::HalfOpen => {
                     let max = self.c.max_wait_in_half_open.unwrap().as_nanos() as u64;
                     if self.now - self.since >= max {
-                        self.enter(CircuitState::Open);
+                        // Nothing taken: nothing failed, a new half-open period starts.
+                        let to = if self.taken == 0 {
+                            CircuitState::HalfOpen
+                        } else {
+                            CircuitState::Open
+                        };
+                        self.enter(to);
                         continue;
                     }
                     if self.taken >= self.c.permitted_calls_in_half_open {

@@ -13,8 +13,9 @@ use crate::group_commit::WriterConfig;
 
 /// The stack used when `RESILIENCE_CONFIG` names no file: calls to user-service get 2 s in
 /// total, 500 ms per attempt, one retry within a 20 % budget, a breaker per instance that opens
-/// after 5 failures in a row (or half of at least 5 calls in 10 s failing), waits 2 s, and lets
-/// one probe decide; at most 64 lookups in flight, and a lookup past them is refused at once
+/// after 5 failures in a row (or half of at least 5 calls in 10 s failing), waits 2 s (then
+/// reads half-open on its own, so `/resilience` is truthful without traffic), and lets one
+/// probe decide; at most 64 lookups in flight, and a lookup past them is refused at once
 /// (503 naming order-service's own limit) rather than queued.
 pub const DEFAULT_STACK: &str = r#"
 deadline = "2s"
@@ -45,6 +46,7 @@ consecutive_failures = 5
 wait_in_open = "2s"
 permitted_calls_in_half_open = 1
 max_wait_in_half_open = "2s"
+automatic_transition_to_half_open = true
 
 [circuit_breaker.window]
 kind = "time"

@@ -2,8 +2,8 @@
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -14,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{BulkheadConfig, BulkheadEvent};
 use crate::{
-    config::ConfigError,
+    config::{ConfigError, nanos},
     error::{BoxError, BulkheadFull},
     events::{Channel, Subscription},
     per_thread::{StripedCounter, ThreadView},
@@ -48,7 +48,16 @@ pub(super) type View = ThreadView<Shared>;
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) name: &'static str,
-    pub(super) config: BulkheadConfig,
+    /// The config in force; held while a reconfiguration is applied, so they serialise.
+    config: Mutex<BulkheadConfig>,
+    /// `config.max_concurrent`, for rejections and snapshots.
+    max_concurrent: AtomicUsize,
+    /// `config.max_wait` in nanoseconds, for callers deciding whether to wait.
+    max_wait_nanos: AtomicU64,
+    /// Permits still to take out of circulation after a lowered limit: each permit given
+    /// back pays one instead of returning to the semaphore, so a lowered limit never
+    /// revokes a permit held.
+    debt: AtomicUsize,
     pub(super) semaphore: Arc<Semaphore>,
     waiting: AtomicUsize,
     rejected: StripedCounter,
@@ -139,8 +148,11 @@ impl BulkheadPermit {
 impl Drop for BulkheadPermit {
     #[inline]
     fn drop(&mut self) {
-        self.view.semaphore.add_permits(1);
-        self.view.in_use_gauge.decrement(1.0);
+        let shared = &self.view;
+        if shared.debt.load(Ordering::Relaxed) == 0 || !shared.pay_debt() {
+            shared.semaphore.add_permits(1);
+        }
+        shared.in_use_gauge.decrement(1.0);
     }
 }
 
@@ -170,19 +182,41 @@ impl Drop for Waiting {
 impl Shared {
     /// Records one rejection and builds the error the caller sees.
     pub(super) fn reject(&self) -> BulkheadFull {
+        let max_concurrent = self.max_concurrent.load(Ordering::Relaxed);
         self.rejected.add(1);
         self.rejected_counter.increment(1);
         tracing::debug!(
             target: "resilience",
             name = %self.name,
-            max_concurrent = self.config.max_concurrent,
+            max_concurrent,
             "bulkhead full; call rejected"
         );
         self.events.emit(|| BulkheadEvent::Rejected {
-            max_concurrent: self.config.max_concurrent,
+            max_concurrent,
             at: tokio::time::Instant::now(),
         });
-        BulkheadFull::new(self.name, self.config.max_concurrent)
+        BulkheadFull::new(self.name, max_concurrent)
+    }
+
+    /// How long a caller may wait for a permit.
+    #[inline]
+    pub(super) fn max_wait(&self) -> Duration {
+        Duration::from_nanos(self.max_wait_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Takes one permit being given back out of circulation, if a lowered limit still owes
+    /// one; false when nothing is owed.
+    #[cold]
+    fn pay_debt(&self) -> bool {
+        self.debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok()
+    }
+}
+
+impl Shared {
+    fn lock_config(&self) -> std::sync::MutexGuard<'_, BulkheadConfig> {
+        self.config.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -209,6 +243,9 @@ impl BulkheadHandle {
         let label = name.to_string();
         let shared = Shared {
             semaphore: Arc::new(Semaphore::new(config.max_concurrent)),
+            max_concurrent: AtomicUsize::new(config.max_concurrent),
+            max_wait_nanos: AtomicU64::new(nanos(config.max_wait)),
+            debt: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             rejected: StripedCounter::default(),
             in_use_gauge: metrics::gauge!("resilience_bulkhead_in_use", "name" => label.clone()),
@@ -216,7 +253,7 @@ impl BulkheadHandle {
             rejected_counter: metrics::counter!("resilience_bulkhead_rejected_total", "name" => label),
             events: Arc::default(),
             name,
-            config,
+            config: Mutex::new(config),
         };
         Ok(Self {
             shared: ThreadView::new(Arc::new(shared)),
@@ -228,19 +265,83 @@ impl BulkheadHandle {
         self.shared.name
     }
 
-    /// The configuration it was built with.
-    pub fn config(&self) -> &BulkheadConfig {
-        &self.shared.config
+    /// The configuration in force: the one it was built with, or the last one
+    /// [`reconfigure`](Self::reconfigure) applied.
+    pub fn config(&self) -> BulkheadConfig {
+        self.shared.lock_config().clone()
+    }
+
+    /// Replaces the limit and the wait of the running bulkhead.
+    ///
+    /// `config` is [validated](BulkheadConfig::validate) first, with the same field-path
+    /// errors as when building; an invalid one changes nothing. Permits held are honoured:
+    ///
+    /// - a raised limit frees the extra permits at once (to waiting callers first);
+    /// - a lowered limit never revokes a permit in use: the free permits above the new
+    ///   limit are withdrawn at once, and each permit in use above it is withdrawn when it
+    ///   is given back, so new calls see the new limit;
+    /// - a new `max_wait` applies to callers that start waiting from now on.
+    ///
+    /// ```
+    /// use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let handle = BulkheadLayer::new("db", BulkheadConfig { max_concurrent: 2, ..Default::default() })
+    ///     .unwrap()
+    ///     .handle();
+    /// let (a, b) = (handle.acquire().await.unwrap(), handle.acquire().await.unwrap());
+    /// handle.reconfigure(BulkheadConfig { max_concurrent: 1, ..Default::default() }).unwrap();
+    /// assert_eq!(handle.snapshot().in_use, 2); // both still held
+    /// drop(a);
+    /// assert!(handle.acquire().await.is_err()); // one in use: the new limit is reached
+    /// drop(b);
+    /// let _c = handle.acquire().await.unwrap();
+    /// # }
+    /// ```
+    pub fn reconfigure(&self, config: BulkheadConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let shared = &*self.shared;
+        let mut current = shared.lock_config();
+        let (old, new) = (current.max_concurrent, config.max_concurrent);
+        if new > old {
+            // Cancel what a lowered limit still owes, then free the rest.
+            let raise = new - old;
+            let cancelled = shared
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    Some(d - d.min(raise))
+                })
+                .map_or(0, |d| d.min(raise));
+            shared.semaphore.add_permits(raise - cancelled);
+        } else if new < old {
+            let lower = old - new;
+            let withdrawn = shared.semaphore.forget_permits(lower);
+            shared.debt.fetch_add(lower - withdrawn, Ordering::AcqRel);
+        }
+        shared.max_concurrent.store(new, Ordering::Relaxed);
+        shared
+            .max_wait_nanos
+            .store(nanos(config.max_wait), Ordering::Relaxed);
+        tracing::info!(
+            target: "resilience",
+            name = %shared.name,
+            max_concurrent = new,
+            max_wait = ?config.max_wait,
+            "bulkhead reconfigured"
+        );
+        *current = config;
+        Ok(())
     }
 
     /// Permits in use, waiters and rejections right now.
     pub fn snapshot(&self) -> BulkheadSnapshot {
         let shared = &self.shared;
-        let max = shared.config.max_concurrent;
+        let max = shared.max_concurrent.load(Ordering::Relaxed);
+        let owed = shared.debt.load(Ordering::Relaxed);
         BulkheadSnapshot {
             name: shared.name.to_string(),
             max_concurrent: max,
-            in_use: max.saturating_sub(shared.semaphore.available_permits()),
+            in_use: (max + owed).saturating_sub(shared.semaphore.available_permits()),
             waiting: shared.waiting.load(Ordering::Relaxed),
             rejected_total: shared.rejected.sum(),
         }
@@ -262,7 +363,7 @@ impl BulkheadHandle {
         if let Some(permit) = BulkheadPermit::try_acquire(shared) {
             return Ok(permit);
         }
-        let max_wait = shared.config.max_wait;
+        let max_wait = shared.max_wait();
         if max_wait == Duration::ZERO {
             return Err(shared.reject().into());
         }

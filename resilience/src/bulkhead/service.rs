@@ -99,7 +99,7 @@ impl<S> Bulkhead<S> {
                 return Poll::Ready(true);
             }
         }
-        if self.shared.config.max_wait.is_zero() {
+        if self.shared.max_wait().is_zero() {
             // No queue at all: the call is rejected.
             return Poll::Ready(false);
         }
@@ -111,7 +111,7 @@ impl<S> Bulkhead<S> {
         }
         let shared = &self.shared;
         let wait = self.wait.get_or_insert_with(|| Wait {
-            sleep: Box::pin(tokio::time::sleep(shared.config.max_wait)),
+            sleep: Box::pin(tokio::time::sleep(shared.max_wait())),
             _waiting: Waiting::new(shared),
         });
         if wait.sleep.as_mut().poll(cx).is_pending() {

@@ -62,6 +62,17 @@ pub struct CircuitBreakerConfig {
     /// keep the circuit half-open forever). `None`: wait for the probes however long.
     #[serde(with = "humantime_serde")]
     pub max_wait_in_half_open: Option<Duration>,
+    /// Move from Open to HalfOpen on a timer when the wait ends, instead of when the next
+    /// call arrives (Resilience4j's `automaticTransitionFromOpenToHalfOpenEnabled`), so
+    /// `state()`, snapshots, the state gauge and subscribers see half-open without traffic.
+    ///
+    /// Off by default, as in Resilience4j: the breaker then starts no task of its own and
+    /// needs no runtime. On, each trip spawns one sleeping task on the tokio runtime that is
+    /// current when it trips (none outside a runtime: the move then waits for a call); the
+    /// task holds only a weak reference and is aborted when the breaker is dropped, so it
+    /// neither keeps the breaker alive nor outlives it. Either way the first call after the
+    /// wait is a probe; only what the breaker reports in between differs.
+    pub automatic_transition_to_half_open: bool,
 }
 
 /// Which calls the failure and slow-call rates are computed over.
@@ -114,7 +125,8 @@ impl Default for SlidingWindow {
 impl Default for CircuitBreakerConfig {
     /// A breaker that trips when at least half of the last 100 calls (and at least 20) failed,
     /// stays open 30 s, then lets 5 probes decide. Slow-call detection, consecutive-failure
-    /// tripping, a growing wait and a half-open time limit are off.
+    /// tripping, a growing wait, a half-open time limit and the automatic move to half-open
+    /// are off.
     fn default() -> Self {
         Self {
             window: SlidingWindow::default(),
@@ -128,6 +140,7 @@ impl Default for CircuitBreakerConfig {
             max_wait_in_open: None,
             permitted_calls_in_half_open: 5,
             max_wait_in_half_open: None,
+            automatic_transition_to_half_open: false,
         }
     }
 }
@@ -235,6 +248,7 @@ impl CircuitBreakerConfig {
             max_wait_nanos: self.max_wait_in_open.map_or(u64::MAX, nanos),
             probes: u64::from(self.permitted_calls_in_half_open),
             max_half_open_nanos: self.max_wait_in_half_open.map(nanos),
+            automatic_half_open: self.automatic_transition_to_half_open,
         }
     }
 
@@ -249,10 +263,7 @@ impl CircuitBreakerConfig {
     }
 }
 
-/// Nanoseconds, saturating at about 584 years.
-pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
+pub(crate) use crate::config::nanos;
 
 #[cfg(all(test, not(resilience_loom)))]
 mod tests {

@@ -1,6 +1,10 @@
 //! The breaker shared by every clone, and the handle that reaches it from outside a stack.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, Mutex, OnceLock, PoisonError, Weak},
+    time::Duration,
+};
 
 use metrics::{Counter, Gauge};
 use tokio::time::Instant;
@@ -32,10 +36,58 @@ pub(crate) struct Observer {
     transitions_total: AtomicU64,
     /// Subscribers to transitions and rejections; read once per event, built only for them.
     events: Arc<Channel<CircuitEvent>>,
+    /// Runs the automatic move to half-open, when configured.
+    timer: Timer,
+}
+
+/// The task that moves an open breaker to half-open when its wait ends (with
+/// `automatic_transition_to_half_open`): one per open period, holding only a weak
+/// reference, aborted when a newer period replaces it or the breaker is dropped.
+struct Timer {
+    breaker: OnceLock<Weak<Shared>>,
+    origin: Instant,
+    task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Timer {
+    fn schedule(&self, generation: u64, until: u64) {
+        let (Some(breaker), Ok(runtime)) =
+            (self.breaker.get(), tokio::runtime::Handle::try_current())
+        else {
+            return; // no runtime here: the next call makes the move
+        };
+        let breaker = breaker.clone();
+        let at = self.origin + Duration::from_nanos(until);
+        let task = runtime.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(shared) = breaker.upgrade() {
+                shared.machine.wait_elapsed(generation, shared.now());
+            }
+        });
+        let previous = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(task.abort_handle());
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+    }
+
+    fn cancel(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
 }
 
 impl Observer {
-    fn new(name: &'static str) -> Self {
+    fn new(name: &'static str, origin: Instant) -> Self {
         // HELP text for the recorder in place now; a breaker is built once, so this is off
         // the hot path, and describing the same name again is harmless.
         metrics::describe_counter!(
@@ -86,6 +138,11 @@ impl Observer {
             rejected_total: StripedCounter::default(),
             transitions_total: AtomicU64::new(0),
             events: Arc::default(),
+            timer: Timer {
+                breaker: OnceLock::new(),
+                origin,
+                task: Mutex::new(None),
+            },
             name,
         }
     }
@@ -130,6 +187,10 @@ impl Hooks for Observer {
         self.calls[kind as usize].increment(1);
     }
 
+    fn on_open(&self, generation: u64, until: u64) {
+        self.timer.schedule(generation, until);
+    }
+
     fn on_threshold(&self, exceeded: bool) {
         if exceeded {
             tracing::warn!(
@@ -156,33 +217,55 @@ impl Hooks for Observer {
 /// One breaker: the state machine, its clock origin and its observer.
 pub(crate) struct Shared {
     pub(crate) machine: StateMachine<Observer>,
-    config: CircuitBreakerConfig,
+    /// The config in force; held while a reconfiguration is applied, so they serialise.
+    config: Mutex<CircuitBreakerConfig>,
     origin: Instant,
     name: &'static str,
 }
 
 impl Shared {
-    pub(crate) fn new(name: &str, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
+    pub(crate) fn new(name: &str, config: CircuitBreakerConfig) -> Result<Arc<Self>, ConfigError> {
         config.validate()?;
         let name = crate::name::intern(name);
+        let origin = Instant::now();
         let machine = StateMachine::new(
             config.params(),
             config.build_window(),
-            Observer::new(name),
+            Observer::new(name, origin),
             0,
         );
-        Ok(Self {
+        let shared = Arc::new(Self {
             machine,
-            config,
-            origin: Instant::now(),
+            config: Mutex::new(config),
+            origin,
             name,
-        })
+        });
+        // A weak reference for the timer: it must not keep the breaker alive.
+        let _ = shared
+            .machine
+            .hooks
+            .timer
+            .breaker
+            .set(Arc::downgrade(&shared));
+        Ok(shared)
     }
 
     /// Nanoseconds since the breaker was built, on tokio's (pausable) clock.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         super::config::nanos(self.origin.elapsed())
+    }
+}
+
+fn lock_config(
+    config: &Mutex<CircuitBreakerConfig>,
+) -> std::sync::MutexGuard<'_, CircuitBreakerConfig> {
+    config.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.machine.hooks.timer.cancel();
     }
 }
 
@@ -259,13 +342,68 @@ impl CircuitBreakerHandle {
         self.local.shared.name
     }
 
-    /// The configuration the breaker was built with.
-    pub fn config(&self) -> &CircuitBreakerConfig {
-        &self.local.shared.config
+    /// The configuration in force: the one the breaker was built with, or the last one
+    /// [`reconfigure`](Self::reconfigure) applied.
+    pub fn config(&self) -> CircuitBreakerConfig {
+        lock_config(&self.local.shared.config).clone()
+    }
+
+    /// Replaces the configuration of the running breaker without losing its state.
+    ///
+    /// `config` is [validated](CircuitBreakerConfig::validate) first, with the same
+    /// field-path errors as when building; an invalid one changes nothing. A valid one keeps
+    /// the state (an open circuit stays open until its current wait ends, a half-open one
+    /// keeps its probes, forced and manual states stay), the counters and the subscriptions:
+    ///
+    /// - thresholds, `minimum_calls`, slow-call and consecutive-failure settings apply from
+    ///   the next recorded call;
+    /// - `wait_in_open`, `wait_multiplier` and `max_wait_in_open` apply from the next open
+    ///   period;
+    /// - a resized count window keeps the most recent outcomes that fit; a window changed to
+    ///   or from a time window, or a time window's geometry changed, starts empty (in flight
+    ///   calls then record into the new window). The old window's memory is kept until the
+    ///   breaker is dropped, as a call on another thread may still be writing to it;
+    /// - a lowered `permitted_calls_in_half_open` that the probes already reported decides
+    ///   the half-open period at once;
+    /// - turning `automatic_transition_to_half_open` on while open starts the timer.
+    ///
+    /// A call racing the reconfiguration may see some settings old and some new.
+    ///
+    /// ```
+    /// use resilience_layers::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow};
+    /// use resilience_layers::Outcome;
+    ///
+    /// let handle = CircuitBreakerLayer::new("db", CircuitBreakerConfig::default()).unwrap().handle();
+    /// handle.try_acquire().unwrap().record(Outcome::Failure);
+    ///
+    /// let mut config = handle.config();
+    /// config.window = SlidingWindow::Count { size: 0 };
+    /// assert_eq!(handle.reconfigure(config.clone()).unwrap_err().field(), "window.size");
+    ///
+    /// config.window = SlidingWindow::Count { size: 10 };
+    /// handle.reconfigure(config).unwrap();
+    /// assert_eq!(handle.snapshot().failures, 1); // the window's outcomes carried over
+    /// ```
+    pub fn reconfigure(&self, config: CircuitBreakerConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let shared = &*self.local.shared;
+        let mut current = lock_config(&shared.config);
+        let window = (config.window != current.window).then(|| config.build_window());
+        shared
+            .machine
+            .reconfigure(config.params(), window, shared.now());
+        tracing::info!(
+            target: "resilience",
+            name = %shared.name,
+            window_replaced = config.window != current.window,
+            "circuit breaker reconfigured"
+        );
+        *current = config;
+        Ok(())
     }
 
     /// The current state. An open circuit whose wait is over still reads as open until the
-    /// next call moves it to half-open (no timer runs the breaker); the
+    /// next call moves it to half-open, unless `automatic_transition_to_half_open` is on; the
     /// [`snapshot`](Self::snapshot) tells the two apart with `retry_after_ms == Some(0)`.
     pub fn state(&self) -> CircuitState {
         self.local.shared.machine.state()
@@ -274,7 +412,8 @@ impl CircuitBreakerHandle {
     /// What the breaker is doing now, for `/resilience`-style endpoints and dashboards.
     ///
     /// An open circuit whose wait has elapsed reports `state: open` with
-    /// `retry_after_ms: Some(0)`: a probe is due and the next call will be admitted as one.
+    /// `retry_after_ms: Some(0)`: a probe is due and the next call will be admitted as one
+    /// (with `automatic_transition_to_half_open`, it reports `half_open` instead).
     ///
     /// ```
     /// use std::time::Duration;

@@ -46,7 +46,7 @@ impl CircuitBreakerLayer {
         config: CircuitBreakerConfig,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
-            shared: Arc::new(Shared::new(&name.into(), config)?),
+            shared: Shared::new(&name.into(), config)?,
             classifier: ErrorsAreFailures,
         })
     }

@@ -327,3 +327,63 @@ fn loom_failure_races_a_success_that_skips_the_full_window() {
         assert_eq!(m.counts(0).failures, 0, "the failure left the window");
     });
 }
+
+#[test]
+fn loom_reconfigure_lowering_the_probes_races_the_last_probe() {
+    loom::model(|| {
+        let m = machine(config(2));
+        open(&m);
+        let first = m.try_acquire(at(WAIT)).unwrap();
+        let second = m.try_acquire(at(WAIT)).unwrap();
+        m.record(first, Outcome::Success, at(WAIT));
+        let reporter = {
+            let m = m.clone();
+            thread::spawn(move || m.record(second, Outcome::Success, at(WAIT)))
+        };
+        let operator = {
+            let m = m.clone();
+            thread::spawn(move || m.reconfigure(config(1).params(), None, WAIT))
+        };
+        reporter.join().unwrap();
+        operator.join().unwrap();
+        // Whoever decides (the last probe, or the reconfiguration on the one reported),
+        // the half-open period ends exactly once.
+        assert_eq!(m.state(), CircuitState::Closed);
+        assert_eq!(
+            transitions(&m),
+            3,
+            "closed->open->half_open->closed, once each"
+        );
+    });
+}
+
+#[test]
+fn loom_a_failure_races_a_window_resize() {
+    loom::model(|| {
+        let m = machine(config(1));
+        calls(&m, 1, Outcome::Failure); // 1 call: under the minimum of 2
+        let permit = m.try_acquire(at(0)).unwrap();
+        let caller = {
+            let m = m.clone();
+            thread::spawn(move || m.record(permit, Outcome::Failure, at(0)))
+        };
+        let operator = {
+            let m = m.clone();
+            thread::spawn(move || {
+                let resized = CircuitBreakerConfig {
+                    window: SlidingWindow::Count { size: 2 },
+                    ..config(1)
+                };
+                m.reconfigure(resized.params(), Some(resized.build_window()), 0);
+            })
+        };
+        caller.join().unwrap();
+        operator.join().unwrap();
+        // The failure lands in the old window (which it then trips on: 2 of 2) or in the
+        // new one (which holds the first failure too): either way it counts, once.
+        assert_eq!(m.state(), CircuitState::Open, "raw word {:#x}", m.raw());
+        assert_eq!(transitions(&m), 1);
+        assert!(m.counts(0).calls <= 2, "the new window holds at most 2");
+        assert_eq!(m.windows_held(), 2);
+    });
+}

@@ -18,7 +18,10 @@
 //!
 //! **Open** rejects every call with [`CircuitOpen`](crate::error::CircuitOpen), which says
 //! how long until a probe is let through. After `wait_in_open` the next call moves the
-//! breaker to HalfOpen (there is no timer: time is looked at when a call arrives).
+//! breaker to HalfOpen: time is looked at when a call arrives. With
+//! `automatic_transition_to_half_open`, a timer makes the move when the wait ends, so the
+//! state reads half-open without traffic ([`CircuitBreakerConfig`] says what the timer
+//! costs).
 //!
 //! **HalfOpen** admits exactly `permitted_calls_in_half_open` probe calls. Each slot is
 //! reserved atomically when a caller is admitted, so concurrent callers can never exceed
@@ -28,7 +31,9 @@
 //! slow-call rate) reaches the threshold it opens again, with the wait multiplied by
 //! `wait_multiplier` (up to `max_wait_in_open`); otherwise it closes with an empty window
 //! and the wait back at its start. If the probes have not all reported within
-//! `max_wait_in_half_open`, it re-opens as if they had failed. This is a simplification of
+//! `max_wait_in_half_open`, it re-opens as if they had failed; a half-open period in which
+//! no probe slot is taken at that point (no call came, or every probe was given back) has
+//! seen no failure, and starts again instead. This is a simplification of
 //! Resilience4j's rule (which also waits for all permitted calls, but then applies the
 //! minimum-calls rule to them): here the probes always decide.
 //!
@@ -112,6 +117,7 @@ mod event;
 mod future;
 mod handle;
 mod layer;
+mod params;
 mod service;
 mod snapshot;
 mod state;

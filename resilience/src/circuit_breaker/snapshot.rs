@@ -40,9 +40,10 @@ pub struct CircuitSnapshot {
     pub time_in_state_ms: u64,
     /// In Open: how long until a probe is admitted, rounded up. `None` in every other state.
     ///
-    /// `Some(0)` means the wait is over and a probe is due: the breaker moves to half-open
-    /// only when the next call arrives (no timer runs it), so until then `state` still says
-    /// `open`. Read it as "open, probing on the next call".
+    /// `Some(0)` means the wait is over and a probe is due: without
+    /// `automatic_transition_to_half_open` the breaker moves to half-open only when the next
+    /// call arrives, so until then `state` still says `open`. Read it as "open, probing on
+    /// the next call".
     pub retry_after_ms: Option<u64>,
     /// Calls rejected since the breaker was built.
     pub rejected_total: u64,

@@ -30,9 +30,11 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::params::LiveParams;
 use super::sync::{AtomicU32, AtomicU64, Mutex, Ordering::*, Padded, lock};
 use super::window::{Counts, FAILED, GEN_MASK, SLOW, Window};
 use crate::classify::Outcome;
+use crate::versions::Versions;
 
 /// The state of a circuit breaker.
 ///
@@ -193,6 +195,9 @@ pub(crate) trait Hooks {
     /// In MetricsOnly: the window crossed a threshold (`true`: the breaker would have
     /// opened) or fell back under them. Called once per crossing.
     fn on_threshold(&self, _exceeded: bool) {}
+    /// With the automatic transition on: an open period of `generation` began, ending at
+    /// `until`; call [`StateMachine::wait_elapsed`] then. Called under the transition lock.
+    fn on_open(&self, _generation: u64, _until: u64) {}
 }
 
 impl Hooks for () {
@@ -201,7 +206,7 @@ impl Hooks for () {
 }
 
 /// Numbers derived from a validated config, in nanoseconds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Params {
     pub(crate) failure_rate_threshold: f64,
     pub(crate) slow_call_rate_threshold: f64,
@@ -214,6 +219,8 @@ pub(crate) struct Params {
     pub(crate) max_wait_nanos: u64,
     pub(crate) probes: u64,
     pub(crate) max_half_open_nanos: Option<u64>,
+    /// Move to HalfOpen when the wait ends, without waiting for a call ([`Hooks::on_open`]).
+    pub(crate) automatic_half_open: bool,
 }
 
 /// Admission to one call, tied to the generation it was issued in.
@@ -230,14 +237,27 @@ pub(crate) struct RawPermit {
 struct Side {
     /// The wait of the current (or last) open period.
     wait: u64,
+    /// The configured waits (only transitions read them).
+    wait_nanos: u64,
+    wait_multiplier: f64,
+    max_wait_nanos: u64,
+}
+
+impl Side {
+    fn waits(&mut self, params: &Params) {
+        self.wait_nanos = params.wait_nanos;
+        self.wait_multiplier = params.wait_multiplier;
+        self.max_wait_nanos = params.max_wait_nanos;
+    }
 }
 
 /// The state machine shared by every clone of a breaker.
 #[derive(Debug)]
 pub(crate) struct StateMachine<H> {
-    params: Params,
+    params: LiveParams,
     word: AtomicU64,
-    window: Window,
+    /// The window, and every window a reconfiguration replaced it with ([`Versions`]).
+    windows: Versions<Window>,
     /// gen(24) | consecutive failures(40), only used when that mode is on.
     consecutive: Padded<AtomicU64>,
     /// The generation of the window's contents (the last Closed or MetricsOnly one).
@@ -255,13 +275,18 @@ pub(crate) struct StateMachine<H> {
 impl<H: Hooks> StateMachine<H> {
     /// A closed breaker; `now` is the time of construction.
     pub(crate) fn new(params: Params, window: Window, hooks: H, now: u64) -> Self {
+        let mut side = Side {
+            wait: params.wait_nanos,
+            wait_nanos: 0,
+            wait_multiplier: 1.0,
+            max_wait_nanos: 0,
+        };
+        side.waits(&params);
         Self {
-            side: Mutex::new(Side {
-                wait: params.wait_nanos,
-            }),
-            params,
+            side: Mutex::new(side),
+            params: LiveParams::new(&params),
             word: AtomicU64::new(pack(0, CircuitState::Closed)),
-            window,
+            windows: Versions::new(window),
             consecutive: Padded(AtomicU64::new(0)),
             window_gen: AtomicU64::new(0),
             open_until: AtomicU64::new(0),
@@ -272,7 +297,7 @@ impl<H: Hooks> StateMachine<H> {
     }
 
     fn measures_duration(&self) -> bool {
-        self.params.slow_call_nanos.is_some()
+        self.params.slow_call_nanos().is_some()
     }
 
     /// Asks to make one call. The clock is read only in Open and HalfOpen, and in Closed
@@ -309,7 +334,7 @@ impl<H: Hooks> StateMachine<H> {
                     word = self.word.load(Acquire);
                 }
                 CircuitState::HalfOpen => {
-                    if let Some(max) = self.params.max_half_open_nanos {
+                    if let Some(max) = self.params.max_half_open_nanos() {
                         let t = now();
                         let since = self.since.load(Acquire);
                         // `since` is published after the word: if we read a newer period's
@@ -326,7 +351,7 @@ impl<H: Hooks> StateMachine<H> {
                             continue;
                         }
                     }
-                    if field(word, TAKEN_SHIFT) >= self.params.probes {
+                    if field(word, TAKEN_SHIFT) >= self.params.probes() {
                         return Err(Rejected::HalfOpenFull);
                     }
                     match self.word.compare_exchange_weak(
@@ -391,7 +416,7 @@ impl<H: Hooks> StateMachine<H> {
             Outcome::Failure => FAILED,
             Outcome::Success => 0,
         };
-        let slow = match self.params.slow_call_nanos {
+        let slow = match self.params.slow_call_nanos() {
             Some(limit) if clock().saturating_sub(permit.start) >= limit => SLOW,
             _ => 0,
         };
@@ -413,14 +438,15 @@ impl<H: Hooks> StateMachine<H> {
     }
 
     fn record_closed(&self, permit: RawPermit, bits: u8, clock: &mut impl FnMut() -> u64) {
-        let counts = self.window.record(permit.generation, bits, &mut *clock);
-        let consecutive_trip = match self.params.consecutive_failures {
+        let window = self.windows.get();
+        let counts = window.record(permit.generation, bits, &mut *clock);
+        let consecutive_trip = match self.params.consecutive_failures() {
             Some(limit) => self.count_consecutive(permit.generation, bits & FAILED != 0) >= limit,
             None => false,
         };
         if permit.state == CircuitState::MetricsOnly {
             // Never trips, but says when it would have (and when that is over), once each.
-            let counts = counts.unwrap_or_else(|| self.window.counts(permit.generation, clock()));
+            let counts = counts.unwrap_or_else(|| window.counts(permit.generation, clock()));
             let over = u32::from(consecutive_trip || self.rates_trip(counts));
             if self.over_threshold.load(Acquire) != over
                 && self.over_threshold.swap(over, AcqRel) != over
@@ -464,10 +490,7 @@ impl<H: Hooks> StateMachine<H> {
 
     /// At or above either threshold, once there are enough calls.
     fn rates_trip(&self, c: Counts) -> bool {
-        c.calls > 0
-            && c.calls >= self.params.minimum_calls
-            && (c.failures as f64 * 100.0 >= self.params.failure_rate_threshold * c.calls as f64
-                || c.slow as f64 * 100.0 >= self.params.slow_call_rate_threshold * c.calls as f64)
+        c.calls > 0 && c.calls >= self.params.minimum_calls() && self.rates_trip_ignoring_minimum(c)
     }
 
     fn record_probe(&self, permit: RawPermit, bits: u8, clock: &mut impl FnMut() -> u64) {
@@ -489,7 +512,7 @@ impl<H: Hooks> StateMachine<H> {
             }
         };
         let reported = field(next, REPORTED_SHIFT);
-        if reported < self.params.probes {
+        if reported < self.params.probes() {
             return;
         }
         // Every probe has reported; exactly one caller gets here for this generation.
@@ -507,8 +530,8 @@ impl<H: Hooks> StateMachine<H> {
     }
 
     fn rates_trip_ignoring_minimum(&self, c: Counts) -> bool {
-        c.failures as f64 * 100.0 >= self.params.failure_rate_threshold * c.calls as f64
-            || c.slow as f64 * 100.0 >= self.params.slow_call_rate_threshold * c.calls as f64
+        c.failures as f64 * 100.0 >= self.params.failure_rate_threshold() * c.calls as f64
+            || c.slow as f64 * 100.0 >= self.params.slow_call_rate_threshold() * c.calls as f64
     }
 
     /// Moves from the state and generation of `from_word` to `to`, unless someone else
@@ -523,8 +546,11 @@ impl<H: Hooks> StateMachine<H> {
         true
     }
 
-    /// Re-opens a half-open period that has lasted `max`, checked under the lock, where
-    /// `since` is exactly the period's start.
+    /// Ends a half-open period that has lasted `max`, checked under the lock, where `since`
+    /// is exactly the period's start: it re-opens if a probe slot is taken (a probe is
+    /// hung, or too few came to decide); with no slot taken (no probe came yet, as after an
+    /// automatic move with no traffic, or every probe was given back) nothing has failed,
+    /// and a new half-open period starts instead.
     fn half_open_timeout(&self, from_word: u64, max: u64, now: u64) {
         let mut side = lock(&self.side);
         let word = self.word.load(Acquire);
@@ -532,7 +558,77 @@ impl<H: Hooks> StateMachine<H> {
             && kind(word) == CircuitState::HalfOpen
             && now.saturating_sub(self.since.load(Acquire)) >= max
         {
-            self.enter(&mut side, word, CircuitState::Open, now);
+            let to = if field(word, TAKEN_SHIFT) == 0 {
+                CircuitState::HalfOpen
+            } else {
+                CircuitState::Open
+            };
+            self.enter(&mut side, word, to, now);
+        }
+    }
+
+    /// The timer of an automatic transition: moves the open period of `generation` to
+    /// HalfOpen if it is still the current one and its wait is over at `now`.
+    pub(crate) fn wait_elapsed(&self, generation_: u64, now: u64) {
+        let mut side = lock(&self.side);
+        let word = self.word.load(Acquire);
+        if generation(word) == generation_
+            && kind(word) == CircuitState::Open
+            && now >= self.open_until.load(Acquire)
+            && self.params.automatic_half_open()
+        {
+            self.enter(&mut side, word, CircuitState::HalfOpen, now);
+        }
+    }
+
+    /// Takes new numbers, and `window` in place of the current window when given (built for
+    /// the new config), without leaving the current state:
+    ///
+    /// - thresholds, minimum calls, slow-call and consecutive-failure settings apply from
+    ///   the next recorded call;
+    /// - the waits apply from the next open period (the current one keeps its end), and a
+    ///   wait grown by repeated failed probes is brought within the new bounds;
+    /// - a new window takes over the outcomes of the old one, the most recent first, as far
+    ///   as both are count windows and they fit (a time window starts empty);
+    /// - a half-open period whose reported probes already reach a lowered probe count
+    ///   decides at once on them;
+    /// - turning the automatic transition on while open starts the timer for this period.
+    pub(crate) fn reconfigure(&self, params: Params, window: Option<Window>, now: u64) {
+        let mut side = lock(&self.side);
+        side.waits(&params);
+        side.wait = side.wait.clamp(
+            params.wait_nanos,
+            params.max_wait_nanos.max(params.wait_nanos),
+        );
+        self.params.store(&params);
+        if let Some(window) = window {
+            let contents = self.window_gen.load(Acquire);
+            let outcomes = self.windows.get().outcomes(contents);
+            self.windows.replace(window.seeded(contents, &outcomes));
+        }
+        let word = self.word.load(Acquire);
+        match kind(word) {
+            CircuitState::HalfOpen => {
+                let reported = field(word, REPORTED_SHIFT);
+                if reported > 0 && reported >= params.probes {
+                    let probes = Counts {
+                        calls: reported,
+                        failures: field(word, FAILED_SHIFT),
+                        slow: field(word, SLOW_SHIFT),
+                    };
+                    let to = if self.rates_trip_ignoring_minimum(probes) {
+                        CircuitState::Open
+                    } else {
+                        CircuitState::Closed
+                    };
+                    self.enter(&mut side, word, to, now);
+                }
+            }
+            CircuitState::Open if params.automatic_half_open => {
+                self.hooks
+                    .on_open(generation(word), self.open_until.load(Acquire));
+            }
+            _ => {}
         }
     }
 
@@ -560,17 +656,17 @@ impl<H: Hooks> StateMachine<H> {
             CircuitState::Open => {
                 side.wait = if from == CircuitState::HalfOpen {
                     // Probes failed again (or never finished): wait longer, up to the cap.
-                    let grown = side.wait as f64 * self.params.wait_multiplier;
-                    (grown.min(self.params.max_wait_nanos as f64) as u64).max(side.wait)
+                    let grown = side.wait as f64 * side.wait_multiplier;
+                    (grown.min(side.max_wait_nanos as f64) as u64).max(side.wait)
                 } else {
-                    self.params.wait_nanos
+                    side.wait_nanos
                 };
                 self.open_until
                     .store(now.saturating_add(side.wait), Release);
             }
             CircuitState::Closed | CircuitState::MetricsOnly => {
-                side.wait = self.params.wait_nanos;
-                self.window.reset(next_gen);
+                side.wait = side.wait_nanos;
+                self.windows.get().reset(next_gen);
                 self.window_gen.store(next_gen, Release);
                 self.over_threshold.store(0, Release);
                 self.consecutive.swap(next_gen << 40, AcqRel);
@@ -588,6 +684,9 @@ impl<H: Hooks> StateMachine<H> {
         self.since.store(now, Release);
         if from != to {
             self.hooks.on_transition(from, to);
+        }
+        if to == CircuitState::Open && self.params.automatic_half_open() {
+            self.hooks.on_open(next_gen, self.open_until.load(Acquire));
         }
     }
 
@@ -610,7 +709,9 @@ impl<H: Hooks> StateMachine<H> {
         } else {
             // Outside Closed the window stays as it was when the breaker left it, which
             // shows why it tripped.
-            self.window.counts(self.window_gen.load(Acquire), now)
+            self.windows
+                .get()
+                .counts(self.window_gen.load(Acquire), now)
         };
         View {
             state,
@@ -648,6 +749,12 @@ impl<H: Hooks> StateMachine<H> {
     #[cfg(all(test, not(resilience_loom)))]
     pub(crate) fn generation(&self) -> u64 {
         generation(self.word.load(Acquire))
+    }
+
+    /// How many windows the breaker holds (for loom models).
+    #[cfg(all(test, resilience_loom))]
+    pub(crate) fn windows_held(&self) -> usize {
+        self.windows.held()
     }
 
     /// The counts of the current window (for tests and loom models).

@@ -86,6 +86,42 @@ impl Window {
     }
 }
 
+impl Window {
+    /// The outcomes of generation `gen_`, oldest first (a count window's; a time window
+    /// gives none: its buckets cannot be carried into another geometry).
+    pub(crate) fn outcomes(&self, gen_: u64) -> Vec<u8> {
+        match self {
+            Window::Count(w) => w.outcomes(gen_),
+            Window::Time(_) => Vec::new(),
+        }
+    }
+
+    /// An empty window whose slots and buckets all belong to a generation older than
+    /// `gen_`, so calls of `gen_` record into it; then `outcomes` replayed into it, oldest
+    /// first, as far as they fit.
+    pub(crate) fn seeded(self, gen_: u64, outcomes: &[u8]) -> Self {
+        let older = gen_.wrapping_sub(1) & GEN_MASK;
+        match &self {
+            Window::Count(w) => {
+                for slot in w.slots.iter() {
+                    slot.store((older as u32) << 8, Relaxed);
+                }
+                w.reset(gen_);
+                let keep = outcomes.len().saturating_sub(w.size as usize);
+                for &bits in &outcomes[keep..] {
+                    w.record(gen_, bits);
+                }
+            }
+            Window::Time(w) => {
+                for stamp_cell in w.stamps.iter() {
+                    stamp_cell.store(stamp(older, 0, 0), Relaxed);
+                }
+            }
+        }
+        self
+    }
+}
+
 // Count window words:
 //   head:  gen(24) | full(1) | next slot index(39)
 //   agg:   gen(24) | failures(20) | slow(20)
@@ -124,6 +160,32 @@ impl CountWindow {
             }),
             slots: (0..size).map(|_| AtomicU32::new(0)).collect(),
         }
+    }
+
+    /// The outcomes of generation `gen_`, oldest first.
+    fn outcomes(&self, gen_: u64) -> Vec<u8> {
+        let gen_ = gen_ & GEN_MASK;
+        let head = self.counters.head.load(Acquire);
+        if head >> 40 != gen_ {
+            return Vec::new();
+        }
+        let index = (head & HEAD_INDEX_MASK) as usize;
+        let order: Vec<usize> = if head & HEAD_FULL != 0 {
+            (index..self.size as usize).chain(0..index).collect()
+        } else {
+            (0..index).collect()
+        };
+        order
+            .into_iter()
+            .map(|i| {
+                let slot = self.slots[i].load(Acquire);
+                if u64::from(slot >> 8) == gen_ {
+                    (slot & 0xff) as u8
+                } else {
+                    0
+                }
+            })
+            .collect()
     }
 
     fn reset(&self, gen_: u64) {

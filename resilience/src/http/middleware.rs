@@ -217,6 +217,46 @@ impl ResilienceMiddleware {
         }
     }
 
+    /// The configuration in force: the one the middleware was built from, with every
+    /// [`reconfigure`](Self::reconfigure) since applied.
+    pub fn config(&self) -> StackConfig {
+        let s = &*self.shared;
+        StackConfig {
+            bulkhead: s.bulkhead.as_ref().map(BulkheadHandle::config),
+            deadline: s.deadline,
+            retry: s.retry.as_ref().map(RetryHandle::config),
+            circuit_breaker: s.breakers.as_ref().map(HostBreakers::current_config),
+            attempt_timeout: s.attempt_timeout,
+        }
+    }
+
+    /// Replaces the configuration of the running middleware, as
+    /// [`ResilienceLayer::reconfigure`](crate::stack::ResilienceLayer::reconfigure) does for
+    /// a tower stack (the same checks, the same field-path errors, nothing applied if
+    /// anything is refused); every per-host breaker takes the new breaker settings, keeping
+    /// its state, and breakers for new hosts are built with them.
+    pub fn reconfigure(&self, config: &StackConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        crate::stack::check_live_change(&self.config(), config)?;
+        let s = &*self.shared;
+        if let (Some(handle), Some(c)) = (&s.bulkhead, &config.bulkhead) {
+            handle
+                .reconfigure(c.clone())
+                .map_err(|e| e.within("bulkhead"))?;
+        }
+        if let (Some(handle), Some(c)) = (&s.retry, &config.retry) {
+            handle
+                .reconfigure(c.clone())
+                .map_err(|e| e.within("retry"))?;
+        }
+        if let (Some(breakers), Some(c)) = (&s.breakers, &config.circuit_breaker) {
+            breakers
+                .reconfigure(c)
+                .map_err(|e| e.within("circuit_breaker"))?;
+        }
+        Ok(())
+    }
+
     /// Registers the breaker for `url`'s host up front and keeps it (never evicted), so
     /// snapshots and health checks list the upstream before the first call. `None` when no
     /// breaker is configured or the URL has no host.

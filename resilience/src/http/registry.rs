@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::circuit_breaker::{
     CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, CircuitSnapshot,
 };
+use crate::config::ConfigError;
 
 /// Breakers keyed by `host:port`, so one failing upstream cannot open the circuit for a
 /// healthy one behind the same client.
@@ -21,7 +22,8 @@ use crate::circuit_breaker::{
 /// can always report them.
 pub(crate) struct HostBreakers {
     prefix: Arc<str>,
-    config: CircuitBreakerConfig,
+    /// What new breakers are built with; locked after `hosts` when both are.
+    config: Mutex<CircuitBreakerConfig>,
     max_hosts: usize,
     idle: Duration,
     hosts: Mutex<HashMap<Box<str>, Entry>>,
@@ -43,7 +45,7 @@ impl HostBreakers {
     ) -> Self {
         Self {
             prefix,
-            config,
+            config: Mutex::new(config),
             max_hosts: max_hosts.max(1),
             idle,
             hosts: Mutex::new(HashMap::new()),
@@ -72,7 +74,8 @@ impl HostBreakers {
             self.evict(&mut hosts, now);
         }
         let name = format!("{}@{authority}", self.prefix);
-        let handle = match CircuitBreakerLayer::new(name, self.config.clone()) {
+        let config = self.config().clone();
+        let handle = match CircuitBreakerLayer::new(name, config) {
             Ok(layer) => layer.handle(),
             Err(e) => {
                 // Unreachable: the config was validated when the middleware was built.
@@ -116,6 +119,26 @@ impl HostBreakers {
         drop(hosts);
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    fn config(&self) -> std::sync::MutexGuard<'_, CircuitBreakerConfig> {
+        self.config.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The config every breaker has (new ones are built with it).
+    pub(crate) fn current_config(&self) -> CircuitBreakerConfig {
+        self.config().clone()
+    }
+
+    /// Gives every breaker held, and every one built from now on, `config` (valid), each
+    /// keeping its state.
+    pub(crate) fn reconfigure(&self, config: &CircuitBreakerConfig) -> Result<(), ConfigError> {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        for entry in hosts.values() {
+            entry.handle.reconfigure(config.clone())?;
+        }
+        *self.config() = config.clone();
+        Ok(())
     }
 
     /// The handles held, with their `host:port`.

@@ -121,6 +121,16 @@ pub trait MakeBackoff {
 
     /// A fresh sequence for one request.
     fn make_backoff(&self) -> Self::Backoff;
+
+    /// A fresh sequence for one request of a policy that follows its handle's backoff
+    /// (built by `RetryPolicy::new`, whose maker is the handle's [`BackoffConfig`]):
+    /// `configured` is the one in force now, which a reconfiguration may have replaced.
+    /// Other makers ignore it.
+    #[doc(hidden)]
+    fn make_configured_backoff(&self, configured: &BackoffConfig) -> Self::Backoff {
+        let _ = configured;
+        self.make_backoff()
+    }
 }
 
 impl MakeBackoff for BackoffConfig {
@@ -128,6 +138,10 @@ impl MakeBackoff for BackoffConfig {
 
     fn make_backoff(&self) -> Backoff {
         Backoff::random(self)
+    }
+
+    fn make_configured_backoff(&self, configured: &BackoffConfig) -> Backoff {
+        Backoff::random(configured)
     }
 }
 

@@ -119,6 +119,14 @@ impl RetryBudget {
         self.inner.exhausted.load(Ordering::Relaxed)
     }
 
+    /// Starts this budget's count of refused retries where `old`'s is (a reconfiguration
+    /// replacing one budget by another).
+    pub(crate) fn carry_exhausted(&self, old: &RetryBudget) {
+        self.inner
+            .exhausted
+            .store(old.exhausted_total(), Ordering::Relaxed);
+    }
+
     /// Retries the budget would allow right now, when tower reports its balance.
     ///
     /// `TpsBudget` exposes its balance only through `Debug`, so this reads it from there; it

@@ -1,14 +1,21 @@
 //! The counters and budget every clone of one retry shares.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicU32, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use metrics::{Counter, Histogram};
 use serde::{Deserialize, Serialize};
 
-use super::{Backoff, RetryBudget, RetryConfig, RetryEvent};
+use super::{Backoff, BackoffConfig, RetryBudget, RetryConfig, RetryEvent};
 use crate::config::ConfigError;
 use crate::events::{Channel, Subscription};
 use crate::per_thread::{StripedCounter, ThreadView};
+use crate::versions::Versions;
 
 /// A cloneable handle on one retry's shared parts: its config, its budget and its counters.
 ///
@@ -47,8 +54,12 @@ pub struct RetryHandle {
 #[derive(Debug)]
 struct Shared {
     name: Arc<str>,
-    config: RetryConfig,
-    budget: Option<RetryBudget>,
+    /// The config in force; held while a reconfiguration is applied, so they serialise.
+    config: Mutex<RetryConfig>,
+    /// `config.max_attempts`, read by every failed attempt.
+    max_attempts: AtomicU32,
+    /// The budget every request deposits in: replaced only when its settings change.
+    budget: Versions<Option<RetryBudget>>,
     /// Added to by every request, from every thread: striped so threads do not share it.
     requests: StripedCounter,
     retries: StripedCounter,
@@ -116,9 +127,10 @@ impl RetryHandle {
                 retries_counter: metrics::counter!("resilience_retry_retries_total", "name" => label.clone()),
                 delay_histogram: metrics::histogram!("resilience_retry_delay_seconds", "name" => label),
                 events: Arc::default(),
+                max_attempts: AtomicU32::new(config.max_attempts),
+                budget: Versions::new(budget),
                 name,
-                config,
-                budget,
+                config: Mutex::new(config),
                 requests: StripedCounter::default(),
                 retries: StripedCounter::default(),
             })),
@@ -137,25 +149,90 @@ impl RetryHandle {
         &self.shared.name
     }
 
-    /// The configuration it was built with.
-    pub fn config(&self) -> &RetryConfig {
-        &self.shared.config
+    /// The configuration in force: the one it was built with, or the last one
+    /// [`reconfigure`](Self::reconfigure) applied.
+    pub fn config(&self) -> RetryConfig {
+        self.lock_config().clone()
+    }
+
+    fn lock_config(&self) -> MutexGuard<'_, RetryConfig> {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The backoff in force.
+    pub(crate) fn configured_backoff(&self) -> BackoffConfig {
+        self.lock_config().backoff
+    }
+
+    /// Replaces the attempts, backoff and budget of the running retry.
+    ///
+    /// `config` is [validated](RetryConfig::validate) first, with the same field-path errors
+    /// as when building; an invalid one changes nothing. A valid one applies to requests
+    /// that fail from now on (`max_attempts` to every later decision, the backoff to
+    /// requests making their first retry), and the counters and subscriptions are kept. The
+    /// budget is kept as it is, balance included, when its settings are unchanged; changed
+    /// settings build a new budget (starting with its reserve, as a new one does) that keeps
+    /// the count of refused retries. The replaced budget's memory is kept until the retry is
+    /// dropped, as a request on another thread may still be depositing in it.
+    ///
+    /// ```
+    /// use resilience_layers::retry::{RetryConfig, RetryHandle};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let retry = RetryHandle::new("users", RetryConfig::default()).unwrap();
+    /// let bad = RetryConfig { max_attempts: 0, ..Default::default() };
+    /// assert_eq!(retry.reconfigure(bad).unwrap_err().field(), "max_attempts");
+    /// retry.reconfigure(RetryConfig { max_attempts: 5, ..Default::default() }).unwrap();
+    /// assert_eq!(retry.max_attempts(), 5);
+    /// # }
+    /// ```
+    pub fn reconfigure(&self, config: RetryConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let shared = &*self.shared;
+        let mut current = self.lock_config();
+        if config.budget != current.budget {
+            let budget = match config.budget {
+                Some(c) => {
+                    let budget =
+                        RetryBudget::new(shared.name.clone(), c).map_err(|e| e.within("budget"))?;
+                    if let Some(old) = shared.budget.get() {
+                        budget.carry_exhausted(old);
+                    }
+                    Some(budget)
+                }
+                None => None,
+            };
+            shared.budget.replace(budget);
+        }
+        shared.max_attempts.store(config.max_attempts, Relaxed);
+        tracing::info!(
+            target: "resilience",
+            name = %shared.name,
+            max_attempts = config.max_attempts,
+            budget_replaced = config.budget != current.budget,
+            "retry reconfigured"
+        );
+        *current = config;
+        Ok(())
     }
 
     /// Attempts in total, the first included.
     #[inline]
     pub fn max_attempts(&self) -> u32 {
-        self.shared.config.max_attempts
+        self.shared.max_attempts.load(Relaxed)
     }
 
     /// The budget, when one is configured.
     pub fn budget(&self) -> Option<&RetryBudget> {
-        self.shared.budget.as_ref()
+        self.shared.budget.get().as_ref()
     }
 
     /// A fresh, randomly seeded sequence of the configured delays, for one request.
     pub fn backoff(&self) -> Backoff {
-        Backoff::random(&self.shared.config.backoff)
+        Backoff::random(&self.configured_backoff())
     }
 
     /// Counts one request and deposits it in the budget.
@@ -164,7 +241,7 @@ impl RetryHandle {
         let shared = &self.shared;
         shared.requests.add(1);
         shared.requests_counter.increment(1);
-        if let Some(budget) = &shared.budget {
+        if let Some(budget) = shared.budget.get() {
             budget.deposit();
         }
     }
@@ -173,7 +250,11 @@ impl RetryHandle {
     /// and logged.
     pub fn withdraw(&self) -> bool {
         let shared = &self.shared;
-        let allowed = shared.budget.as_ref().is_none_or(RetryBudget::withdraw);
+        let allowed = shared
+            .budget
+            .get()
+            .as_ref()
+            .is_none_or(RetryBudget::withdraw);
         if !allowed {
             shared.events.emit(|| RetryEvent::BudgetExhausted {
                 at: tokio::time::Instant::now(),
@@ -217,9 +298,14 @@ impl RetryHandle {
             retries_total: shared.retries.sum(),
             budget_exhausted_total: shared
                 .budget
+                .get()
                 .as_ref()
                 .map_or(0, RetryBudget::exhausted_total),
-            budget_available: shared.budget.as_ref().and_then(RetryBudget::available),
+            budget_available: shared
+                .budget
+                .get()
+                .as_ref()
+                .and_then(RetryBudget::available),
         }
     }
 }

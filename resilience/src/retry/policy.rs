@@ -54,6 +54,9 @@ where
     retry_after: A,
     make_backoff: B,
     clone_request: R,
+    /// True when the delays come from the handle's configured backoff (so they follow a
+    /// reconfiguration), false once the policy was given its own.
+    follows_handle: bool,
     /// Attempts made for the current request (per-request state).
     attempts: u32,
     /// This request's delays, made (and boxed) on its first retry (per-request state). Boxed
@@ -73,6 +76,7 @@ impl RetryPolicy {
             retry_after: (),
             make_backoff,
             clone_request: Cloned,
+            follows_handle: true,
             attempts: 1,
             backoff: None,
         }
@@ -88,6 +92,7 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
             retry_after: self.retry_after,
             make_backoff: self.make_backoff,
             clone_request: self.clone_request,
+            follows_handle: self.follows_handle,
             attempts: self.attempts,
             backoff: self.backoff,
         }
@@ -101,6 +106,7 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
             retry_after,
             make_backoff: self.make_backoff,
             clone_request: self.clone_request,
+            follows_handle: self.follows_handle,
             attempts: self.attempts,
             backoff: self.backoff,
         }
@@ -123,6 +129,7 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
             retry_after: self.retry_after,
             make_backoff,
             clone_request: self.clone_request,
+            follows_handle: false,
             attempts: 1,
             backoff: None,
         }
@@ -137,6 +144,7 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
             retry_after: self.retry_after,
             make_backoff: self.make_backoff,
             clone_request,
+            follows_handle: self.follows_handle,
             attempts: self.attempts,
             backoff: self.backoff,
         }
@@ -170,9 +178,14 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
             self.handle.gave_up(attempts, "max attempts reached");
             return None;
         }
-        let backoff = self
-            .backoff
-            .get_or_insert_with(|| Box::new(self.make_backoff.make_backoff()));
+        let backoff = self.backoff.get_or_insert_with(|| {
+            Box::new(if self.follows_handle {
+                self.make_backoff
+                    .make_configured_backoff(&self.handle.configured_backoff())
+            } else {
+                self.make_backoff.make_backoff()
+            })
+        });
         let Some(mut delay) = backoff.next() else {
             self.handle.gave_up(attempts, "backoff ended");
             return None;
@@ -216,6 +229,7 @@ where
             retry_after: self.retry_after.clone(),
             make_backoff: self.make_backoff.clone(),
             clone_request: self.clone_request.clone(),
+            follows_handle: self.follows_handle,
             attempts: 1,
             backoff: None,
         }
