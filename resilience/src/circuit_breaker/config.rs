@@ -195,8 +195,9 @@ impl CircuitBreakerConfig {
                 Problem::Invalid("must be a finite number of at least 1".into()),
             ));
         }
-        if let Some(max) = self.max_wait_in_open
-            && max < self.wait_in_open
+        if self
+            .max_wait_in_open
+            .is_some_and(|max| max < self.wait_in_open)
         {
             return Err(ConfigError::new(
                 "max_wait_in_open",

@@ -161,9 +161,7 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
         if self.classifier.classify(result) != Outcome::Failure {
             return None;
         }
-        if let Err(err) = result
-            && is_rejection(err)
-        {
+        if result.is_err_and(|err| is_rejection(err)) {
             return None;
         }
         if attempts >= self.handle.max_attempts() {
