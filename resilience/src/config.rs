@@ -15,6 +15,8 @@
 
 use std::{borrow::Cow, fmt};
 
+pub(crate) mod duration;
+
 /// What is wrong with a configured value.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -39,6 +41,12 @@ pub enum Problem {
         /// Why the two cannot stand together.
         reason: Cow<'static, str>,
     },
+    /// A percentage written as a fraction: `0.5` where `50` (percent) was surely meant.
+    /// Refused rather than read as 0.5 %, a threshold that nearly any failure would cross.
+    PercentAsFraction {
+        /// The value given, in `(0, 1)`.
+        value: f64,
+    },
     /// Any other invalid value, with the reason.
     Invalid(Cow<'static, str>),
 }
@@ -57,6 +65,15 @@ impl fmt::Display for Problem {
                 write!(f, "{value} is outside {open}{min}, {max}]")
             }
             Problem::Conflicts { other, reason } => write!(f, "conflicts with `{other}`: {reason}"),
+            Problem::PercentAsFraction { value } => {
+                // Rounded so 0.3 suggests 30, not 30.000000000000004.
+                let percent = (value * 1e8).round() / 1e6;
+                write!(
+                    f,
+                    "{value} means {value} %, not a fraction: this is a percentage in [1, 100]; \
+                     write {percent} for {percent} %"
+                )
+            }
             Problem::Invalid(reason) => f.write_str(reason),
         }
     }
@@ -127,12 +144,16 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Checks that a percentage lies in `(0, 100]`.
+/// Checks that a percentage lies in `[1, 100]`; a value in `(0, 1)` is refused as a fraction
+/// written for a percentage (other libraries take `0.5` for half).
 pub(crate) fn check_percent(field: &'static str, value: f64) -> Result<(), ConfigError> {
-    if value > 0.0 && value <= 100.0 {
-        Ok(())
+    if value > 0.0 && value < 1.0 {
+        Err(ConfigError::new(
+            field,
+            Problem::PercentAsFraction { value },
+        ))
     } else {
-        Err(ConfigError::out_of_range(field, value, 0.0, 100.0, true))
+        check_range(field, value, 1.0, 100.0)
     }
 }
 
@@ -167,12 +188,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percent_bounds_are_half_open() {
-        assert!(check_percent("t", 0.0).is_err());
-        assert!(check_percent("t", 0.1).is_ok());
+    fn percentages_lie_in_one_to_a_hundred() {
+        assert!(check_percent("t", 1.0).is_ok());
         assert!(check_percent("t", 100.0).is_ok());
-        let err = check_percent("t", 100.5).unwrap_err();
-        assert_eq!(err.to_string(), "invalid `t`: 100.5 is outside (0, 100]");
+        for bad in [0.0, -5.0, 100.5, f64::NAN] {
+            let err = check_percent("t", bad).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid `t`: {bad} is outside [1, 100]")
+            );
+        }
+    }
+
+    #[test]
+    fn a_fraction_for_a_percentage_is_refused_with_the_percentage() {
+        let err = check_percent("failure_rate_threshold", 0.5).unwrap_err();
+        assert_eq!(err.problem(), &Problem::PercentAsFraction { value: 0.5 });
+        assert_eq!(
+            err.to_string(),
+            "invalid `failure_rate_threshold`: 0.5 means 0.5 %, not a fraction: this is a \
+             percentage in [1, 100]; write 50 for 50 %"
+        );
+        let err = check_percent("t", 0.3).unwrap_err();
+        assert!(err.to_string().ends_with("write 30 for 30 %"), "{err}");
     }
 
     #[test]

@@ -97,7 +97,10 @@ pub struct StackConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulkhead: Option<BulkheadConfig>,
     /// The total time for a request, all attempts and backoff sleeps included.
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::config::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deadline: Option<Duration>,
     /// Retry with backoff and budget.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,7 +109,10 @@ pub struct StackConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// The time limit of one attempt.
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::config::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attempt_timeout: Option<Duration>,
 }
 
@@ -548,6 +554,10 @@ mod tests {
                 "deadline = \"1s\"\nattempt_timeout = \"2s\"",
                 "attempt_timeout",
             ),
+            (
+                "[circuit_breaker]\nfailure_rate_threshold = 0.5",
+                "circuit_breaker.failure_rate_threshold",
+            ),
         ];
         for (toml_text, field) in cases {
             let config: StackConfig = toml::from_str(toml_text).unwrap();
@@ -555,6 +565,31 @@ mod tests {
             assert_eq!(err.field(), *field, "{toml_text}");
             assert_eq!(config.validate().unwrap_err().field(), *field);
         }
+    }
+
+    #[test]
+    fn the_footguns_of_other_libraries_are_caught() {
+        // A fraction for a percentage: refused, with the percentage to write instead.
+        let config: StackConfig =
+            toml::from_str("[circuit_breaker]\nfailure_rate_threshold = 0.5").unwrap();
+        let err = config.into_layer("t").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid `circuit_breaker.failure_rate_threshold`: 0.5 means 0.5 %, not a \
+             fraction: this is a percentage in [1, 100]; write 50 for 50 %"
+        );
+        // The retry budget can be turned off from TOML.
+        let config: StackConfig = toml::from_str("[retry]\nbudget = false").unwrap();
+        let layer = config.into_layer("t").unwrap();
+        assert_eq!(layer.retry().unwrap().config().budget, None);
+        // A duration without a unit shows the format, and where it is.
+        let err = toml::from_str::<StackConfig>("[retry.backoff]\nbase = \"100\"").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("expected a duration such as \"250ms\" or \"2s\""),
+            "{text}"
+        );
+        assert!(text.contains("line 2"), "{text}");
     }
 
     #[test]

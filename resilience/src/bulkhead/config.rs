@@ -25,7 +25,7 @@ pub struct BulkheadConfig {
     pub max_concurrent: usize,
     /// How long a caller may wait for a permit before it is rejected; zero rejects at once,
     /// which keeps a saturated service from building a queue it can never drain.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub max_wait: Duration,
 }
 

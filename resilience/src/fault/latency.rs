@@ -76,7 +76,7 @@ pub fn parse_latency(value: &str) -> Option<Duration> {
     let value = value.trim();
     let latency = match value.parse::<u64>() {
         Ok(ms) => Duration::from_millis(ms),
-        Err(_) => humantime_serde::re::humantime::parse_duration(value).ok()?,
+        Err(_) => humantime::parse_duration(value).ok()?,
     };
     (!latency.is_zero()).then(|| latency.min(MAX_REQUEST_LATENCY))
 }
