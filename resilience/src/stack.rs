@@ -64,12 +64,12 @@ use crate::{
         CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
         CircuitSnapshot,
     },
-    classify::ErrorsAreFailures,
+    classify::{Classify, ErrorsAreFailures},
     config::{ConfigError, Problem, check_positive},
     error::BoxError,
     retry::{
-        BackoffConfig, CloneRequest, Cloned, Retry, RetryConfig, RetryHandle, RetryLayer,
-        RetryPolicy, RetrySnapshot,
+        BackoffConfig, CloneRequest, Cloned, Retry, RetryAfter, RetryConfig, RetryHandle,
+        RetryLayer, RetryPolicy, RetrySnapshot,
     },
     timeout::{AttemptTimeout, AttemptTimeoutLayer, DeadlineLayer, DeadlineService},
 };
@@ -238,6 +238,56 @@ impl ResilienceLayer {
 
 impl<C, A, R> ResilienceLayer<C, A, R> {
     /// Decides what counts as a failure, for the breaker and retry alike.
+    ///
+    /// **The classifier sees errors as [`BoxError`]**, not as the inner service's own error
+    /// type: every piece of the stack boxes the error of the one it wraps (so that a
+    /// rejection and the service's error fit one type). A classifier for the stack is a
+    /// [`Classify<Response, BoxError>`](Classify): a closure takes
+    /// `Result<&Response, &BoxError>` and reaches the inner error with `downcast_ref`.
+    ///
+    /// ```
+    /// use resilience_layers::{BoxError, Outcome, stack::StackConfig};
+    /// use tower::{ServiceBuilder, service_fn};
+    ///
+    /// let layer = StackConfig::default().into_layer("files").unwrap().with_classifier(
+    ///     |result: Result<&Vec<u8>, &BoxError>| match result {
+    ///         Ok(_) => Outcome::Success,
+    ///         // A missing file is the caller's problem, not the dependency's.
+    ///         Err(e) if e
+    ///             .downcast_ref::<std::io::Error>()
+    ///             .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+    ///         {
+    ///             Outcome::Ignored
+    ///         }
+    ///         Err(_) => Outcome::Failure,
+    ///     },
+    /// );
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(layer)
+    ///     .service(service_fn(|path: String| async move { std::fs::read(path) }));
+    /// # fn is_service<S: tower::Service<String>>(_: &S) {}
+    /// # is_service(&svc);
+    /// ```
+    ///
+    /// A classifier of the inner error type does not fit, and the compiler says where
+    /// (`expected closure signature fn(Result<&_, &Box<dyn Error + Send + Sync>>)`):
+    ///
+    /// ```compile_fail,E0631
+    /// use resilience_layers::{Outcome, stack::StackConfig};
+    /// use tower::{Service, ServiceBuilder, service_fn};
+    ///
+    /// fn serve<S: Service<u32>>(_: S) {}
+    ///
+    /// let layer = StackConfig::default().into_layer("x").unwrap().with_classifier(
+    ///     |result: Result<&u32, &std::io::Error>| match result {
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     },
+    /// );
+    /// serve(ServiceBuilder::new().layer(layer).service(service_fn(|x: u32| async move {
+    ///     Ok::<_, std::io::Error>(x)
+    /// })));
+    /// ```
     pub fn with_classifier<C2: Clone>(self, classifier: C2) -> ResilienceLayer<C2, A, R> {
         ResilienceLayer {
             bulkhead: self.bulkhead,
@@ -260,6 +310,38 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     }
 
     /// Decides which requests may be sent again (idempotency).
+    ///
+    /// The default hook, [`Cloned`], sends a copy made by `Clone`, so the stack needs
+    /// `Clone` requests unless another hook is chosen here: a closure
+    /// `Fn(&Req) -> Option<Req>` (`None`: send once), or [`SendOnce`] for requests never
+    /// sent twice (a server's, a streamed body). Without one, a request type that is not
+    /// `Clone` is refused with "`Cloned` cannot copy a `Job` to send it again":
+    ///
+    /// ```compile_fail,E0277
+    /// use resilience_layers::stack::StackConfig;
+    /// use tower::{Service, ServiceBuilder, service_fn};
+    ///
+    /// struct Job(u32); // not `Clone`
+    /// fn serve<S: Service<Job>>(_: S) {}
+    ///
+    /// let layer = StackConfig::default().into_layer("jobs").unwrap();
+    /// serve(ServiceBuilder::new().layer(layer).service(service_fn(|job: Job| async move {
+    ///     Ok::<_, std::io::Error>(job.0)
+    /// })));
+    /// ```
+    ///
+    /// ```
+    /// use resilience_layers::stack::{SendOnce, StackConfig};
+    /// use tower::{Service, ServiceBuilder, service_fn};
+    ///
+    /// struct Job(u32);
+    /// fn serve<S: Service<Job>>(_: S) {}
+    ///
+    /// let layer = StackConfig::default().into_layer("jobs").unwrap().with_clone_request(SendOnce);
+    /// serve(ServiceBuilder::new().layer(layer).service(service_fn(|job: Job| async move {
+    ///     Ok::<_, std::io::Error>(job.0)
+    /// })));
+    /// ```
     pub fn with_clone_request<R2>(self, clone_request: R2) -> ResilienceLayer<C, A, R2> {
         ResilienceLayer {
             bulkhead: self.bulkhead,
@@ -423,9 +505,18 @@ impl<S, C, A, R> std::fmt::Debug for Resilience<S, C, A, R> {
     }
 }
 
+// The bounds are the real ones, in terms of the user's service and hooks, rather than
+// "`Stacked<S, C, A, R>: Service`": so a classifier for the wrong error type, or a request that
+// cannot be cloned, is reported as that (with the hook trait's message), instead of as an
+// unsatisfied bound on a page-long composed type. The hooks see `BoxError`, because every
+// piece inside boxes the error of the one it wraps.
 impl<S, C, A, R, Req> Service<Req> for Resilience<S, C, A, R>
 where
-    Stacked<S, C, A, R>: Service<Req, Error = BoxError>,
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError> + Clone,
+    A: RetryAfter<S::Response, BoxError> + Clone,
+    R: CloneRequest<Req> + Clone,
 {
     type Response = <Stacked<S, C, A, R> as Service<Req>>::Response;
     type Error = BoxError;
