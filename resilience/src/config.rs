@@ -6,9 +6,9 @@
 //! start with a message that points at the line to fix.
 //!
 //! ```
-//! use resilience_layers::config::{ConfigError, Problem};
+//! use resilience_layers::config::{ConfigError, ConfigProblem};
 //!
-//! let err = ConfigError::new("max_attempts", Problem::MustBePositive).within("retry");
+//! let err = ConfigError::new("max_attempts", ConfigProblem::MustBePositive).within("retry");
 //! assert_eq!(err.field(), "retry.max_attempts");
 //! assert_eq!(err.to_string(), "invalid `retry.max_attempts`: must be greater than zero");
 //! ```
@@ -20,7 +20,7 @@ pub(crate) mod duration;
 /// What is wrong with a configured value.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum Problem {
+pub enum ConfigProblem {
     /// A count or duration that must be greater than zero was zero.
     MustBePositive,
     /// A number outside its allowed range (inclusive bounds unless said otherwise).
@@ -51,11 +51,11 @@ pub enum Problem {
     Invalid(Cow<'static, str>),
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::MustBePositive => f.write_str("must be greater than zero"),
-            Problem::OutOfRange {
+            ConfigProblem::MustBePositive => f.write_str("must be greater than zero"),
+            ConfigProblem::OutOfRange {
                 value,
                 min,
                 max,
@@ -64,8 +64,10 @@ impl fmt::Display for Problem {
                 let open = if *min_exclusive { '(' } else { '[' };
                 write!(f, "{value} is outside {open}{min}, {max}]")
             }
-            Problem::Conflicts { other, reason } => write!(f, "conflicts with `{other}`: {reason}"),
-            Problem::PercentAsFraction { value } => {
+            ConfigProblem::Conflicts { other, reason } => {
+                write!(f, "conflicts with `{other}`: {reason}")
+            }
+            ConfigProblem::PercentAsFraction { value } => {
                 // Rounded so 0.3 suggests 30, not 30.000000000000004.
                 let percent = (value * 1e8).round() / 1e6;
                 write!(
@@ -74,7 +76,7 @@ impl fmt::Display for Problem {
                      write {percent} for {percent} %"
                 )
             }
-            Problem::Invalid(reason) => f.write_str(reason),
+            ConfigProblem::Invalid(reason) => f.write_str(reason),
         }
     }
 }
@@ -83,12 +85,12 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
     field: Cow<'static, str>,
-    problem: Problem,
+    problem: ConfigProblem,
 }
 
 impl ConfigError {
     /// A problem with `field` (a name or a dotted path).
-    pub fn new(field: impl Into<Cow<'static, str>>, problem: Problem) -> Self {
+    pub fn new(field: impl Into<Cow<'static, str>>, problem: ConfigProblem) -> Self {
         Self {
             field: field.into(),
             problem,
@@ -105,7 +107,7 @@ impl ConfigError {
     ) -> Self {
         Self::new(
             field,
-            Problem::OutOfRange {
+            ConfigProblem::OutOfRange {
                 value,
                 min,
                 max,
@@ -119,7 +121,7 @@ impl ConfigError {
     #[must_use]
     pub fn within(mut self, section: &str) -> Self {
         self.field = Cow::Owned(format!("{section}.{}", self.field));
-        if let Problem::Conflicts { other, .. } = &mut self.problem {
+        if let ConfigProblem::Conflicts { other, .. } = &mut self.problem {
             *other = Cow::Owned(format!("{section}.{other}"));
         }
         self
@@ -131,7 +133,7 @@ impl ConfigError {
     }
 
     /// What is wrong with it.
-    pub fn problem(&self) -> &Problem {
+    pub fn problem(&self) -> &ConfigProblem {
         &self.problem
     }
 }
@@ -150,7 +152,7 @@ pub(crate) fn check_percent(field: &'static str, value: f64) -> Result<(), Confi
     if value > 0.0 && value < 1.0 {
         Err(ConfigError::new(
             field,
-            Problem::PercentAsFraction { value },
+            ConfigProblem::PercentAsFraction { value },
         ))
     } else {
         check_range(field, value, 1.0, 100.0)
@@ -177,7 +179,7 @@ pub(crate) fn check_positive<T: Copy + PartialEq + Default>(
     value: T,
 ) -> Result<(), ConfigError> {
     if value == T::default() {
-        Err(ConfigError::new(field, Problem::MustBePositive))
+        Err(ConfigError::new(field, ConfigProblem::MustBePositive))
     } else {
         Ok(())
     }
@@ -203,7 +205,10 @@ mod tests {
     #[test]
     fn a_fraction_for_a_percentage_is_refused_with_the_percentage() {
         let err = check_percent("failure_rate_threshold", 0.5).unwrap_err();
-        assert_eq!(err.problem(), &Problem::PercentAsFraction { value: 0.5 });
+        assert_eq!(
+            err.problem(),
+            &ConfigProblem::PercentAsFraction { value: 0.5 }
+        );
         assert_eq!(
             err.to_string(),
             "invalid `failure_rate_threshold`: 0.5 means 0.5 %, not a fraction: this is a \
@@ -217,7 +222,7 @@ mod tests {
     fn within_prefixes_both_fields_of_a_conflict() {
         let err = ConfigError::new(
             "base",
-            Problem::Conflicts {
+            ConfigProblem::Conflicts {
                 other: "max".into(),
                 reason: "base must not exceed max".into(),
             },

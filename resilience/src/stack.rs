@@ -65,7 +65,7 @@ use crate::{
         CircuitSnapshot,
     },
     classify::{Classify, ErrorsAreFailures},
-    config::{ConfigError, Problem, check_positive},
+    config::{ConfigError, ConfigProblem, check_positive},
     error::BoxError,
     retry::{
         BackoffConfig, CloneRequest, Cloned, Retry, RetryAfter, RetryConfig, RetryHandle,
@@ -139,7 +139,7 @@ impl StackConfig {
             if self.deadline.is_some_and(|d| t > d) {
                 return Err(ConfigError::new(
                     "attempt_timeout",
-                    Problem::Conflicts {
+                    ConfigProblem::Conflicts {
                         other: "deadline".into(),
                         reason: "one attempt cannot take longer than the whole request".into(),
                     },

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::Params;
 use super::window::{CountWindow, MAX_COUNT_SIZE, TimeWindow, Window};
-use crate::config::{ConfigError, Problem, check_percent, check_positive, check_range};
+use crate::config::{ConfigError, ConfigProblem, check_percent, check_positive, check_range};
 
 /// How a circuit breaker is tuned.
 ///
@@ -172,7 +172,7 @@ impl CircuitBreakerConfig {
                 if duration / buckets < Duration::from_millis(1) {
                     return Err(ConfigError::new(
                         "window.buckets",
-                        Problem::Conflicts {
+                        ConfigProblem::Conflicts {
                             other: "window.duration".into(),
                             reason: "each bucket must span at least 1ms".into(),
                         },
@@ -193,7 +193,7 @@ impl CircuitBreakerConfig {
         if !(self.wait_multiplier >= 1.0 && self.wait_multiplier.is_finite()) {
             return Err(ConfigError::new(
                 "wait_multiplier",
-                Problem::Invalid("must be a finite number of at least 1".into()),
+                ConfigProblem::Invalid("must be a finite number of at least 1".into()),
             ));
         }
         if self
@@ -202,7 +202,7 @@ impl CircuitBreakerConfig {
         {
             return Err(ConfigError::new(
                 "max_wait_in_open",
-                Problem::Conflicts {
+                ConfigProblem::Conflicts {
                     other: "wait_in_open".into(),
                     reason: "the cap must not be shorter than the first wait".into(),
                 },

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Problem, check_positive, check_range};
+use crate::config::{ConfigError, ConfigProblem, check_positive, check_range};
 
 /// How often to try, how long to wait in between, and how much extra load retries may add.
 ///
@@ -112,7 +112,7 @@ impl BackoffConfig {
         if self.max < self.base {
             return Err(ConfigError::new(
                 "max",
-                Problem::Conflicts {
+                ConfigProblem::Conflicts {
                     other: "base".into(),
                     reason: "the cap must not be below the first delay".into(),
                 },
