@@ -45,6 +45,31 @@ impl Outcome {
 /// Decides the [`Outcome`] of a call from its result.
 ///
 /// Implemented for closures `Fn(Result<&T, &E>) -> Outcome`; see the [module docs](self).
+///
+/// `E` is the error type *as the layer sees it*. Inside a
+/// [`ResilienceLayer`](crate::stack::ResilienceLayer), and behind any layer of this crate,
+/// errors arrive boxed: a classifier for the stack takes `Result<&Response, &BoxError>`
+/// ([`BoxError`](crate::BoxError)), not the inner service's own error type, and finds that
+/// with `downcast_ref`:
+///
+/// ```
+/// use resilience_layers::{BoxError, Outcome};
+///
+/// let classifier = |result: Result<&u32, &BoxError>| match result {
+///     Ok(_) => Outcome::Success,
+///     Err(e) => match e.downcast_ref::<std::io::Error>() {
+///         Some(io) if io.kind() == std::io::ErrorKind::NotFound => Outcome::Ignored,
+///         _ => Outcome::Failure,
+///     },
+/// };
+/// # let _ = resilience_layers::stack::StackConfig::default().into_layer("x").unwrap().with_classifier(classifier);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot classify a `Result<&{T}, &{E}>`",
+    label = "not a `Classify<{T}, {E}>`",
+    note = "in a `ResilienceLayer`, and behind any layer of this crate, errors arrive boxed: a classifier takes `Result<&Response, &resilience_layers::BoxError>`, not the inner service's own error type",
+    note = "a closure classifier is `|result: Result<&Response, &BoxError>| -> Outcome`; reach the inner error with `err.downcast_ref::<YourError>()`"
+)]
 pub trait Classify<T, E> {
     /// Classifies one result.
     fn classify(&self, result: Result<&T, &E>) -> Outcome;

@@ -6,19 +6,21 @@
 //! start with a message that points at the line to fix.
 //!
 //! ```
-//! use resilience_layers::config::{ConfigError, Problem};
+//! use resilience_layers::config::{ConfigError, ConfigProblem};
 //!
-//! let err = ConfigError::new("max_attempts", Problem::MustBePositive).within("retry");
+//! let err = ConfigError::new("max_attempts", ConfigProblem::MustBePositive).within("retry");
 //! assert_eq!(err.field(), "retry.max_attempts");
 //! assert_eq!(err.to_string(), "invalid `retry.max_attempts`: must be greater than zero");
 //! ```
 
 use std::{borrow::Cow, fmt};
 
+pub(crate) mod duration;
+
 /// What is wrong with a configured value.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum Problem {
+pub enum ConfigProblem {
     /// A count or duration that must be greater than zero was zero.
     MustBePositive,
     /// A number outside its allowed range (inclusive bounds unless said otherwise).
@@ -39,15 +41,21 @@ pub enum Problem {
         /// Why the two cannot stand together.
         reason: Cow<'static, str>,
     },
+    /// A percentage written as a fraction: `0.5` where `50` (percent) was surely meant.
+    /// Refused rather than read as 0.5 %, a threshold that nearly any failure would cross.
+    PercentAsFraction {
+        /// The value given, in `(0, 1)`.
+        value: f64,
+    },
     /// Any other invalid value, with the reason.
     Invalid(Cow<'static, str>),
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::MustBePositive => f.write_str("must be greater than zero"),
-            Problem::OutOfRange {
+            ConfigProblem::MustBePositive => f.write_str("must be greater than zero"),
+            ConfigProblem::OutOfRange {
                 value,
                 min,
                 max,
@@ -56,8 +64,19 @@ impl fmt::Display for Problem {
                 let open = if *min_exclusive { '(' } else { '[' };
                 write!(f, "{value} is outside {open}{min}, {max}]")
             }
-            Problem::Conflicts { other, reason } => write!(f, "conflicts with `{other}`: {reason}"),
-            Problem::Invalid(reason) => f.write_str(reason),
+            ConfigProblem::Conflicts { other, reason } => {
+                write!(f, "conflicts with `{other}`: {reason}")
+            }
+            ConfigProblem::PercentAsFraction { value } => {
+                // Rounded so 0.3 suggests 30, not 30.000000000000004.
+                let percent = (value * 1e8).round() / 1e6;
+                write!(
+                    f,
+                    "{value} means {value} %, not a fraction: this is a percentage in [1, 100]; \
+                     write {percent} for {percent} %"
+                )
+            }
+            ConfigProblem::Invalid(reason) => f.write_str(reason),
         }
     }
 }
@@ -66,12 +85,12 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
     field: Cow<'static, str>,
-    problem: Problem,
+    problem: ConfigProblem,
 }
 
 impl ConfigError {
     /// A problem with `field` (a name or a dotted path).
-    pub fn new(field: impl Into<Cow<'static, str>>, problem: Problem) -> Self {
+    pub fn new(field: impl Into<Cow<'static, str>>, problem: ConfigProblem) -> Self {
         Self {
             field: field.into(),
             problem,
@@ -88,7 +107,7 @@ impl ConfigError {
     ) -> Self {
         Self::new(
             field,
-            Problem::OutOfRange {
+            ConfigProblem::OutOfRange {
                 value,
                 min,
                 max,
@@ -102,7 +121,7 @@ impl ConfigError {
     #[must_use]
     pub fn within(mut self, section: &str) -> Self {
         self.field = Cow::Owned(format!("{section}.{}", self.field));
-        if let Problem::Conflicts { other, .. } = &mut self.problem {
+        if let ConfigProblem::Conflicts { other, .. } = &mut self.problem {
             *other = Cow::Owned(format!("{section}.{other}"));
         }
         self
@@ -114,7 +133,7 @@ impl ConfigError {
     }
 
     /// What is wrong with it.
-    pub fn problem(&self) -> &Problem {
+    pub fn problem(&self) -> &ConfigProblem {
         &self.problem
     }
 }
@@ -127,12 +146,16 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Checks that a percentage lies in `(0, 100]`.
+/// Checks that a percentage lies in `[1, 100]`; a value in `(0, 1)` is refused as a fraction
+/// written for a percentage (other libraries take `0.5` for half).
 pub(crate) fn check_percent(field: &'static str, value: f64) -> Result<(), ConfigError> {
-    if value > 0.0 && value <= 100.0 {
-        Ok(())
+    if value > 0.0 && value < 1.0 {
+        Err(ConfigError::new(
+            field,
+            ConfigProblem::PercentAsFraction { value },
+        ))
     } else {
-        Err(ConfigError::out_of_range(field, value, 0.0, 100.0, true))
+        check_range(field, value, 1.0, 100.0)
     }
 }
 
@@ -156,7 +179,7 @@ pub(crate) fn check_positive<T: Copy + PartialEq + Default>(
     value: T,
 ) -> Result<(), ConfigError> {
     if value == T::default() {
-        Err(ConfigError::new(field, Problem::MustBePositive))
+        Err(ConfigError::new(field, ConfigProblem::MustBePositive))
     } else {
         Ok(())
     }
@@ -173,19 +196,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percent_bounds_are_half_open() {
-        assert!(check_percent("t", 0.0).is_err());
-        assert!(check_percent("t", 0.1).is_ok());
+    fn percentages_lie_in_one_to_a_hundred() {
+        assert!(check_percent("t", 1.0).is_ok());
         assert!(check_percent("t", 100.0).is_ok());
-        let err = check_percent("t", 100.5).unwrap_err();
-        assert_eq!(err.to_string(), "invalid `t`: 100.5 is outside (0, 100]");
+        for bad in [0.0, -5.0, 100.5, f64::NAN] {
+            let err = check_percent("t", bad).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("invalid `t`: {bad} is outside [1, 100]")
+            );
+        }
+    }
+
+    #[test]
+    fn a_fraction_for_a_percentage_is_refused_with_the_percentage() {
+        let err = check_percent("failure_rate_threshold", 0.5).unwrap_err();
+        assert_eq!(
+            err.problem(),
+            &ConfigProblem::PercentAsFraction { value: 0.5 }
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid `failure_rate_threshold`: 0.5 means 0.5 %, not a fraction: this is a \
+             percentage in [1, 100]; write 50 for 50 %"
+        );
+        let err = check_percent("t", 0.3).unwrap_err();
+        assert!(err.to_string().ends_with("write 30 for 30 %"), "{err}");
     }
 
     #[test]
     fn within_prefixes_both_fields_of_a_conflict() {
         let err = ConfigError::new(
             "base",
-            Problem::Conflicts {
+            ConfigProblem::Conflicts {
                 other: "max".into(),
                 reason: "base must not exceed max".into(),
             },

@@ -139,7 +139,7 @@ pub mod deps {
 pub use config::ConfigError;
 pub use error::{BoxError, Error};
 
-/// The README's examples, compiled and run as doctests so they cannot rot.
+/// The crate README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(all(doctest, feature = "reqwest"))]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -68,13 +68,13 @@ use crate::{
         CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
         CircuitSnapshot,
     },
-    classify::ErrorsAreFailures,
-    config::{ConfigError, Problem, check_positive},
+    classify::{Classify, ErrorsAreFailures},
+    config::{ConfigError, ConfigProblem, check_positive},
     deadline::{DeadlineLayer, DeadlineService},
     error::BoxError,
     retry::{
-        BackoffConfig, CloneRequest, Cloned, Retry, RetryConfig, RetryHandle, RetryLayer,
-        RetryPolicy, RetrySnapshot,
+        BackoffConfig, CloneRequest, Cloned, Retry, RetryAfter, RetryConfig, RetryHandle,
+        RetryLayer, RetryPolicy, RetrySnapshot,
     },
     timeout::{AttemptTimeout, AttemptTimeoutLayer},
 };
@@ -102,7 +102,10 @@ pub struct StackConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulkhead: Option<BulkheadConfig>,
     /// The total time for a request, all attempts and backoff sleeps included.
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::config::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deadline: Option<Duration>,
     /// Retry with backoff and budget.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,7 +114,10 @@ pub struct StackConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// The time limit of one attempt.
-    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "crate::config::duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attempt_timeout: Option<Duration>,
 }
 
@@ -138,7 +144,7 @@ impl StackConfig {
             if self.deadline.is_some_and(|d| t > d) {
                 return Err(ConfigError::new(
                     "attempt_timeout",
-                    Problem::Conflicts {
+                    ConfigProblem::Conflicts {
                         other: "deadline".into(),
                         reason: "one attempt cannot take longer than the whole request".into(),
                     },
@@ -237,6 +243,56 @@ impl ResilienceLayer {
 
 impl<C, A, R> ResilienceLayer<C, A, R> {
     /// Decides what counts as a failure, for the breaker and retry alike.
+    ///
+    /// **The classifier sees errors as [`BoxError`]**, not as the inner service's own error
+    /// type: every piece of the stack boxes the error of the one it wraps (so that a
+    /// rejection and the service's error fit one type). A classifier for the stack is a
+    /// [`Classify<Response, BoxError>`](Classify): a closure takes
+    /// `Result<&Response, &BoxError>` and reaches the inner error with `downcast_ref`.
+    ///
+    /// ```
+    /// use resilience_layers::{BoxError, Outcome, stack::StackConfig};
+    /// use tower::{ServiceBuilder, service_fn};
+    ///
+    /// let layer = StackConfig::default().into_layer("files").unwrap().with_classifier(
+    ///     |result: Result<&Vec<u8>, &BoxError>| match result {
+    ///         Ok(_) => Outcome::Success,
+    ///         // A missing file is the caller's problem, not the dependency's.
+    ///         Err(e) if e
+    ///             .downcast_ref::<std::io::Error>()
+    ///             .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+    ///         {
+    ///             Outcome::Ignored
+    ///         }
+    ///         Err(_) => Outcome::Failure,
+    ///     },
+    /// );
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(layer)
+    ///     .service(service_fn(|path: String| async move { std::fs::read(path) }));
+    /// # fn is_service<S: tower::Service<String>>(_: &S) {}
+    /// # is_service(&svc);
+    /// ```
+    ///
+    /// A classifier of the inner error type does not fit, and the compiler says where
+    /// (`expected closure signature fn(Result<&_, &Box<dyn Error + Send + Sync>>)`):
+    ///
+    /// ```compile_fail,E0631
+    /// use resilience_layers::{Outcome, stack::StackConfig};
+    /// use tower::{Service, ServiceBuilder, service_fn};
+    ///
+    /// fn serve<S: Service<u32>>(_: S) {}
+    ///
+    /// let layer = StackConfig::default().into_layer("x").unwrap().with_classifier(
+    ///     |result: Result<&u32, &std::io::Error>| match result {
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     },
+    /// );
+    /// serve(ServiceBuilder::new().layer(layer).service(service_fn(|x: u32| async move {
+    ///     Ok::<_, std::io::Error>(x)
+    /// })));
+    /// ```
     pub fn with_classifier<C2: Clone>(self, classifier: C2) -> ResilienceLayer<C2, A, R> {
         ResilienceLayer {
             bulkhead: self.bulkhead,
@@ -259,6 +315,38 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     }
 
     /// Decides which requests may be sent again (idempotency).
+    ///
+    /// The default hook, [`Cloned`], sends a copy made by `Clone`, so the stack needs
+    /// `Clone` requests unless another hook is chosen here: a closure
+    /// `Fn(&Req) -> Option<Req>` (`None`: send once), or [`SendOnce`] for requests never
+    /// sent twice (a server's, a streamed body). Without one, a request type that is not
+    /// `Clone` is refused with "`Cloned` cannot copy a `Job` to send it again":
+    ///
+    /// ```compile_fail,E0277
+    /// use resilience_layers::stack::StackConfig;
+    /// use tower::{Service, ServiceBuilder, service_fn};
+    ///
+    /// struct Job(u32); // not `Clone`
+    /// fn serve<S: Service<Job>>(_: S) {}
+    ///
+    /// let layer = StackConfig::default().into_layer("jobs").unwrap();
+    /// serve(ServiceBuilder::new().layer(layer).service(service_fn(|job: Job| async move {
+    ///     Ok::<_, std::io::Error>(job.0)
+    /// })));
+    /// ```
+    ///
+    /// ```
+    /// use resilience_layers::stack::{SendOnce, StackConfig};
+    /// use tower::{Service, ServiceBuilder, service_fn};
+    ///
+    /// struct Job(u32);
+    /// fn serve<S: Service<Job>>(_: S) {}
+    ///
+    /// let layer = StackConfig::default().into_layer("jobs").unwrap().with_clone_request(SendOnce);
+    /// serve(ServiceBuilder::new().layer(layer).service(service_fn(|job: Job| async move {
+    ///     Ok::<_, std::io::Error>(job.0)
+    /// })));
+    /// ```
     pub fn with_clone_request<R2>(self, clone_request: R2) -> ResilienceLayer<C, A, R2> {
         ResilienceLayer {
             bulkhead: self.bulkhead,
@@ -422,9 +510,18 @@ impl<S, C, A, R> std::fmt::Debug for Resilience<S, C, A, R> {
     }
 }
 
+// The bounds are the real ones, in terms of the user's service and hooks, rather than
+// "`Stacked<S, C, A, R>: Service`": so a classifier for the wrong error type, or a request that
+// cannot be cloned, is reported as that (with the hook trait's message), instead of as an
+// unsatisfied bound on a page-long composed type. The hooks see `BoxError`, because every
+// piece inside boxes the error of the one it wraps.
 impl<S, C, A, R, Req> Service<Req> for Resilience<S, C, A, R>
 where
-    Stacked<S, C, A, R>: Service<Req, Error = BoxError>,
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError> + Clone,
+    A: RetryAfter<S::Response, BoxError> + Clone,
+    R: CloneRequest<Req> + Clone,
 {
     type Response = <Stacked<S, C, A, R> as Service<Req>>::Response;
     type Error = BoxError;
@@ -553,6 +650,10 @@ mod tests {
                 "deadline = \"1s\"\nattempt_timeout = \"2s\"",
                 "attempt_timeout",
             ),
+            (
+                "[circuit_breaker]\nfailure_rate_threshold = 0.5",
+                "circuit_breaker.failure_rate_threshold",
+            ),
         ];
         for (toml_text, field) in cases {
             let config: StackConfig = toml::from_str(toml_text).unwrap();
@@ -560,6 +661,31 @@ mod tests {
             assert_eq!(err.field(), *field, "{toml_text}");
             assert_eq!(config.validate().unwrap_err().field(), *field);
         }
+    }
+
+    #[test]
+    fn the_footguns_of_other_libraries_are_caught() {
+        // A fraction for a percentage: refused, with the percentage to write instead.
+        let config: StackConfig =
+            toml::from_str("[circuit_breaker]\nfailure_rate_threshold = 0.5").unwrap();
+        let err = config.into_layer("t").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid `circuit_breaker.failure_rate_threshold`: 0.5 means 0.5 %, not a \
+             fraction: this is a percentage in [1, 100]; write 50 for 50 %"
+        );
+        // The retry budget can be turned off from TOML.
+        let config: StackConfig = toml::from_str("[retry]\nbudget = false").unwrap();
+        let layer = config.into_layer("t").unwrap();
+        assert_eq!(layer.retry().unwrap().config().budget, None);
+        // A duration without a unit shows the format, and where it is.
+        let err = toml::from_str::<StackConfig>("[retry.backoff]\nbase = \"100\"").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("expected a duration such as \"250ms\" or \"2s\""),
+            "{text}"
+        );
+        assert!(text.contains("line 2"), "{text}");
     }
 
     #[test]

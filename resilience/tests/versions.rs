@@ -1,6 +1,6 @@
 //! The versions the crate docs name for its integrations are the ones it is built against.
 //!
-//! The feature table in the crate docs says which `http`, `tower-http`, `reqwest` and
+//! The feature tables in the crate docs and README say which `http`, `tower-http`, `reqwest` and
 //! `reqwest-middleware` versions the public API uses; a user with another version gets
 //! "trait not satisfied" errors, so the table must not drift from the manifest.
 

@@ -121,7 +121,7 @@ impl<B> RequestLatency<Request<B>> for AdminLatencyHeader {
 }
 
 async fn layer_error(err: BoxError) -> Problem {
-    let p = resilience_layers::http::Problem::from_error(&*err);
+    let p = resilience_layers::http::ProblemDetails::from_error(&*err);
     // 500 is what the library makes of an error it does not know: a bug, not a rejection.
     if p.status() == http::StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(error = %err, "unexpected layer error");

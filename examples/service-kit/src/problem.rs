@@ -6,11 +6,11 @@
 //! filled in automatically (see [`crate::context`]), which lets an operator find the log lines of
 //! any error a user reports, while no internal detail is ever sent.
 //!
-//! It has the members of the library's [`resilience_layers::http::Problem`] plus those a service adds
+//! It has the members of the library's [`resilience_layers::http::ProblemDetails`] plus those a service adds
 //! (`instance`, `request_id`, the invalid fields, `retry_after` in the body), as public fields
 //! with `Deserialize` and an OpenAPI schema, which the library's type leaves out. What the two
 //! share is the library's code: the media type, the `Retry-After` rounding and the response
-//! ([`render`](resilience_layers::http::Problem::render)), and the layers' rejections convert into
+//! ([`render`](resilience_layers::http::ProblemDetails::render)), and the layers' rejections convert into
 //! this type ([`From`]), so every problem a service sends goes out the same way.
 
 use std::time::Duration;
@@ -103,7 +103,9 @@ impl Problem {
 
     /// Adds a `Retry-After` (rounded up to whole seconds, at least one).
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(resilience_layers::http::Problem::retry_after_secs(after));
+        self.retry_after = Some(resilience_layers::http::ProblemDetails::retry_after_secs(
+            after,
+        ));
         self
     }
 
@@ -239,8 +241,8 @@ impl std::error::Error for Problem {}
 
 /// A rejection of the resilience layers (open circuit, full bulkhead, timeout, injected fault)
 /// with its `type`, status, detail and `Retry-After` unchanged.
-impl From<resilience_layers::http::Problem> for Problem {
-    fn from(p: resilience_layers::http::Problem) -> Self {
+impl From<resilience_layers::http::ProblemDetails> for Problem {
+    fn from(p: resilience_layers::http::ProblemDetails) -> Self {
         Self {
             problem_type: p.kind().to_owned(),
             title: p.title().to_owned(),
@@ -251,7 +253,7 @@ impl From<resilience_layers::http::Problem> for Problem {
             errors: Vec::new(),
             retry_after: p
                 .retry_after()
-                .map(resilience_layers::http::Problem::retry_after_secs),
+                .map(resilience_layers::http::ProblemDetails::retry_after_secs),
         }
     }
 }
@@ -266,7 +268,7 @@ impl IntoResponse for Problem {
                 self.instance = Some(ctx.path.to_string());
             }
         }
-        resilience_layers::http::Problem::render(self.status_code(), self.retry_after, &self)
+        resilience_layers::http::ProblemDetails::render(self.status_code(), self.retry_after, &self)
     }
 }
 
@@ -311,7 +313,7 @@ mod tests {
             Ok::<_, resilience_layers::BoxError>(())
         }));
         let err = svc.oneshot(()).await.unwrap_err();
-        let lib = resilience_layers::http::Problem::from_error(&*err);
+        let lib = resilience_layers::http::ProblemDetails::from_error(&*err);
         let p = Problem::from(lib.clone());
         assert_eq!(p.problem_type, "urn:resilience:injected-fault");
         assert_eq!((p.status, p.title.as_str()), (503, lib.title()));

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Problem, check_positive};
+use crate::config::{ConfigError, ConfigProblem, check_positive};
 
 /// How many calls may run at once, and how long a caller may wait for a turn.
 ///
@@ -25,7 +25,7 @@ pub struct BulkheadConfig {
     pub max_concurrent: usize,
     /// How long a caller may wait for a permit before it is rejected; zero rejects at once,
     /// which keeps a saturated service from building a queue it can never drain.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub max_wait: Duration,
 }
 
@@ -46,7 +46,7 @@ impl BulkheadConfig {
         if self.max_concurrent > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ConfigError::new(
                 "max_concurrent",
-                Problem::Invalid("larger than the semaphore's maximum".into()),
+                ConfigProblem::Invalid("larger than the semaphore's maximum".into()),
             ));
         }
         Ok(())

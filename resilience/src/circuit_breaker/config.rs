@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::Params;
 use super::window::{CountWindow, MAX_COUNT_SIZE, TimeWindow, Window};
-use crate::config::{ConfigError, Problem, check_percent, check_positive, check_range};
+use crate::config::{ConfigError, ConfigProblem, check_percent, check_positive, check_range};
 
 /// How a circuit breaker is tuned.
 ///
@@ -33,14 +33,15 @@ use crate::config::{ConfigError, Problem, check_percent, check_positive, check_r
 pub struct CircuitBreakerConfig {
     /// Which recent calls the rates are computed over.
     pub window: SlidingWindow,
-    /// Trip when at least this percentage of the calls in the window failed, in `(0, 100]`.
+    /// Trip when at least this percentage of the calls in the window failed, in `[1, 100]`:
+    /// `50` is half. A fraction (`0.5`) is refused rather than read as 0.5 %.
     pub failure_rate_threshold: f64,
     /// Trip when at least this percentage of the calls in the window were slow, in
-    /// `(0, 100]`. Only used when `slow_call_duration` is set.
+    /// `[1, 100]` (a fraction is refused). Only used when `slow_call_duration` is set.
     pub slow_call_rate_threshold: f64,
     /// A call that takes at least this long is slow (whether it succeeded or failed).
     /// `None` turns slow-call detection off, and with it every clock read on the closed path.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration::option")]
     pub slow_call_duration: Option<Duration>,
     /// No rate trips the breaker until the window holds this many calls (for a count window,
     /// at most its size).
@@ -48,19 +49,19 @@ pub struct CircuitBreakerConfig {
     /// Also trip after this many failures in a row, whatever the rates say.
     pub consecutive_failures: Option<u32>,
     /// How long the circuit stays open before letting probes through.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub wait_in_open: Duration,
     /// Each time the probes fail again, the next wait is the last one times this (`>= 1`;
     /// `1` keeps the wait fixed). A successful round of probes resets it.
     pub wait_multiplier: f64,
     /// The longest a growing wait can become. `None`: no cap beyond the multiplier's reach.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration::option")]
     pub max_wait_in_open: Option<Duration>,
     /// How many probe calls half-open admits (1 to 255); their results decide.
     pub permitted_calls_in_half_open: u32,
     /// Re-open if the probes have not all reported within this time (so a hung probe cannot
     /// keep the circuit half-open forever). `None`: wait for the probes however long.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration::option")]
     pub max_wait_in_half_open: Option<Duration>,
     /// Move from Open to HalfOpen on a timer when the wait ends, instead of when the next
     /// call arrives (Resilience4j's `automaticTransitionFromOpenToHalfOpenEnabled`), so
@@ -103,7 +104,7 @@ pub enum SlidingWindow {
     /// Each bucket counts up to 1,048,575 calls; beyond that, calls in it are not counted.
     Time {
         /// How far back the window reaches.
-        #[serde(with = "humantime_serde")]
+        #[serde(with = "crate::config::duration")]
         duration: Duration,
         /// Into how many buckets (1 to 1,000; each at least 1 ms long). Default 10.
         #[serde(default = "default_buckets")]
@@ -184,7 +185,7 @@ impl CircuitBreakerConfig {
                 if duration / buckets < Duration::from_millis(1) {
                     return Err(ConfigError::new(
                         "window.buckets",
-                        Problem::Conflicts {
+                        ConfigProblem::Conflicts {
                             other: "window.duration".into(),
                             reason: "each bucket must span at least 1ms".into(),
                         },
@@ -205,15 +206,16 @@ impl CircuitBreakerConfig {
         if !(self.wait_multiplier >= 1.0 && self.wait_multiplier.is_finite()) {
             return Err(ConfigError::new(
                 "wait_multiplier",
-                Problem::Invalid("must be a finite number of at least 1".into()),
+                ConfigProblem::Invalid("must be a finite number of at least 1".into()),
             ));
         }
-        if let Some(max) = self.max_wait_in_open
-            && max < self.wait_in_open
+        if self
+            .max_wait_in_open
+            .is_some_and(|max| max < self.wait_in_open)
         {
             return Err(ConfigError::new(
                 "max_wait_in_open",
-                Problem::Conflicts {
+                ConfigProblem::Conflicts {
                     other: "wait_in_open".into(),
                     reason: "the cap must not be shorter than the first wait".into(),
                 },

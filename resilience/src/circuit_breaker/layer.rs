@@ -54,6 +54,10 @@ impl CircuitBreakerLayer {
 
 impl<C> CircuitBreakerLayer<C> {
     /// Decides success, failure or ignored with `classifier` instead.
+    ///
+    /// Alone, the breaker hands the classifier the inner service's own error type; inside a
+    /// [`ResilienceLayer`](crate::stack::ResilienceLayer), or around another layer of this
+    /// crate, that type is [`BoxError`](crate::BoxError).
     pub fn with_classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
         CircuitBreakerLayer {
             shared: self.shared,

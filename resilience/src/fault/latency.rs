@@ -17,6 +17,11 @@ pub const MAX_REQUEST_LATENCY: Duration = Duration::from_secs(30);
 /// let hook = |ms: &u64| Some(Duration::from_millis(*ms));
 /// assert_eq!(hook.request_latency(&20), Some(Duration::from_millis(20)));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot read a latency from a `{Req}`",
+    label = "not a `RequestLatency<{Req}>`",
+    note = "a latency hook is `()` (none), a closure `|req: &{Req}| -> Option<Duration>`, or `SimulateLatencyHeader` for an `http::Request` (feature `http`)"
+)]
 pub trait RequestLatency<Req> {
     /// The latency `req` asks for, if any.
     fn request_latency(&self, req: &Req) -> Option<Duration>;
@@ -76,7 +81,7 @@ pub fn parse_latency(value: &str) -> Option<Duration> {
     let value = value.trim();
     let latency = match value.parse::<u64>() {
         Ok(ms) => Duration::from_millis(ms),
-        Err(_) => humantime_serde::re::humantime::parse_duration(value).ok()?,
+        Err(_) => humantime::parse_duration(value).ok()?,
     };
     (!latency.is_zero()).then(|| latency.min(MAX_REQUEST_LATENCY))
 }

@@ -250,8 +250,7 @@ where
         let from_caller = deadline_from_headers(req.headers());
         // The caller has given up already, or left too little to do the work: refused
         // without calling the handler.
-        if let Some(asked) = from_caller
-            && (asked.is_zero() || asked < self.min_budget)
+        if let Some(asked) = from_caller.filter(|asked| asked.is_zero() || *asked < self.min_budget)
         {
             return AcceptDeadlineFuture {
                 kind: Kind::Bounded {

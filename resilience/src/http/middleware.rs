@@ -549,7 +549,7 @@ pub fn rejection(err: &reqwest_middleware::Error) -> Option<&crate::Error> {
 /// Turns a `reqwest_middleware` error into this crate's [`crate::Error`]: the stack's
 /// rejections keep their variant, anything else (a `reqwest::Error`, another middleware's
 /// error) becomes [`crate::Error::Inner`]. The result works with
-/// [`Problem::from_error`](super::Problem::from_error) to answer the caller.
+/// [`ProblemDetails::from_error`](super::ProblemDetails::from_error) to answer the caller.
 ///
 /// ```
 /// use resilience_layers::{Error, http::into_error};

@@ -110,7 +110,7 @@ pub use self::{
     },
     idempotency::{IDEMPOTENCY_KEY, IdempotentRequests, is_retry_safe},
     problem::{
-        BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, Problem, ProblemLayer,
+        BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, ProblemDetails, ProblemLayer,
         ProblemService, ResponseFuture,
     },
     retry_after::{HttpRetryAfter, next_delay, parse_retry_after, retry_after},

@@ -18,13 +18,13 @@ use tower::{Layer, Service};
 use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, HalfOpenFull};
 
 /// The problem `type` of a request whose deadline passed (or was too short to start): the
-/// one [`Problem`] gives [`DeadlineExceeded`], and the one
+/// one [`ProblemDetails`] gives [`DeadlineExceeded`], and the one
 /// [`ResilienceMiddleware`](super::ResilienceMiddleware) recognises in an upstream's `504` as
 /// an answer to the deadline it sent.
 pub const DEADLINE_EXCEEDED_TYPE: &str = "urn:resilience:deadline-exceeded";
 
 /// The problem `type` of a request refused because a concurrency limit of this service (a
-/// bulkhead) is reached: the one [`Problem`] gives [`BulkheadFull`].
+/// bulkhead) is reached: the one [`ProblemDetails`] gives [`BulkheadFull`].
 pub const BULKHEAD_FULL_TYPE: &str = "urn:resilience:bulkhead-full";
 
 /// The media type of a problem details body.
@@ -51,10 +51,10 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 ///
 /// ```
 /// use http::StatusCode;
-/// use resilience_layers::http::Problem;
+/// use resilience_layers::http::ProblemDetails;
 ///
 /// let err: resilience_layers::BoxError = "database password rejected".into();
-/// let problem = Problem::from_error(&*err);
+/// let problem = ProblemDetails::from_error(&*err);
 /// assert_eq!(problem.status(), StatusCode::INTERNAL_SERVER_ERROR);
 /// assert!(!problem.detail().contains("password"));
 ///
@@ -62,7 +62,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// assert_eq!(res.headers()["content-type"], "application/problem+json");
 /// ```
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+pub struct ProblemDetails {
     #[serde(rename = "type")]
     kind: &'static str,
     title: &'static str,
@@ -77,7 +77,7 @@ fn serialize_status<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S
     s.serialize_u16(status.as_u16())
 }
 
-impl Problem {
+impl ProblemDetails {
     /// The problem for `err`, looking through its `source` chain for this crate's error types.
     pub fn from_error(err: &(dyn StdError + 'static)) -> Self {
         crate::error::chain(err)
@@ -234,7 +234,7 @@ impl Problem {
     ///
     /// ```
     /// use http::StatusCode;
-    /// use resilience_layers::http::Problem;
+    /// use resilience_layers::http::ProblemDetails;
     ///
     /// #[derive(serde::Serialize)]
     /// struct OutOfStock {
@@ -251,7 +251,7 @@ impl Problem {
     ///     status: 409,
     ///     sku: "A-17".into(),
     /// };
-    /// let res: http::Response<String> = Problem::render(StatusCode::CONFLICT, Some(30), &body);
+    /// let res: http::Response<String> = ProblemDetails::render(StatusCode::CONFLICT, Some(30), &body);
     /// assert_eq!(res.status(), StatusCode::CONFLICT);
     /// assert_eq!(res.headers()["content-type"], "application/problem+json");
     /// assert_eq!(res.headers()["retry-after"], "30");
@@ -279,10 +279,10 @@ impl Problem {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use resilience_layers::http::Problem;
+    /// use resilience_layers::http::ProblemDetails;
     ///
-    /// assert_eq!(Problem::retry_after_secs(Duration::from_millis(1_500)), 2);
-    /// assert_eq!(Problem::retry_after_secs(Duration::ZERO), 1);
+    /// assert_eq!(ProblemDetails::retry_after_secs(Duration::from_millis(1_500)), 2);
+    /// assert_eq!(ProblemDetails::retry_after_secs(Duration::ZERO), 1);
     /// ```
     pub fn retry_after_secs(after: Duration) -> u64 {
         let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
@@ -294,7 +294,7 @@ impl Problem {
 /// outside is `Infallible` (what axum's `Router::layer` wants).
 ///
 /// Put it outermost, around the resilience layers on the server side. The status codes and
-/// bodies are the ones in [`Problem`]; errors that are not this crate's become a generic `500`
+/// bodies are the ones in [`ProblemDetails`]; errors that are not this crate's become a generic `500`
 /// and are logged at `error` level with their message.
 ///
 /// ```
@@ -471,7 +471,7 @@ where
 }
 
 fn to_response<B: From<String>>(err: &(dyn StdError + Send + Sync + 'static)) -> Response<B> {
-    let problem = Problem::from_error(err);
+    let problem = ProblemDetails::from_error(err);
     if problem.status() == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(target: "resilience", error = %err, "request failed");
     } else {
@@ -484,7 +484,7 @@ fn to_response<B: From<String>>(err: &(dyn StdError + Send + Sync + 'static)) ->
 mod tests {
     use super::*;
 
-    fn body(problem: Problem) -> (StatusCode, Option<String>, serde_json::Value) {
+    fn body(problem: ProblemDetails) -> (StatusCode, Option<String>, serde_json::Value) {
         let res: Response<String> = problem.into_response();
         let retry = res
             .headers()
@@ -502,7 +502,7 @@ mod tests {
     fn each_kind_maps_to_its_status() {
         let name = "users";
         let open = CircuitOpen::new(name, Duration::from_millis(2_100));
-        let (status, retry, json) = body(Problem::from_error(&open));
+        let (status, retry, json) = body(ProblemDetails::from_error(&open));
         assert_eq!(status, 503);
         assert_eq!(retry.as_deref(), Some("3"));
         assert_eq!(json["type"], "urn:resilience:circuit-open");
@@ -511,28 +511,32 @@ mod tests {
 
         // Zero (forced open) still tells the client to wait at least a second.
         let forced = CircuitOpen::new(name, Duration::ZERO);
-        assert_eq!(body(Problem::from_error(&forced)).1.as_deref(), Some("1"));
+        assert_eq!(
+            body(ProblemDetails::from_error(&forced)).1.as_deref(),
+            Some("1")
+        );
 
         let full = BulkheadFull::new(name, 4);
-        let (status, retry, _) = body(Problem::from_error(&full));
+        let (status, retry, _) = body(ProblemDetails::from_error(&full));
         assert_eq!((status.as_u16(), retry.as_deref()), (503, Some("1")));
 
         let half = HalfOpenFull::new(name);
-        assert_eq!(Problem::from_error(&half).status(), 503);
+        assert_eq!(ProblemDetails::from_error(&half).status(), 503);
 
-        let (status, retry, json) =
-            body(Problem::from_error(&Elapsed::new(Duration::from_secs(1))));
+        let (status, retry, json) = body(ProblemDetails::from_error(&Elapsed::new(
+            Duration::from_secs(1),
+        )));
         assert_eq!((status.as_u16(), retry), (504, None));
         assert_eq!(json["type"], "urn:resilience:timeout");
 
-        let (status, _, json) = body(Problem::from_error(&DeadlineExceeded::new(
+        let (status, _, json) = body(ProblemDetails::from_error(&DeadlineExceeded::new(
             Duration::from_secs(1),
         )));
         assert_eq!(status, 504);
         assert_eq!(json["type"], "urn:resilience:deadline-exceeded");
 
         let other: BoxError = "secret internals".into();
-        let (status, retry, json) = body(Problem::from_error(&*other));
+        let (status, retry, json) = body(ProblemDetails::from_error(&*other));
         assert_eq!((status.as_u16(), retry), (500, None));
         assert!(!json.to_string().contains("secret"));
     }
@@ -540,11 +544,11 @@ mod tests {
     #[test]
     fn texts_speak_of_this_service_and_name_the_limit() {
         let problems = [
-            Problem::from_error(&CircuitOpen::new("api", Duration::from_secs(2))),
-            Problem::from_error(&HalfOpenFull::new("api")),
-            Problem::from_error(&BulkheadFull::new("api", 64)),
-            Problem::from_error(&Elapsed::new(Duration::from_secs(1))),
-            Problem::from_error(&DeadlineExceeded::new(Duration::from_secs(1))),
+            ProblemDetails::from_error(&CircuitOpen::new("api", Duration::from_secs(2))),
+            ProblemDetails::from_error(&HalfOpenFull::new("api")),
+            ProblemDetails::from_error(&BulkheadFull::new("api", 64)),
+            ProblemDetails::from_error(&Elapsed::new(Duration::from_secs(1))),
+            ProblemDetails::from_error(&DeadlineExceeded::new(Duration::from_secs(1))),
         ];
         for p in &problems {
             let text = format!("{} {}", p.title(), p.detail()).to_lowercase();
@@ -565,16 +569,25 @@ mod tests {
     fn looks_through_the_error_enum_and_sources() {
         let boxed: BoxError = Box::new(Elapsed::new(Duration::from_secs(1)));
         let err = crate::Error::from_boxed(boxed);
-        assert_eq!(Problem::from_error(&err).status(), 504);
+        assert_eq!(ProblemDetails::from_error(&err).status(), 504);
         let inner = crate::Error::Inner(Box::new(BulkheadFull::new("b", 1)));
-        assert_eq!(Problem::from_error(&inner).status(), 503);
+        assert_eq!(ProblemDetails::from_error(&inner).status(), 503);
     }
 
     #[test]
     fn retry_after_rounds_up() {
-        assert_eq!(Problem::retry_after_secs(Duration::ZERO), 1);
-        assert_eq!(Problem::retry_after_secs(Duration::from_millis(1)), 1);
-        assert_eq!(Problem::retry_after_secs(Duration::from_millis(1_000)), 1);
-        assert_eq!(Problem::retry_after_secs(Duration::from_millis(1_001)), 2);
+        assert_eq!(ProblemDetails::retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(
+            ProblemDetails::retry_after_secs(Duration::from_millis(1)),
+            1
+        );
+        assert_eq!(
+            ProblemDetails::retry_after_secs(Duration::from_millis(1_000)),
+            1
+        );
+        assert_eq!(
+            ProblemDetails::retry_after_secs(Duration::from_millis(1_001)),
+            2
+        );
     }
 }

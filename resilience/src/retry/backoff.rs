@@ -115,6 +115,11 @@ impl BackoffConfig {
 /// let fixed = FromIter::new([Duration::from_millis(10), Duration::from_millis(50)]);
 /// assert_eq!(fixed.make_backoff().collect::<Vec<_>>().len(), 2);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not make a sequence of backoff delays",
+    label = "not a `MakeBackoff`",
+    note = "`with_backoff` takes any `IntoIterator<Item = Duration> + Clone` (a `Vec`, a `backon` builder); other types implement `MakeBackoff`"
+)]
 pub trait MakeBackoff {
     /// The delays for one request, in order; when it ends, retrying stops.
     type Backoff: Iterator<Item = Duration>;

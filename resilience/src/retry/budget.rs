@@ -96,7 +96,7 @@ impl RetryBudget {
             0 => {}
             1 => inner.tps.deposit(),
             batch => {
-                if inner.pending.add(1).is_multiple_of(batch) {
+                if inner.pending.add(1) % batch == 0 {
                     inner.tps.deposit();
                 }
             }

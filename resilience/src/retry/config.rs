@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Problem, check_positive, check_range};
+use crate::config::{ConfigError, ConfigProblem, check_positive, check_range};
 
 /// How often to try, how long to wait in between, and how much extra load retries may add.
 ///
@@ -34,6 +34,11 @@ pub struct RetryConfig {
     pub backoff: BackoffConfig,
     /// A cap on the load retries may add; `None` leaves only `max_attempts` as a bound,
     /// which multiplies load by `max_attempts` during an outage.
+    ///
+    /// In a config file: a table (`[retry.budget]`, unset fields at their defaults), `true`
+    /// for the default budget, or `false` for none (TOML has no `null`; JSON's `null` also
+    /// means none).
+    #[serde(with = "budget_switch")]
     pub budget: Option<BudgetConfig>,
 }
 
@@ -78,10 +83,10 @@ impl RetryConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BackoffConfig {
     /// The first delay (before jitter); also the floor of decorrelated jitter.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub base: Duration,
     /// No delay is longer than this.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub max: Duration,
     /// Growth per retry, at least 1 (1 gives a constant delay).
     pub multiplier: f64,
@@ -107,7 +112,7 @@ impl BackoffConfig {
         if self.max < self.base {
             return Err(ConfigError::new(
                 "max",
-                Problem::Conflicts {
+                ConfigProblem::Conflicts {
                     other: "base".into(),
                     reason: "the cap must not be below the first delay".into(),
                 },
@@ -158,7 +163,7 @@ pub enum Jitter {
 #[serde(default, deny_unknown_fields)]
 pub struct BudgetConfig {
     /// How long a request counts towards the budget, 1 s to 60 s.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::duration")]
     pub ttl: Duration,
     /// Retries a second allowed even with no recent requests.
     pub min_per_sec: u32,
@@ -192,6 +197,68 @@ impl BudgetConfig {
     }
 }
 
+/// `budget = false` (none), `true` (the default) or a table; written back as `false` or a
+/// table, so every value survives a round trip through TOML.
+mod budget_switch {
+    use std::fmt;
+
+    use serde::{
+        Deserialize, Deserializer, Serialize, Serializer,
+        de::{self, value::MapAccessDeserializer},
+    };
+
+    use super::BudgetConfig;
+
+    pub(super) fn serialize<S: Serializer>(
+        budget: &Option<BudgetConfig>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match budget {
+            Some(budget) => budget.serialize(s),
+            None => s.serialize_bool(false),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<BudgetConfig>, D::Error> {
+        d.deserialize_any(Switch)
+    }
+
+    struct Switch;
+
+    impl<'de> de::Visitor<'de> for Switch {
+        type Value = Option<BudgetConfig>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(
+                "a retry budget: a table such as { retry_ratio = 0.1 }, true for the default \
+                 budget, or false for none",
+            )
+        }
+
+        fn visit_bool<E: de::Error>(self, on: bool) -> Result<Self::Value, E> {
+            Ok(on.then(BudgetConfig::default))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            BudgetConfig::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +286,32 @@ mod tests {
         assert_eq!(config.validate().unwrap_err().field(), "budget.ttl");
         config.budget = None;
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_budget_turns_off_from_toml_and_back() {
+        let off: RetryConfig = toml::from_str("budget = false").unwrap();
+        assert_eq!(off.budget, None);
+        off.validate().unwrap();
+        // Written back as `false`, so it reads back as off (TOML has no null).
+        let text = toml::to_string(&off).unwrap();
+        assert!(text.contains("budget = false"), "{text}");
+        assert_eq!(toml::from_str::<RetryConfig>(&text).unwrap(), off);
+
+        let on: RetryConfig = toml::from_str("budget = true").unwrap();
+        assert_eq!(on.budget, Some(BudgetConfig::default()));
+        let absent: RetryConfig = toml::from_str("max_attempts = 2").unwrap();
+        assert_eq!(absent.budget, Some(BudgetConfig::default()));
+        let tuned: RetryConfig = toml::from_str("[budget]\nretry_ratio = 0.5").unwrap();
+        assert_eq!(tuned.budget.unwrap().retry_ratio, 0.5);
+        let round = toml::to_string(&tuned).unwrap();
+        assert_eq!(toml::from_str::<RetryConfig>(&round).unwrap(), tuned);
+
+        // Anything else says what is accepted; unknown fields in the table are still refused.
+        let err = toml::from_str::<RetryConfig>("budget = \"off\"").unwrap_err();
+        assert!(err.message().contains("false for none"), "{err}");
+        let err = toml::from_str::<RetryConfig>("[budget]\nratio = 0.5").unwrap_err();
+        assert!(err.message().contains("unknown field `ratio`"), "{err}");
     }
 
     #[test]

@@ -38,6 +38,10 @@ impl RetryLayer {
 
 impl<C, A, B: MakeBackoff, R> RetryLayer<C, A, B, R> {
     /// Decides what counts as a failure with `classifier` (use the breaker's).
+    ///
+    /// The classifier sees the wrapped service's error type: [`BoxError`](crate::BoxError)
+    /// when that is a layer of this crate (as inside a
+    /// [`ResilienceLayer`](crate::stack::ResilienceLayer)).
     pub fn with_classifier<C2>(self, classifier: C2) -> RetryLayer<C2, A, B, R> {
         RetryLayer {
             policy: self.policy.with_classifier(classifier),

@@ -169,9 +169,7 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
         if self.classifier.classify(result) != Outcome::Failure {
             return None;
         }
-        if let Err(err) = result
-            && is_rejection(err)
-        {
+        if result.is_err_and(|err| is_rejection(err)) {
             return None;
         }
         if attempts >= self.handle.max_attempts() {
@@ -314,6 +312,12 @@ pub const GIVE_UP: Duration = Duration::MAX;
 /// };
 /// assert_eq!(capped.retry_after(Err(&3600)), Some(GIVE_UP));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot read a retry hint from a `Result<&{Res}, &{E}>`",
+    label = "not a `RetryAfter<{Res}, {E}>`",
+    note = "in a `ResilienceLayer`, errors arrive boxed: a hook takes `Result<&Response, &resilience_layers::BoxError>`, not the inner service's own error type",
+    note = "a closure hook is `|result: Result<&Response, &BoxError>| -> Option<Duration>`"
+)]
 pub trait RetryAfter<Res, E> {
     /// The minimum wait before retrying after `result`, if it says.
     fn retry_after(&self, result: Result<&Res, &E>) -> Option<Duration>;
@@ -348,6 +352,12 @@ where
 /// assert!(only_gets.clone_request(&("GET", 1)).is_some());
 /// assert!(only_gets.clone_request(&("POST", 1)).is_none());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot copy a `{Req}` to send it again",
+    label = "not a `CloneRequest<{Req}>`",
+    note = "retry sends a request again only through its clone hook; the default hook, `Cloned`, needs `{Req}: Clone`",
+    note = "make the request type `Clone`, or choose the hook with `with_clone_request`: a closure `|req: &{Req}| -> Option<{Req}>`, or `SendOnce` (never sent again: for servers and streamed bodies)"
+)]
 pub trait CloneRequest<Req> {
     /// A copy of `req` to send again, or `None` to send it only once.
     fn clone_request(&self, req: &Req) -> Option<Req>;

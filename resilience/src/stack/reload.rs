@@ -4,7 +4,7 @@ use super::{ResilienceLayer, StackConfig};
 use crate::{
     bulkhead::BulkheadHandle,
     circuit_breaker::CircuitBreakerHandle,
-    config::{ConfigError, Problem},
+    config::{ConfigError, ConfigProblem},
     retry::RetryHandle,
     timeout::{AttemptTimeoutLayer, DeadlineLayer},
 };
@@ -86,7 +86,7 @@ pub(crate) fn check_live_change(
     let restart = |field: &'static str, what: &'static str| {
         Err(ConfigError::new(
             field,
-            Problem::Invalid(format!("{what} while running; restart to apply it").into()),
+            ConfigProblem::Invalid(format!("{what} while running; restart to apply it").into()),
         ))
     };
     let pieces = [
