@@ -360,8 +360,26 @@ where
     type Service = Resilience<S, C, A, R>;
 
     fn layer(&self, service: S) -> Self::Service {
+        self.layer_with_breaker(service, self.breaker.as_ref())
+    }
+}
+
+impl<C, A, R> ResilienceLayer<C, A, R>
+where
+    C: Clone,
+    A: Clone,
+    R: Clone,
+{
+    /// The stack around `service` with `breaker` in the breaker's place instead of the
+    /// configured one: how the reqwest middleware puts the upstream host's own breaker into
+    /// the one stack it runs.
+    pub(crate) fn layer_with_breaker<S>(
+        &self,
+        service: S,
+        breaker: Option<&CircuitBreakerLayer<C>>,
+    ) -> Resilience<S, C, A, R> {
         let timed = maybe(self.attempt_timeout.as_ref(), service);
-        let broken = maybe(self.breaker.as_ref(), timed);
+        let broken = maybe(breaker, timed);
         let retried = maybe(self.retry.as_ref(), broken);
         let bounded = maybe(self.deadline.as_ref(), retried);
         Resilience {

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// A cloneable handle on one bulkhead: its name, a [`snapshot`](Self::snapshot), and
-/// [`acquire`](Self::acquire) for callers that are not tower services (a reqwest middleware).
+/// [`acquire`](Self::acquire) for callers that are not tower services.
 ///
 /// ```
 /// use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};

@@ -52,6 +52,16 @@ impl CircuitBreakerLayer {
     }
 }
 
+impl CircuitBreakerLayer {
+    /// A layer for the breaker behind `handle`, every `Err` a failure.
+    pub(crate) fn from_handle(handle: &CircuitBreakerHandle) -> Self {
+        Self {
+            shared: handle.shared().clone(),
+            classifier: ErrorsAreFailures,
+        }
+    }
+}
+
 impl<C> CircuitBreakerLayer<C> {
     /// Decides success, failure or ignored with `classifier` instead.
     pub fn with_classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {

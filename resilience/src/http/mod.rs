@@ -16,9 +16,10 @@
 //! - [`DEADLINE_HEADER`] / [`AcceptDeadlineLayer`] / [`PropagateDeadlineLayer`] — the
 //!   caller's remaining time travels downstream (`x-request-deadline-ms: <ms>`), so a callee
 //!   stops working for a caller that has already given up.
-//! - [`ResilienceMiddleware`] — bulkhead, deadline, retry, a breaker per upstream host and an
-//!   attempt timeout around every `reqwest_middleware` call, built from a
-//!   [`StackConfig`](crate::stack::StackConfig).
+//! - [`ResilienceMiddleware`] — the same stack as [`for_http`](ResilienceLayer::for_http)
+//!   (bulkhead, deadline, retry, a breaker per upstream host, an attempt timeout) around every
+//!   `reqwest_middleware` call, built from a [`StackConfig`](crate::stack::StackConfig): one
+//!   implementation, so a tower client and a reqwest client decide alike.
 //! - [`ProblemLayer`] — on the server, turns every rejection into the right status
 //!   (`503` + `Retry-After`, `504`, `500`) with an RFC 9457 body, and keeps the service
 //!   `Infallible` for axum.
@@ -105,17 +106,20 @@ pub use self::{
         BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, Problem, ProblemLayer,
         ProblemService, ResponseFuture,
     },
-    retry_after::{HttpRetryAfter, next_delay, parse_retry_after, retry_after},
+    retry_after::{HttpRetryAfter, parse_retry_after, retry_after},
 };
 
 use crate::stack::{ResilienceLayer, SendOnce};
 
 impl ResilienceLayer {
     /// The stack for an HTTP client service (a `tower` client over `http::Request`):
-    /// [`HttpClassifier`] for the breaker and retry, `Retry-After` honoured up to the
-    /// backoff's `max` (a longer one gives up, as in [`ResilienceMiddleware`]), and only
-    /// [retry-safe](is_retry_safe) requests sent again. Add a [`PropagateDeadlineLayer`]
-    /// inside it to send the deadline downstream.
+    /// [`HttpClassifier`] for the breaker and retry (`501` and `505` count against the breaker
+    /// and are not retried), `Retry-After` honoured up to the backoff's `max` (a longer one
+    /// gives up at once), and only [retry-safe](is_retry_safe) requests sent again. Add a
+    /// [`PropagateDeadlineLayer`] inside it to send the deadline downstream.
+    ///
+    /// [`ResilienceMiddleware`] runs this same stack, with the upstream host's breaker in the
+    /// breaker's place.
     ///
     /// ```
     /// use resilience_layers::stack::StackConfig;

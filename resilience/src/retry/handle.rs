@@ -11,9 +11,9 @@ use crate::per_thread::{StripedCounter, ThreadView};
 
 /// A cloneable handle on one retry's shared parts: its config, its budget and its counters.
 ///
-/// [`RetryPolicy`](super::RetryPolicy) drives it for tower services; a client that runs its own
-/// retry loop (a reqwest middleware) drives it by hand so it reports the same metrics and
-/// shares the same budget:
+/// [`RetryPolicy`](super::RetryPolicy) drives it for tower services (the reqwest middleware
+/// included: it runs the same stack); code outside tower that runs its own retry loop drives
+/// it by hand so it reports the same metrics and shares the same budget:
 ///
 /// ```
 /// use std::time::Duration;
