@@ -54,6 +54,7 @@ impl CircuitBreakerLayer {
 
 impl CircuitBreakerLayer {
     /// A layer for the breaker behind `handle`, every `Err` a failure.
+    #[cfg(feature = "http")]
     pub(crate) fn from_handle(handle: &CircuitBreakerHandle) -> Self {
         Self {
             shared: handle.shared().clone(),
