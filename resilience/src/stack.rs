@@ -68,6 +68,7 @@ use crate::{
     config::{ConfigError, Problem, check_positive},
     deadline::{DeadlineLayer, DeadlineService},
     error::BoxError,
+    name::Name,
     retry::{
         BackoffConfig, CloneRequest, Cloned, Retry, RetryConfig, RetryHandle, RetryLayer,
         RetryPolicy, RetrySnapshot,
@@ -201,13 +202,26 @@ pub struct ResilienceLayer<C = ErrorsAreFailures, A = (), R = Cloned> {
 impl ResilienceLayer {
     /// Validates `config` and builds each configured piece.
     pub fn new(name: impl Into<Arc<str>>, config: StackConfig) -> Result<Self, ConfigError> {
+        Self::named(&name.into(), config, |name| Name::kept(name))
+    }
+
+    /// Like [`new`](Self::new), for a keyed entry: the breaker's and bulkhead's name is freed
+    /// with the entry instead of being kept for the process.
+    pub(crate) fn transient(name: &Arc<str>, config: StackConfig) -> Result<Self, ConfigError> {
+        Self::named(name, config, |name| Name::transient(name.clone()))
+    }
+
+    fn named(
+        name: &Arc<str>,
+        config: StackConfig,
+        kind: fn(&Arc<str>) -> Name,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let name = name.into();
         let within = |section| move |e: ConfigError| e.within(section);
         Ok(Self {
             bulkhead: config
                 .bulkhead
-                .map(|c| BulkheadLayer::new(name.clone(), c).map_err(within("bulkhead")))
+                .map(|c| BulkheadLayer::named(kind(name), c).map_err(within("bulkhead")))
                 .transpose()?,
             deadline: config
                 .deadline
@@ -220,7 +234,7 @@ impl ResilienceLayer {
             breaker: config
                 .circuit_breaker
                 .map(|c| {
-                    CircuitBreakerLayer::new(name.clone(), c).map_err(within("circuit_breaker"))
+                    CircuitBreakerLayer::named(kind(name), c).map_err(within("circuit_breaker"))
                 })
                 .transpose()?,
             attempt_timeout: config
@@ -278,6 +292,32 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// The breaker's handle, when one is configured.
     pub fn circuit_breaker(&self) -> Option<CircuitBreakerHandle> {
         self.breaker.as_ref().map(CircuitBreakerLayer::handle)
+    }
+
+    /// The breaker layer itself, to put into another stack (the reqwest middleware's).
+    #[cfg(feature = "http")]
+    pub(crate) fn circuit_breaker_layer(&self) -> Option<&CircuitBreakerLayer<C>> {
+        self.breaker.as_ref()
+    }
+
+    /// Marks every metric series of the stack as updated, without changing a value: see
+    /// [`keyed`](crate::keyed) for why live entries of a keyed layer need it.
+    pub(crate) fn touch_metrics(&self) {
+        if let Some(b) = &self.bulkhead {
+            b.handle().touch_metrics();
+        }
+        if let Some(d) = &self.deadline {
+            d.touch_metrics();
+        }
+        if let Some(r) = &self.retry {
+            r.policy().handle().touch_metrics();
+        }
+        if let Some(b) = &self.breaker {
+            b.handle().touch_metrics();
+        }
+        if let Some(t) = &self.attempt_timeout {
+            t.touch_metrics();
+        }
     }
 
     /// Snapshots of every configured piece.

@@ -16,6 +16,7 @@ use super::BulkheadConfig;
 use crate::{
     config::ConfigError,
     error::{BoxError, BulkheadFull},
+    name::Name,
     per_thread::{StripedCounter, ThreadView},
 };
 
@@ -46,7 +47,7 @@ pub(super) type View = ThreadView<Shared>;
 
 #[derive(Debug)]
 pub(super) struct Shared {
-    pub(super) name: &'static str,
+    pub(super) name: Name,
     pub(super) config: BulkheadConfig,
     pub(super) semaphore: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -176,17 +177,13 @@ impl Shared {
             max_concurrent = self.config.max_concurrent,
             "bulkhead full; call rejected"
         );
-        BulkheadFull::new(self.name, self.config.max_concurrent)
+        BulkheadFull::new(self.name.clone(), self.config.max_concurrent)
     }
 }
 
 impl BulkheadHandle {
-    pub(super) fn new(
-        name: impl Into<Arc<str>>,
-        config: BulkheadConfig,
-    ) -> Result<Self, ConfigError> {
+    pub(super) fn new(name: Name, config: BulkheadConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let name = crate::name::intern(&name.into());
         // HELP text, once per bulkhead built (off the hot path; describing again is harmless).
         metrics::describe_gauge!(
             "resilience_bulkhead_in_use",
@@ -218,12 +215,22 @@ impl BulkheadHandle {
 
     /// The bulkhead's name.
     pub fn name(&self) -> &str {
-        self.shared.name
+        &self.shared.name
     }
 
     /// The configuration it was built with.
     pub fn config(&self) -> &BulkheadConfig {
         &self.shared.config
+    }
+
+    /// Marks its series as updated without changing them (a gauge moved by `+0`, not `set`:
+    /// a `set` racing a permit's `+1` would leave the gauge off for good); see
+    /// [`keyed`](crate::keyed).
+    pub(crate) fn touch_metrics(&self) {
+        let shared = &self.shared;
+        shared.in_use_gauge.increment(0.0);
+        shared.waiting_gauge.increment(0.0);
+        shared.rejected_counter.increment(0);
     }
 
     /// Permits in use, waiters and rejections right now.

@@ -9,6 +9,7 @@ use super::handle::{CircuitBreakerHandle, Shared};
 use super::service::CircuitBreaker;
 use crate::classify::ErrorsAreFailures;
 use crate::config::ConfigError;
+use crate::name::Name;
 
 /// Wraps services in a [`CircuitBreaker`]; every service made by one layer value (and its
 /// clones) shares one breaker, so the layer is built once per dependency.
@@ -45,21 +46,15 @@ impl CircuitBreakerLayer {
         name: impl Into<Arc<str>>,
         config: CircuitBreakerConfig,
     ) -> Result<Self, ConfigError> {
+        Self::named(Name::kept(&name.into()), config)
+    }
+
+    /// Like [`new`](Self::new), with a name of either kind (a keyed entry's is freed with it).
+    pub(crate) fn named(name: Name, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            shared: Arc::new(Shared::new(&name.into(), config)?),
+            shared: Arc::new(Shared::new(name, config)?),
             classifier: ErrorsAreFailures,
         })
-    }
-}
-
-impl CircuitBreakerLayer {
-    /// A layer for the breaker behind `handle`, every `Err` a failure.
-    #[cfg(feature = "http")]
-    pub(crate) fn from_handle(handle: &CircuitBreakerHandle) -> Self {
-        Self {
-            shared: handle.shared().clone(),
-            classifier: ErrorsAreFailures,
-        }
     }
 }
 

@@ -19,13 +19,14 @@ use tower::{Service, ServiceExt};
 
 use super::{
     HttpClassifier, HttpRetryAfter, IdempotentRequests, PROBLEM_JSON, classify::answers_our_budget,
-    registry::HostBreakers, set_deadline_header,
+    set_deadline_header,
 };
 use crate::{
-    circuit_breaker::{CircuitBreakerHandle, CircuitBreakerLayer},
+    circuit_breaker::CircuitBreakerHandle,
     config::ConfigError,
     deadline::{current_deadline, deadline_exceeded, timeouts_counter},
     error::BoxError,
+    keyed::{KeyedConfig, KeyedStacks},
     stack::{ResilienceLayer, StackConfig, StackSnapshot},
 };
 
@@ -55,10 +56,13 @@ use crate::{
 ///   default the backoff's `max`) or a delay that would end past the deadline gives up at
 ///   once, as does an empty retry budget. When the backoff ends, retrying ends (the
 ///   configured exponential backoff never does; `max_attempts` bounds it);
-/// - a **circuit breaker per upstream `host:port`** (named `<name>@<host>:<port>`), held in a
-///   bounded registry that evicts idle entries, is put in the breaker's place of the stack
-///   for each request, so one failing host does not cut off a healthy one; an open circuit
-///   fails the request at once and is never retried;
+/// - a **circuit breaker per upstream `host:port`** (named `<name>@<host>:<port>`), or per
+///   whatever key [`key_by`](ResilienceMiddlewareBuilder::key_by) chooses, is put in the
+///   breaker's place of the stack for each request, so one failing host does not cut off a
+///   healthy one; an open circuit fails the request at once and is never retried. The
+///   breakers live in a [keyed](crate::keyed) registry: bounded
+///   ([`max_hosts`](ResilienceMiddlewareBuilder::max_hosts), least recently used evicted when
+///   full), idle hosts evicted, an evicted host's name and metric series freed;
 /// - the **attempt timeout** sits inside the breaker, so a hung attempt counts as a failure.
 ///
 /// A failure of the caller's *own* deadline says nothing about the upstream: the deadline
@@ -108,13 +112,26 @@ pub struct ResilienceMiddleware {
 /// The stack the middleware runs: `for_http()`'s.
 type HttpStack = ResilienceLayer<HttpClassifier, HttpRetryAfter, IdempotentRequests>;
 
-#[derive(Debug)]
 struct Shared {
-    /// Everything but the breaker, which comes per host from `breakers`.
+    /// Everything but the breaker, which comes per key from `breakers`.
     stack: HttpStack,
-    breakers: Option<HostBreakers>,
+    /// Per key, a stack holding only the breaker.
+    breakers: Option<KeyedStacks<String, HttpClassifier, HttpRetryAfter, IdempotentRequests>>,
+    key_by: KeyBy,
     /// For a `504` that answers the budget an attempt was sent.
     deadline_timeouts: Counter,
+}
+
+/// Which breaker a request meets: its key, or `None` for no breaker.
+type KeyBy = Arc<dyn Fn(&Request) -> Option<String> + Send + Sync>;
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("stack", &self.stack)
+            .field("breakers", &self.breakers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`ResilienceMiddleware`] with settings beyond the [`StackConfig`].
@@ -131,27 +148,68 @@ struct Shared {
 ///     .unwrap();
 /// # let _ = resilience;
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ResilienceMiddlewareBuilder {
     name: Arc<str>,
     config: StackConfig,
-    max_hosts: usize,
-    idle_timeout: Duration,
+    keyed: KeyedConfig,
+    key_by: KeyBy,
     max_retry_after: Option<Duration>,
 }
 
+impl std::fmt::Debug for ResilienceMiddlewareBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResilienceMiddlewareBuilder")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("keyed", &self.keyed)
+            .field("max_retry_after", &self.max_retry_after)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ResilienceMiddlewareBuilder {
-    /// Most upstream hosts with a breaker at once (default 64).
+    /// Most keys (upstream hosts) with a breaker at once (default 64); a new one evicts the
+    /// least recently used when full. Zero is a [`ConfigError`] on `keyed.max_keys`.
     #[must_use]
     pub fn max_hosts(mut self, n: usize) -> Self {
-        self.max_hosts = n;
+        self.keyed.max_keys = n;
         self
     }
 
-    /// A host's breaker unused this long may be evicted to make room (default 10 minutes).
+    /// A key's breaker unused this long is evicted (default 10 minutes).
     #[must_use]
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle_timeout = idle;
+        self.keyed.idle = idle;
+        self
+    }
+
+    /// Chooses which breaker a request meets: requests with the same key share one, named
+    /// `<name>@<key>`; `None` sends the request without a breaker. The default is the URL's
+    /// `host:port`.
+    ///
+    /// ```
+    /// use resilience_layers::{http::ResilienceMiddleware, stack::StackConfig};
+    ///
+    /// // One breaker per host and first path segment: `/payments` failing on an API gateway
+    /// // does not cut off `/users` behind the same host.
+    /// let resilience = ResilienceMiddleware::builder("gateway", toml::from_str("[circuit_breaker]").unwrap())
+    ///     .key_by(|req: &reqwest::Request| {
+    ///         let url = req.url();
+    ///         let first = url.path_segments()?.next().unwrap_or("");
+    ///         Some(format!("{}/{first}", url.host_str()?))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let url = "http://10.0.0.7/payments/42".parse().unwrap();
+    /// assert_eq!(resilience.add_upstream(&url).unwrap().name(), "gateway@10.0.0.7/payments");
+    /// ```
+    #[must_use]
+    pub fn key_by(
+        mut self,
+        key: impl Fn(&Request) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.key_by = Arc::new(key);
         self
     }
 
@@ -169,15 +227,27 @@ impl ResilienceMiddlewareBuilder {
         let Self {
             name,
             mut config,
-            max_hosts,
-            idle_timeout,
+            keyed,
+            key_by,
             max_retry_after,
         } = self;
         config.validate()?;
-        let breakers = config
-            .circuit_breaker
-            .take()
-            .map(|c| HostBreakers::new(name.clone(), c, max_hosts, idle_timeout));
+        let breakers = match config.circuit_breaker.take() {
+            Some(breaker) => {
+                let only_breaker = StackConfig {
+                    circuit_breaker: Some(breaker),
+                    ..StackConfig::default()
+                };
+                let stacks = KeyedStacks::new(name.clone(), only_breaker, keyed)?;
+                let (classifier, retry_after, clone_request) = (
+                    HttpClassifier::new(),
+                    HttpRetryAfter::new(),
+                    IdempotentRequests,
+                );
+                Some(stacks.rehooked(classifier, retry_after, clone_request))
+            }
+            None => None,
+        };
         let mut stack = config.into_layer(name.clone())?.for_http();
         if let Some(max) = max_retry_after {
             stack = stack.with_retry_after(HttpRetryAfter::new().with_max(max));
@@ -186,6 +256,7 @@ impl ResilienceMiddlewareBuilder {
             shared: Arc::new(Shared {
                 stack,
                 breakers,
+                key_by,
                 deadline_timeouts: timeouts_counter(&name, "deadline"),
             }),
         })
@@ -207,35 +278,46 @@ impl ResilienceMiddleware {
         ResilienceMiddlewareBuilder {
             name: name.into(),
             config,
-            max_hosts: 64,
-            idle_timeout: Duration::from_secs(600),
+            keyed: KeyedConfig {
+                max_keys: 64,
+                idle: Duration::from_secs(600),
+            },
+            key_by: Arc::new(|req: &Request| authority(req.url())),
             max_retry_after: None,
         }
     }
 
-    /// Registers the breaker for `url`'s host up front and keeps it (never evicted), so
-    /// snapshots and health checks list the upstream before the first call. `None` when no
-    /// breaker is configured or the URL has no host.
+    /// Registers the breaker for `url` (its key, as a `GET` of it) up front and keeps it
+    /// (never evicted), so snapshots and health checks list the upstream before the first
+    /// call. `None` when no breaker is configured or the URL has no key.
     pub fn add_upstream(&self, url: &Url) -> Option<CircuitBreakerHandle> {
-        self.shared.breakers.as_ref()?.pin(&authority(url)?)
+        let s = &*self.shared;
+        let key = (s.key_by)(&Request::new(http::Method::GET, url.clone()))?;
+        s.breakers.as_ref()?.pin(key).circuit_breaker()
     }
 
-    /// The breakers held right now, by `host:port`.
+    /// The breakers held right now, by key (`host:port` unless [`key_by`] says otherwise).
+    ///
+    /// [`key_by`]: ResilienceMiddlewareBuilder::key_by
     pub fn breakers(&self) -> Vec<(String, CircuitBreakerHandle)> {
-        self.shared
-            .breakers
-            .as_ref()
-            .map_or_else(Vec::new, HostBreakers::handles)
+        let Some(breakers) = &self.shared.breakers else {
+            return Vec::new();
+        };
+        breakers
+            .entries()
+            .into_iter()
+            .filter_map(|(key, stack)| Some((key, stack.circuit_breaker()?)))
+            .collect()
     }
 
-    /// Snapshots of the bulkhead, the retry and every host's breaker.
+    /// Snapshots of the bulkhead, the retry and every key's breaker.
     pub fn snapshot(&self) -> StackSnapshot {
         let s = &*self.shared;
         StackSnapshot {
             breakers: s
                 .breakers
                 .as_ref()
-                .map_or_else(Vec::new, HostBreakers::snapshots),
+                .map_or_else(Vec::new, |b| b.snapshot().breakers),
             ..s.stack.snapshot()
         }
     }
@@ -247,10 +329,10 @@ impl ResilienceMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let s = &*self.shared;
-        let breaker = match (&s.breakers, authority(req.url())) {
-            (Some(breakers), Some(host)) => breakers.get(&host).map(|h| {
-                CircuitBreakerLayer::from_handle(&h).with_classifier(HttpClassifier::new())
-            }),
+        let breaker = match (&s.breakers, (s.key_by)(&req)) {
+            (Some(breakers), Some(key)) => {
+                breakers.with(&key, |stack| stack.circuit_breaker_layer().cloned())
+            }
             _ => None,
         };
         let last = Arc::new(Mutex::new(None));

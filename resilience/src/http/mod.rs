@@ -97,7 +97,6 @@ mod idempotency;
 mod latency;
 mod middleware;
 mod problem;
-mod registry;
 mod retry_after;
 mod stack;
 

@@ -1,9 +1,22 @@
 //! The stack with the HTTP hooks in place: for a tower client, and for an axum route.
 
+use std::{fmt::Display, hash::Hash, time::Duration};
+
 use super::{HttpClassifier, HttpRetryAfter, IdempotentRequests};
 #[cfg(doc)]
 use super::{PropagateDeadlineLayer, ResilienceMiddleware, is_retry_safe};
-use crate::stack::{ResilienceLayer, SendOnce};
+use crate::{
+    keyed::KeyedLayer,
+    stack::{ResilienceLayer, SendOnce},
+};
+
+/// `Retry-After` for a client stack: waited for up to the backoff's `max` (the default cap
+/// without retry, where it is never asked).
+fn retry_after_up_to(backoff_max: Option<Duration>) -> HttpRetryAfter {
+    backoff_max.map_or(HttpRetryAfter::new(), |max| {
+        HttpRetryAfter::new().with_max(max)
+    })
+}
 
 impl ResilienceLayer {
     /// The stack for an HTTP client service (a `tower` client over `http::Request`):
@@ -22,10 +35,7 @@ impl ResilienceLayer {
     /// # let _ = layer;
     /// ```
     pub fn for_http(self) -> ResilienceLayer<HttpClassifier, HttpRetryAfter, IdempotentRequests> {
-        let cap = self.retry().map(|r| r.config().backoff.max);
-        let retry_after = cap.map_or(HttpRetryAfter::new(), |max| {
-            HttpRetryAfter::new().with_max(max)
-        });
+        let retry_after = retry_after_up_to(self.retry().map(|r| r.config().backoff.max));
         self.with_classifier(HttpClassifier::new())
             .with_retry_after(retry_after)
             .with_clone_request(IdempotentRequests)
@@ -96,6 +106,40 @@ impl ResilienceLayer {
     /// # Ok(()) }
     /// ```
     pub fn for_server(self) -> ResilienceLayer<HttpClassifier, (), SendOnce> {
+        self.with_classifier(HttpClassifier::new())
+            .with_clone_request(SendOnce)
+    }
+}
+
+impl<Key, KeyFn> KeyedLayer<Key, KeyFn>
+where
+    Key: Hash + Eq + Clone + Display,
+{
+    /// Every key's stack as [`ResilienceLayer::for_http`] makes it: for a tower HTTP client
+    /// keyed by host (or tenant, or route).
+    ///
+    /// ```
+    /// use resilience_layers::{keyed::{KeyedConfig, KeyedLayer}, stack::StackConfig};
+    ///
+    /// let config: StackConfig = toml::from_str("[circuit_breaker]").unwrap();
+    /// let by_host = |req: &http::Request<String>| req.uri().host().unwrap_or("").to_owned();
+    /// let layer = KeyedLayer::new("webhooks", config, KeyedConfig::default(), by_host)
+    ///     .unwrap()
+    ///     .for_http();
+    /// # let _ = layer;
+    /// ```
+    pub fn for_http(
+        self,
+    ) -> KeyedLayer<Key, KeyFn, HttpClassifier, HttpRetryAfter, IdempotentRequests> {
+        let retry_after = retry_after_up_to(self.config().retry.as_ref().map(|r| r.backoff.max));
+        self.with_classifier(HttpClassifier::new())
+            .with_retry_after(retry_after)
+            .with_clone_request(IdempotentRequests)
+    }
+
+    /// Every key's stack as [`ResilienceLayer::for_server`] makes it: for a route keyed by
+    /// tenant, say, so one tenant's failures open only that tenant's circuit.
+    pub fn for_server(self) -> KeyedLayer<Key, KeyFn, HttpClassifier, (), SendOnce> {
         self.with_classifier(HttpClassifier::new())
             .with_clone_request(SendOnce)
     }

@@ -189,6 +189,17 @@ impl RetryHandle {
         tracing::debug!(target: "resilience", name = %self.shared.name, attempts, reason, "giving up");
     }
 
+    /// Marks its counters as updated; see [`keyed`](crate::keyed). (A histogram cannot be
+    /// touched without recording a sample: the delay histogram is left alone.)
+    pub(crate) fn touch_metrics(&self) {
+        let shared = &self.shared;
+        shared.requests_counter.increment(0);
+        shared.retries_counter.increment(0);
+        if let Some(budget) = &shared.budget {
+            budget.touch_metrics();
+        }
+    }
+
     /// Requests, retries and the budget's state right now.
     pub fn snapshot(&self) -> RetrySnapshot {
         let shared = &self.shared;
