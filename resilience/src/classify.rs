@@ -73,6 +73,25 @@ impl Outcome {
 pub trait Classify<T, E> {
     /// Classifies one result.
     fn classify(&self, result: Result<&T, &E>) -> Outcome;
+
+    /// Whether another attempt could turn out differently: retry asks this, the breaker asks
+    /// [`classify`](Self::classify).
+    ///
+    /// Only a failure is worth retrying, and by default every failure is. Override it for
+    /// failures that are permanent: they count against the dependency's health but would
+    /// fail the same way again (HTTP `501 Not Implemented`, for
+    /// [`HttpClassifier`](crate::http::HttpClassifier)).
+    ///
+    /// ```
+    /// use resilience_layers::classify::{Classify, ErrorsAreFailures};
+    ///
+    /// assert!(Classify::<(), &str>::is_retryable(&ErrorsAreFailures, Err(&"boom")));
+    /// assert!(!Classify::<(), &str>::is_retryable(&ErrorsAreFailures, Ok(&())));
+    /// ```
+    #[inline]
+    fn is_retryable(&self, result: Result<&T, &E>) -> bool {
+        self.classify(result).is_failure()
+    }
 }
 
 impl<F, T, E> Classify<T, E> for F

@@ -24,6 +24,8 @@
 
 use std::{fmt, time::Duration};
 
+use crate::name::Name;
+
 /// The boxed error every failure-adding layer returns, as in tower.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -33,18 +35,21 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// `503` with `Retry-After` and a client can back off for the right time.
 #[derive(Debug, Clone)]
 pub struct CircuitOpen {
-    name: &'static str,
+    name: Name,
     retry_after: Duration,
 }
 
 impl CircuitOpen {
-    pub(crate) fn new(name: &'static str, retry_after: Duration) -> Self {
-        Self { name, retry_after }
+    pub(crate) fn new(name: impl Into<Name>, retry_after: Duration) -> Self {
+        Self {
+            name: name.into(),
+            retry_after,
+        }
     }
 
     /// The name of the breaker that rejected the call.
     pub fn name(&self) -> &str {
-        self.name
+        &self.name
     }
 
     /// How long until the breaker admits a probe (zero when it is forced open with no end).
@@ -68,17 +73,17 @@ impl std::error::Error for CircuitOpen {}
 /// The circuit is half-open and every probe slot is taken.
 #[derive(Debug, Clone)]
 pub struct HalfOpenFull {
-    name: &'static str,
+    name: Name,
 }
 
 impl HalfOpenFull {
-    pub(crate) fn new(name: &'static str) -> Self {
-        Self { name }
+    pub(crate) fn new(name: impl Into<Name>) -> Self {
+        Self { name: name.into() }
     }
 
     /// The name of the breaker that rejected the call.
     pub fn name(&self) -> &str {
-        self.name
+        &self.name
     }
 }
 
@@ -97,21 +102,21 @@ impl std::error::Error for HalfOpenFull {}
 /// The bulkhead had no free permit within its maximum wait.
 #[derive(Debug, Clone)]
 pub struct BulkheadFull {
-    name: &'static str,
+    name: Name,
     max_concurrent: usize,
 }
 
 impl BulkheadFull {
-    pub(crate) fn new(name: &'static str, max_concurrent: usize) -> Self {
+    pub(crate) fn new(name: impl Into<Name>, max_concurrent: usize) -> Self {
         Self {
-            name,
+            name: name.into(),
             max_concurrent,
         }
     }
 
     /// The name of the bulkhead that rejected the call.
     pub fn name(&self) -> &str {
-        self.name
+        &self.name
     }
 
     /// The bulkhead's limit on concurrent calls.

@@ -12,6 +12,7 @@
 //! | total deadline | [`deadline`] | no call, retries included, outlives the caller's patience; the time left travels downstream |
 //! | attempt timeout | [`timeout`] | waiting forever on one hung attempt |
 //! | bulkhead | [`bulkhead`] | one slow dependency taking every task and connection |
+//! | keyed | [`keyed`] | one failing host or noisy tenant taking the others with it: a stack per key, in a bounded registry |
 //!
 //! What counts as a failure is decided once, by a [`Classify`] value shared by the breaker and
 //! retry ([`classify`]); HTTP responses are classified by the `http` feature ([`http`]
@@ -95,6 +96,7 @@ pub mod fault;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+pub mod keyed;
 mod name;
 mod per_thread;
 pub mod retry;

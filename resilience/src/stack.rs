@@ -72,6 +72,7 @@ use crate::{
     config::{ConfigError, ConfigProblem, check_positive},
     deadline::{DeadlineLayer, DeadlineService},
     error::BoxError,
+    name::Name,
     retry::{
         BackoffConfig, CloneRequest, Cloned, Retry, RetryAfter, RetryConfig, RetryHandle,
         RetryLayer, RetryPolicy, RetrySnapshot,
@@ -211,13 +212,26 @@ pub struct ResilienceLayer<C = ErrorsAreFailures, A = (), R = Cloned> {
 impl ResilienceLayer {
     /// Validates `config` and builds each configured piece.
     pub fn new(name: impl Into<Arc<str>>, config: StackConfig) -> Result<Self, ConfigError> {
+        Self::named(&name.into(), config, |name| Name::kept(name))
+    }
+
+    /// Like [`new`](Self::new), for a keyed entry: the breaker's and bulkhead's name is freed
+    /// with the entry instead of being kept for the process.
+    pub(crate) fn transient(name: &Arc<str>, config: StackConfig) -> Result<Self, ConfigError> {
+        Self::named(name, config, |name| Name::transient(name.clone()))
+    }
+
+    fn named(
+        name: &Arc<str>,
+        config: StackConfig,
+        kind: fn(&Arc<str>) -> Name,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let name = name.into();
         let within = |section| move |e: ConfigError| e.within(section);
         Ok(Self {
             bulkhead: config
                 .bulkhead
-                .map(|c| BulkheadLayer::new(name.clone(), c).map_err(within("bulkhead")))
+                .map(|c| BulkheadLayer::named(kind(name), c).map_err(within("bulkhead")))
                 .transpose()?,
             deadline: config
                 .deadline
@@ -230,7 +244,7 @@ impl ResilienceLayer {
             breaker: config
                 .circuit_breaker
                 .map(|c| {
-                    CircuitBreakerLayer::new(name.clone(), c).map_err(within("circuit_breaker"))
+                    CircuitBreakerLayer::named(kind(name), c).map_err(within("circuit_breaker"))
                 })
                 .transpose()?,
             attempt_timeout: config
@@ -372,6 +386,32 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
         self.breaker.as_ref().map(CircuitBreakerLayer::handle)
     }
 
+    /// The breaker layer itself, to put into another stack (the reqwest middleware's).
+    #[cfg(feature = "http")]
+    pub(crate) fn circuit_breaker_layer(&self) -> Option<&CircuitBreakerLayer<C>> {
+        self.breaker.as_ref()
+    }
+
+    /// Marks every metric series of the stack as updated, without changing a value: see
+    /// [`keyed`](crate::keyed) for why live entries of a keyed layer need it.
+    pub(crate) fn touch_metrics(&self) {
+        if let Some(b) = &self.bulkhead {
+            b.handle().touch_metrics();
+        }
+        if let Some(d) = &self.deadline {
+            d.touch_metrics();
+        }
+        if let Some(r) = &self.retry {
+            r.policy().handle().touch_metrics();
+        }
+        if let Some(b) = &self.breaker {
+            b.handle().touch_metrics();
+        }
+        if let Some(t) = &self.attempt_timeout {
+            t.touch_metrics();
+        }
+    }
+
     /// Snapshots of every configured piece.
     pub fn snapshot(&self) -> StackSnapshot {
         StackSnapshot {
@@ -452,8 +492,26 @@ where
     type Service = Resilience<S, C, A, R>;
 
     fn layer(&self, service: S) -> Self::Service {
+        self.layer_with_breaker(service, self.breaker.as_ref())
+    }
+}
+
+impl<C, A, R> ResilienceLayer<C, A, R>
+where
+    C: Clone,
+    A: Clone,
+    R: Clone,
+{
+    /// The stack around `service` with `breaker` in the breaker's place instead of the
+    /// configured one: how the reqwest middleware puts the upstream host's own breaker into
+    /// the one stack it runs.
+    pub(crate) fn layer_with_breaker<S>(
+        &self,
+        service: S,
+        breaker: Option<&CircuitBreakerLayer<C>>,
+    ) -> Resilience<S, C, A, R> {
         let timed = maybe(self.attempt_timeout.as_ref(), service);
-        let broken = maybe(self.breaker.as_ref(), timed);
+        let broken = maybe(breaker, timed);
         let retried = maybe(self.retry.as_ref(), broken);
         let bounded = maybe(self.deadline.as_ref(), retried);
         Resilience {

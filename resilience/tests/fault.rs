@@ -111,7 +111,7 @@ async fn a_request_can_ask_for_latency_through_a_hook() {
 #[cfg(feature = "http")]
 #[tokio::test(start_paused = true)]
 async fn the_simulate_latency_header_adds_latency() {
-    use resilience_layers::fault::SimulateLatencyHeader;
+    use resilience_layers::http::SimulateLatencyHeader;
 
     let faults = FaultHandle::new();
     faults.set_latency(Duration::from_millis(10));

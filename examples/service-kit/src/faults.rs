@@ -31,8 +31,8 @@ use axum::{
 };
 use resilience_layers::{
     BoxError,
-    fault::{FaultHandle, FaultLayer, FaultSnapshot, RequestLatency, SimulateLatencyHeader},
-    http::AcceptDeadlineLayer,
+    fault::{FaultHandle, FaultLayer, FaultSnapshot, RequestLatency},
+    http::{AcceptDeadlineLayer, SimulateLatencyHeader},
 };
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service, ServiceBuilder};

@@ -17,11 +17,12 @@ use crate::{
     config::{ConfigError, nanos},
     error::{BoxError, BulkheadFull},
     events::{Channel, Subscription},
+    name::Name,
     per_thread::{StripedCounter, ThreadView},
 };
 
 /// A cloneable handle on one bulkhead: its name, a [`snapshot`](Self::snapshot), and
-/// [`acquire`](Self::acquire) for callers that are not tower services (a reqwest middleware).
+/// [`acquire`](Self::acquire) for callers that are not tower services.
 ///
 /// ```
 /// use resilience_layers::bulkhead::{BulkheadConfig, BulkheadLayer};
@@ -47,7 +48,7 @@ pub(super) type View = ThreadView<Shared>;
 
 #[derive(Debug)]
 pub(super) struct Shared {
-    pub(super) name: &'static str,
+    pub(super) name: Name,
     /// The config in force; held while a reconfiguration is applied, so they serialise.
     config: Mutex<BulkheadConfig>,
     /// `config.max_concurrent`, for rejections and snapshots.
@@ -195,7 +196,7 @@ impl Shared {
             max_concurrent,
             at: tokio::time::Instant::now(),
         });
-        BulkheadFull::new(self.name, max_concurrent)
+        BulkheadFull::new(self.name.clone(), max_concurrent)
     }
 
     /// How long a caller may wait for a permit.
@@ -221,12 +222,8 @@ impl Shared {
 }
 
 impl BulkheadHandle {
-    pub(super) fn new(
-        name: impl Into<Arc<str>>,
-        config: BulkheadConfig,
-    ) -> Result<Self, ConfigError> {
+    pub(super) fn new(name: Name, config: BulkheadConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let name = crate::name::intern(&name.into());
         // HELP text, once per bulkhead built (off the hot path; describing again is harmless).
         metrics::describe_gauge!(
             "resilience_bulkhead_in_use",
@@ -262,7 +259,17 @@ impl BulkheadHandle {
 
     /// The bulkhead's name.
     pub fn name(&self) -> &str {
-        self.shared.name
+        &self.shared.name
+    }
+
+    /// Marks its series as updated without changing them (a gauge moved by `+0`, not `set`:
+    /// a `set` racing a permit's `+1` would leave the gauge off for good); see
+    /// [`keyed`](crate::keyed).
+    pub(crate) fn touch_metrics(&self) {
+        let shared = &self.shared;
+        shared.in_use_gauge.increment(0.0);
+        shared.waiting_gauge.increment(0.0);
+        shared.rejected_counter.increment(0);
     }
 
     /// The configuration in force: the one it was built with, or the last one

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::{Bulkhead, BulkheadConfig, BulkheadHandle};
-use crate::config::ConfigError;
+use crate::{config::ConfigError, name::Name};
 
 /// Applies a [`Bulkhead`] to services; every service made by one layer shares its permits.
 ///
@@ -22,6 +22,11 @@ impl BulkheadLayer {
     /// Validates `config` and builds the shared semaphore. Like a breaker's, the name is kept
     /// once per process for its lifetime (rejection errors carry it without a reference count).
     pub fn new(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Result<Self, ConfigError> {
+        Self::named(Name::kept(&name.into()), config)
+    }
+
+    /// Like [`new`](Self::new), with a name of either kind (a keyed entry's is freed with it).
+    pub(crate) fn named(name: Name, config: BulkheadConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             handle: BulkheadHandle::new(name, config)?,
         })

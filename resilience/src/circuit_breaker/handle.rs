@@ -17,13 +17,14 @@ use crate::classify::Outcome;
 use crate::config::ConfigError;
 use crate::error::{BoxError, CircuitOpen, HalfOpenFull};
 use crate::events::{Channel, Subscription};
+use crate::name::Name;
 use crate::per_thread::{StripedCounter, ThreadView};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Metrics and events for one named breaker. Every handle is registered once, here; the
 /// hot path only increments.
 pub(crate) struct Observer {
-    name: &'static str,
+    name: Name,
     state: Gauge,
     calls: [Counter; 5],
     rejected: Counter,
@@ -87,7 +88,7 @@ impl Timer {
 }
 
 impl Observer {
-    fn new(name: &'static str, origin: Instant) -> Self {
+    fn new(name: Name, origin: Instant) -> Self {
         // HELP text for the recorder in place now; a breaker is built once, so this is off
         // the hot path, and describing the same name again is harmless.
         metrics::describe_counter!(
@@ -145,6 +146,17 @@ impl Observer {
             },
             name,
         }
+    }
+
+    /// Marks every series as updated without changing a value; see [`keyed`](crate::keyed).
+    fn touch(&self) {
+        self.state.increment(0.0);
+        self.calls.iter().for_each(|c| c.increment(0));
+        self.transitions
+            .iter()
+            .flatten()
+            .for_each(|c| c.increment(0));
+        self.rejected.increment(0);
     }
 
     fn on_reject(&self, rejected: Rejected) {
@@ -220,18 +232,17 @@ pub(crate) struct Shared {
     /// The config in force; held while a reconfiguration is applied, so they serialise.
     config: Mutex<CircuitBreakerConfig>,
     origin: Instant,
-    name: &'static str,
+    name: Name,
 }
 
 impl Shared {
-    pub(crate) fn new(name: &str, config: CircuitBreakerConfig) -> Result<Arc<Self>, ConfigError> {
+    pub(crate) fn new(name: Name, config: CircuitBreakerConfig) -> Result<Arc<Self>, ConfigError> {
         config.validate()?;
-        let name = crate::name::intern(name);
         let origin = Instant::now();
         let machine = StateMachine::new(
             config.params(),
             config.build_window(),
-            Observer::new(name, origin),
+            Observer::new(name.clone(), origin),
             0,
         );
         let shared = Arc::new(Self {
@@ -286,11 +297,13 @@ impl Local {
         self.shared.machine.hooks.on_reject(rejected);
         match rejected {
             Rejected::Open { retry_after } => Box::new(CircuitOpen::new(
-                self.shared.name,
+                self.shared.name.clone(),
                 Duration::from_nanos(retry_after),
             )),
-            Rejected::ForcedOpen => Box::new(CircuitOpen::new(self.shared.name, Duration::ZERO)),
-            Rejected::HalfOpenFull => Box::new(HalfOpenFull::new(self.shared.name)),
+            Rejected::ForcedOpen => {
+                Box::new(CircuitOpen::new(self.shared.name.clone(), Duration::ZERO))
+            }
+            Rejected::HalfOpenFull => Box::new(HalfOpenFull::new(self.shared.name.clone())),
         }
     }
 }
@@ -339,7 +352,7 @@ impl CircuitBreakerHandle {
 
     /// The breaker's name, as in its metrics and events.
     pub fn name(&self) -> &str {
-        self.local.shared.name
+        &self.local.shared.name
     }
 
     /// The configuration in force: the one the breaker was built with, or the last one
@@ -439,7 +452,7 @@ impl CircuitBreakerHandle {
         let view = shared.machine.view(shared.now());
         let hooks = &shared.machine.hooks;
         CircuitSnapshot::new(
-            shared.name,
+            &shared.name,
             view,
             hooks.rejected_total.sum(),
             hooks.transitions_total.load(Relaxed),
@@ -473,6 +486,17 @@ impl CircuitBreakerHandle {
     /// ```
     pub fn subscribe(&self) -> Subscription<CircuitEvent> {
         self.local.shared.machine.hooks.events.subscribe()
+    }
+
+    /// The breaker's name as it holds it, for tests of what is freed.
+    #[cfg(all(test, not(resilience_loom)))]
+    pub(crate) fn name_for_tests(&self) -> &Name {
+        &self.local.shared.name
+    }
+
+    /// Marks the breaker's metric series as updated; see [`keyed`](crate::keyed).
+    pub(crate) fn touch_metrics(&self) {
+        self.local.shared.machine.hooks.touch();
     }
 
     /// Rejects every call until [`reset`](Self::reset).

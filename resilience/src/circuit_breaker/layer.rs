@@ -9,6 +9,7 @@ use super::handle::{CircuitBreakerHandle, Shared};
 use super::service::CircuitBreaker;
 use crate::classify::ErrorsAreFailures;
 use crate::config::ConfigError;
+use crate::name::Name;
 
 /// Wraps services in a [`CircuitBreaker`]; every service made by one layer value (and its
 /// clones) shares one breaker, so the layer is built once per dependency.
@@ -45,8 +46,13 @@ impl CircuitBreakerLayer {
         name: impl Into<Arc<str>>,
         config: CircuitBreakerConfig,
     ) -> Result<Self, ConfigError> {
+        Self::named(Name::kept(&name.into()), config)
+    }
+
+    /// Like [`new`](Self::new), with a name of either kind (a keyed entry's is freed with it).
+    pub(crate) fn named(name: Name, config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            shared: Shared::new(&name.into(), config)?,
+            shared: Shared::new(name, config)?,
             classifier: ErrorsAreFailures,
         })
     }

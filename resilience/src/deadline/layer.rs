@@ -42,6 +42,11 @@ impl DeadlineLayer {
     pub fn budget(&self) -> Duration {
         self.budget
     }
+
+    /// Marks its series as updated; see [`keyed`](crate::keyed).
+    pub(crate) fn touch_metrics(&self) {
+        self.counter.increment(0);
+    }
 }
 
 impl<S> Layer<S> for DeadlineLayer {

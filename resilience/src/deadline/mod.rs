@@ -45,7 +45,9 @@ mod scope;
 mod service;
 mod value;
 
-pub(crate) use self::{future::deadline_exceeded, layer::timeouts_counter};
+#[cfg(feature = "http")]
+pub(crate) use self::future::deadline_exceeded;
+pub(crate) use self::layer::timeouts_counter;
 pub use self::{
     layer::DeadlineLayer,
     scope::{WithDeadline, current_deadline},

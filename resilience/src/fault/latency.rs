@@ -8,7 +8,7 @@ pub const MAX_REQUEST_LATENCY: Duration = Duration::from_secs(30);
 /// Extra latency a single request asks for (on top of the handle's), for demos and tests.
 ///
 /// `()` asks for none; closures `Fn(&Req) -> Option<Duration>` are hooks too; with the `http`
-/// feature, [`SimulateLatencyHeader`] reads `X-Simulate-Latency`.
+/// feature, `http::SimulateLatencyHeader` reads `X-Simulate-Latency`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -40,38 +40,6 @@ where
 {
     fn request_latency(&self, req: &Req) -> Option<Duration> {
         self(req)
-    }
-}
-
-/// Reads the `X-Simulate-Latency` header of an `http::Request`: `250ms`, `1s` or a bare
-/// number of milliseconds (`250`), capped at [`MAX_REQUEST_LATENCY`]; anything else is ignored.
-///
-/// Any client can send the header, and each delayed request holds a server task: on a server
-/// reachable by others, honour it only for trusted callers (wrap it in a hook that checks
-/// credentials first, as the example services do with their admin token).
-///
-/// ```
-/// use std::time::Duration;
-/// use resilience_layers::fault::{RequestLatency, SimulateLatencyHeader};
-///
-/// let req = http::Request::builder().header("x-simulate-latency", "250ms").body(()).unwrap();
-/// assert_eq!(SimulateLatencyHeader.request_latency(&req), Some(Duration::from_millis(250)));
-/// ```
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SimulateLatencyHeader;
-
-#[cfg(feature = "http")]
-impl SimulateLatencyHeader {
-    /// The header's name.
-    pub const HEADER: &'static str = "x-simulate-latency";
-}
-
-#[cfg(feature = "http")]
-impl<B> RequestLatency<http::Request<B>> for SimulateLatencyHeader {
-    fn request_latency(&self, req: &http::Request<B>) -> Option<Duration> {
-        parse_latency(req.headers().get(Self::HEADER)?.to_str().ok()?)
     }
 }
 

@@ -6,8 +6,8 @@
 //! driven at run time through a [`FaultHandle`] (from an admin endpoint, say). Everything is
 //! off by default, and the off path is two atomic loads. A request can ask for its own
 //! latency through a [`RequestLatency`] hook; with the `http` feature,
-//! [`SimulateLatencyHeader`] reads `X-Simulate-Latency: 250ms` (or `250`), capped at
-//! [`MAX_REQUEST_LATENCY`].
+//! `http::SimulateLatencyHeader` reads `X-Simulate-Latency: 250ms` (or `250`), capped at
+//! [`MAX_REQUEST_LATENCY`]: the header lives with the other HTTP code.
 //!
 //! ```
 //! use std::time::Duration;
@@ -35,8 +35,6 @@ mod service;
 
 use std::fmt;
 
-#[cfg(feature = "http")]
-pub use self::latency::SimulateLatencyHeader;
 pub use self::{
     future::ResponseFuture,
     handle::{FaultHandle, FaultSnapshot},

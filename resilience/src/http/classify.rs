@@ -16,7 +16,10 @@ use crate::{
 /// Classifies HTTP results for the circuit breaker and retry alike.
 ///
 /// - `5xx`, `408 Request Timeout` and `429 Too Many Requests` are failures: the upstream is
-///   overloaded or broken, so they count against the breaker and may be retried.
+///   overloaded or broken, so they count against the breaker and may be retried, except
+///   `501 Not Implemented` and `505 HTTP Version Not Supported`, which count against the
+///   breaker but are never retried ([`Classify::is_retryable`]): the same request would get
+///   the same answer.
 /// - Every other status, other `4xx` included, is a success: a `404` or a `422` is the caller's
 ///   problem, says nothing about the upstream's health, and would fail again if retried.
 /// - Errors are failures (timeouts, refused or reset connections), except this crate's own
@@ -184,16 +187,38 @@ pub(crate) fn outcome_of(class: &Result<(), HttpFailureClass>) -> Outcome {
     }
 }
 
+/// Retry's view of a classified result: failures other than the permanent ones.
+fn retryable(class: &Result<(), HttpFailureClass>) -> bool {
+    class.as_ref().is_err_and(HttpFailureClass::is_retryable)
+}
+
+impl HttpClassifier {
+    fn classify_result<R, E>(
+        result: Result<&R, &E>,
+        status: impl Fn(&R) -> StatusCode,
+    ) -> Result<(), HttpFailureClass>
+    where
+        E: fmt::Display + 'static,
+    {
+        match result {
+            Ok(res) => Self::classify_status(status(res)),
+            Err(e) => Err(Self::classify_any_error(e)),
+        }
+    }
+}
+
 impl<B, E> Classify<Response<B>, E> for HttpClassifier
 where
     E: fmt::Display + 'static,
 {
     #[inline]
     fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
-        match result {
-            Ok(res) => outcome_of(&Self::classify_status(res.status())),
-            Err(e) => Self::classify_any_error(e).outcome(),
-        }
+        outcome_of(&Self::classify_result(result, Response::status))
+    }
+
+    #[inline]
+    fn is_retryable(&self, result: Result<&Response<B>, &E>) -> bool {
+        retryable(&Self::classify_result(result, Response::status))
     }
 }
 
@@ -204,10 +229,12 @@ where
 {
     #[inline]
     fn classify(&self, result: Result<&reqwest::Response, &E>) -> Outcome {
-        match result {
-            Ok(res) => outcome_of(&Self::classify_status(res.status())),
-            Err(e) => Self::classify_any_error(e).outcome(),
-        }
+        outcome_of(&Self::classify_result(result, reqwest::Response::status))
+    }
+
+    #[inline]
+    fn is_retryable(&self, result: Result<&reqwest::Response, &E>) -> bool {
+        retryable(&Self::classify_result(result, reqwest::Response::status))
     }
 }
 
@@ -297,6 +324,11 @@ fn classify_link(e: &(dyn StdError + 'static)) -> Option<HttpFailureClass> {
     #[cfg(feature = "reqwest")]
     if let Some(e) = e.downcast_ref::<reqwest::Error>() {
         return Some(classify_reqwest_error(e));
+    }
+    // Its variants are `#[error(transparent)]`: the chain skips the error they wrap, so look
+    // inside here rather than further down.
+    if let Some(e) = e.downcast_ref::<reqwest_middleware::Error>() {
+        return Some(classify_middleware_error(e));
     }
     let e = e.downcast_ref::<std::io::Error>()?;
     use std::io::ErrorKind::*;
@@ -441,6 +473,47 @@ mod tests {
             ms(5),
             deadline
         ));
+    }
+
+    #[test]
+    fn permanent_failures_count_but_are_not_retried() {
+        let c = HttpClassifier::new();
+        for (status, failure, retry) in [
+            (200, false, false),
+            (404, false, false),
+            (408, true, true),
+            (429, true, true),
+            (500, true, true),
+            (501, true, false),
+            (502, true, true),
+            (503, true, true),
+            (504, true, true),
+            (505, true, false),
+        ] {
+            let r = res(status);
+            let outcome = Classify::<_, BoxError>::classify(&c, Ok(&r));
+            assert_eq!(outcome.is_failure(), failure, "status {status}");
+            let retryable = Classify::<_, BoxError>::is_retryable(&c, Ok(&r));
+            assert_eq!(retryable, retry, "status {status}");
+        }
+        let refused: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(Classify::<Response<()>, BoxError>::is_retryable(
+            &c,
+            Err(&refused)
+        ));
+        let open: BoxError = Box::new(crate::error::CircuitOpen::new("u", Duration::from_secs(1)));
+        assert!(!Classify::<Response<()>, BoxError>::is_retryable(
+            &c,
+            Err(&open)
+        ));
+        // A reqwest-middleware error boxed by the stack is looked inside.
+        let boxed: BoxError = Box::new(reqwest_middleware::Error::middleware(
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        ));
+        assert_eq!(
+            HttpClassifier::classify_any_error(&boxed),
+            HttpFailureClass::Connection
+        );
     }
 
     #[test]

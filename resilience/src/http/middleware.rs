@@ -1,10 +1,13 @@
-//! The whole stack as a `reqwest_middleware::Middleware`.
+//! The whole stack as a `reqwest_middleware::Middleware`: the same tower stack as
+//! [`ResilienceLayer::for_http`](crate::stack::ResilienceLayer::for_http), around a service
+//! that sends each attempt through the rest of the middleware chain.
 
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
-    time::{Duration, SystemTime},
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+    time::Duration,
 };
 
 use http::{Extensions, StatusCode, header};
@@ -12,44 +15,54 @@ use metrics::Counter;
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 use tokio::time::Instant;
+use tower::{Service, ServiceExt};
 
 use super::{
-    HttpClassifier, HttpFailureClass, PROBLEM_JSON,
-    classify::{answers_our_budget, classify_middleware_error, outcome_of},
-    is_retry_safe, next_delay,
-    registry::HostBreakers,
-    retry_after, set_deadline_header,
+    HttpClassifier, HttpRetryAfter, IdempotentRequests, PROBLEM_JSON, classify::answers_our_budget,
+    set_deadline_header,
 };
 use crate::{
-    bulkhead::{BulkheadHandle, BulkheadLayer},
     circuit_breaker::CircuitBreakerHandle,
     config::ConfigError,
-    deadline::{Deadline, current_deadline, deadline_exceeded, timeouts_counter},
+    deadline::{current_deadline, deadline_exceeded, timeouts_counter},
     error::BoxError,
-    retry::RetryHandle,
-    stack::{StackConfig, StackSnapshot},
-    timeout::future::attempt_timed_out,
+    keyed::{KeyedConfig, KeyedStacks},
+    stack::{ResilienceLayer, StackConfig, StackSnapshot},
 };
 
 /// Runs the resilience stack around every call of a `reqwest_middleware` client:
 ///
 /// **bulkhead → deadline → retry → per-host circuit breaker → attempt timeout → request**
 ///
-/// the same order, for the same reasons, as [`ResilienceLayer`](crate::stack::ResilienceLayer):
+/// It is not a copy of the stack: every request runs through the one tower stack that
+/// [`ResilienceLayer::for_http`](crate::stack::ResilienceLayer::for_http) builds, around a
+/// service that sends each attempt on through the rest of the middleware chain (`Next`). So
+/// every decision (what is retried, after how long, when to give up, what the breaker counts)
+/// is made in one place for the tower client and this one, in the same order, for the same
+/// reasons:
 ///
 /// - the **bulkhead** bounds whole logical requests, retries included;
 /// - the **deadline** (the configured one, or an earlier one inherited from
 ///   [`current_deadline`], for example set by [`AcceptDeadlineLayer`](super::AcceptDeadlineLayer)
-///   on the request being served) bounds attempts and backoff sleeps, and is sent downstream
-///   on every attempt in [`DEADLINE_HEADER`](super::DEADLINE_HEADER);
-/// - **retry** follows [`HttpClassifier`] (`5xx`, `408`, `429`, timeouts and connection
-///   errors), only for requests safe to repeat ([`is_retry_safe`]: idempotent methods, or
-///   `POST`/`PATCH` with an `Idempotency-Key`, sent unchanged), only for requests whose body
-///   can be cloned, within the retry budget, with exponential backoff raised to the upstream's
-///   `Retry-After` ([`next_delay`]: one past the cap or the deadline gives up at once);
-/// - a **circuit breaker per upstream `host:port`** (named `<name>@<host>:<port>`), held in a
-///   bounded registry that evicts idle entries, so one failing host does not cut off a healthy
-///   one; an open circuit fails the request at once and is never retried;
+///   on the request being served) bounds attempts and backoff sleeps, and what is left of it is
+///   sent downstream on every attempt in [`DEADLINE_HEADER`](super::DEADLINE_HEADER);
+/// - **retry** ([`RetryPolicy`](crate::retry::RetryPolicy)) follows [`HttpClassifier`]:
+///   `5xx`, `408`, `429`, timeouts and connection errors are retried, except `501` and `505`,
+///   which count against the breaker but would only get the same answer again. Only requests
+///   safe to repeat are retried ([`IdempotentRequests`]: idempotent methods, or `POST`/`PATCH`
+///   with an `Idempotency-Key`, sent unchanged), and only when the body can be cloned (a
+///   stream is sent once). The delay is the backoff's, raised to the upstream's `Retry-After`;
+///   a `Retry-After` above the cap ([`max_retry_after`](ResilienceMiddlewareBuilder::max_retry_after),
+///   default the backoff's `max`) or a delay that would end past the deadline gives up at
+///   once, as does an empty retry budget. When the backoff ends, retrying ends (the
+///   configured exponential backoff never does; `max_attempts` bounds it);
+/// - a **circuit breaker per upstream `host:port`** (named `<name>@<host>:<port>`), or per
+///   whatever key [`key_by`](ResilienceMiddlewareBuilder::key_by) chooses, is put in the
+///   breaker's place of the stack for each request, so one failing host does not cut off a
+///   healthy one; an open circuit fails the request at once and is never retried. The
+///   breakers live in a [keyed](crate::keyed) registry: bounded
+///   ([`max_hosts`](ResilienceMiddlewareBuilder::max_hosts), least recently used evicted when
+///   full), idle hosts evicted, an evicted host's name and metric series freed;
 /// - the **attempt timeout** sits inside the breaker, so a hung attempt counts as a failure.
 ///
 /// A failure of the caller's *own* deadline says nothing about the upstream: the deadline
@@ -59,7 +72,9 @@ use crate::{
 /// slot is given back) and retry does not repeat it. A `504` for any other reason while budget
 /// was left is the upstream's failure.
 ///
-/// Any piece missing from the [`StackConfig`] is not applied.
+/// Any piece missing from the [`StackConfig`] is not applied. Each attempt starts from the
+/// caller's request extensions as they were; the middlewares after this one see a copy, and
+/// the caller gets back the extensions of the last attempt.
 ///
 /// # Errors
 ///
@@ -94,16 +109,29 @@ pub struct ResilienceMiddleware {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+/// The stack the middleware runs: `for_http()`'s.
+type HttpStack = ResilienceLayer<HttpClassifier, HttpRetryAfter, IdempotentRequests>;
+
 struct Shared {
-    bulkhead: Option<BulkheadHandle>,
-    deadline: Option<Duration>,
-    retry: Option<RetryHandle>,
-    breakers: Option<HostBreakers>,
-    attempt_timeout: Option<Duration>,
-    max_retry_after: Duration,
-    attempt_timeouts: Counter,
+    /// Everything but the breaker, which comes per key from `breakers`.
+    stack: HttpStack,
+    /// Per key, a stack holding only the breaker.
+    breakers: Option<KeyedStacks<String, HttpClassifier, HttpRetryAfter, IdempotentRequests>>,
+    key_by: KeyBy,
+    /// For a `504` that answers the budget an attempt was sent.
     deadline_timeouts: Counter,
+}
+
+/// Which breaker a request meets: its key, or `None` for no breaker.
+type KeyBy = Arc<dyn Fn(&Request) -> Option<String> + Send + Sync>;
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("stack", &self.stack)
+            .field("breakers", &self.breakers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds a [`ResilienceMiddleware`] with settings beyond the [`StackConfig`].
@@ -120,35 +148,77 @@ struct Shared {
 ///     .unwrap();
 /// # let _ = resilience;
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ResilienceMiddlewareBuilder {
     name: Arc<str>,
     config: StackConfig,
-    max_hosts: usize,
-    idle_timeout: Duration,
-    max_retry_after: Duration,
+    keyed: KeyedConfig,
+    key_by: KeyBy,
+    max_retry_after: Option<Duration>,
+}
+
+impl std::fmt::Debug for ResilienceMiddlewareBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResilienceMiddlewareBuilder")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("keyed", &self.keyed)
+            .field("max_retry_after", &self.max_retry_after)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResilienceMiddlewareBuilder {
-    /// Most upstream hosts with a breaker at once (default 64).
+    /// Most keys (upstream hosts) with a breaker at once (default 64); a new one evicts the
+    /// least recently used when full. Zero is a [`ConfigError`] on `keyed.max_keys`.
     #[must_use]
     pub fn max_hosts(mut self, n: usize) -> Self {
-        self.max_hosts = n;
+        self.keyed.max_keys = n;
         self
     }
 
-    /// A host's breaker unused this long may be evicted to make room (default 10 minutes).
+    /// A key's breaker unused this long is evicted (default 10 minutes).
     #[must_use]
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle_timeout = idle;
+        self.keyed.idle = idle;
+        self
+    }
+
+    /// Chooses which breaker a request meets: requests with the same key share one, named
+    /// `<name>@<key>`; `None` sends the request without a breaker. The default is the URL's
+    /// `host:port`.
+    ///
+    /// ```
+    /// use resilience_layers::{http::ResilienceMiddleware, stack::StackConfig};
+    ///
+    /// // One breaker per host and first path segment: `/payments` failing on an API gateway
+    /// // does not cut off `/users` behind the same host.
+    /// let resilience = ResilienceMiddleware::builder("gateway", toml::from_str("[circuit_breaker]").unwrap())
+    ///     .key_by(|req: &reqwest::Request| {
+    ///         let url = req.url();
+    ///         let first = url.path_segments()?.next().unwrap_or("");
+    ///         Some(format!("{}/{first}", url.host_str()?))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let url = "http://10.0.0.7/payments/42".parse().unwrap();
+    /// assert_eq!(resilience.add_upstream(&url).unwrap().name(), "gateway@10.0.0.7/payments");
+    /// ```
+    #[must_use]
+    pub fn key_by(
+        mut self,
+        key: impl Fn(&Request) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.key_by = Arc::new(key);
         self
     }
 
     /// The longest `Retry-After` the client will wait; one longer gives up at once
-    /// (default: the backoff's `max`, or 30 s without retry).
+    /// (default: the backoff's `max`, as for
+    /// [`for_http`](crate::stack::ResilienceLayer::for_http)).
     #[must_use]
     pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
+        self.max_retry_after = Some(max);
         self
     }
 
@@ -156,36 +226,37 @@ impl ResilienceMiddlewareBuilder {
     pub fn build(self) -> Result<ResilienceMiddleware, ConfigError> {
         let Self {
             name,
-            config,
-            max_hosts,
-            idle_timeout,
+            mut config,
+            keyed,
+            key_by,
             max_retry_after,
         } = self;
         config.validate()?;
-        let bulkhead = match config.bulkhead {
-            Some(c) => Some(
-                BulkheadLayer::new(name.clone(), c)
-                    .map_err(|e| e.within("bulkhead"))?
-                    .handle(),
-            ),
+        let breakers = match config.circuit_breaker.take() {
+            Some(breaker) => {
+                let only_breaker = StackConfig {
+                    circuit_breaker: Some(breaker),
+                    ..StackConfig::default()
+                };
+                let stacks = KeyedStacks::new(name.clone(), only_breaker, keyed)?;
+                let (classifier, retry_after, clone_request) = (
+                    HttpClassifier::new(),
+                    HttpRetryAfter::new(),
+                    IdempotentRequests,
+                );
+                Some(stacks.rehooked(classifier, retry_after, clone_request))
+            }
             None => None,
         };
-        let retry = match config.retry {
-            Some(c) => Some(RetryHandle::new(name.clone(), c).map_err(|e| e.within("retry"))?),
-            None => None,
-        };
-        let breakers = config
-            .circuit_breaker
-            .map(|c| HostBreakers::new(name.clone(), c, max_hosts, idle_timeout));
+        let mut stack = config.into_layer(name.clone())?.for_http();
+        if let Some(max) = max_retry_after {
+            stack = stack.with_retry_after(HttpRetryAfter::new().with_max(max));
+        }
         Ok(ResilienceMiddleware {
             shared: Arc::new(Shared {
-                bulkhead,
-                deadline: config.deadline,
-                retry,
+                stack,
                 breakers,
-                attempt_timeout: config.attempt_timeout,
-                max_retry_after,
-                attempt_timeouts: timeouts_counter(&name, "attempt"),
+                key_by,
                 deadline_timeouts: timeouts_counter(&name, "deadline"),
             }),
         })
@@ -204,16 +275,15 @@ impl ResilienceMiddleware {
 
     /// A builder, for the host registry's bounds and the `Retry-After` cap.
     pub fn builder(name: impl Into<Arc<str>>, config: StackConfig) -> ResilienceMiddlewareBuilder {
-        let max_retry_after = config
-            .retry
-            .as_ref()
-            .map_or(Duration::from_secs(30), |r| r.backoff.max);
         ResilienceMiddlewareBuilder {
             name: name.into(),
             config,
-            max_hosts: 64,
-            idle_timeout: Duration::from_secs(600),
-            max_retry_after,
+            keyed: KeyedConfig {
+                max_keys: 64,
+                idle: Duration::from_secs(600),
+            },
+            key_by: Arc::new(|req: &Request| authority(req.url())),
+            max_retry_after: None,
         }
     }
 
@@ -222,66 +292,76 @@ impl ResilienceMiddleware {
     pub fn config(&self) -> StackConfig {
         let s = &*self.shared;
         StackConfig {
-            bulkhead: s.bulkhead.as_ref().map(BulkheadHandle::config),
-            deadline: s.deadline,
-            retry: s.retry.as_ref().map(RetryHandle::config),
-            circuit_breaker: s.breakers.as_ref().map(HostBreakers::current_config),
-            attempt_timeout: s.attempt_timeout,
+            circuit_breaker: s.breakers.as_ref().and_then(|b| b.config().circuit_breaker),
+            ..s.stack.config()
         }
     }
 
     /// Replaces the configuration of the running middleware, as
-    /// [`ResilienceLayer::reconfigure`](crate::stack::ResilienceLayer::reconfigure) does for
-    /// a tower stack (the same checks, the same field-path errors, nothing applied if
-    /// anything is refused); every per-host breaker takes the new breaker settings, keeping
-    /// its state, and breakers for new hosts are built with them.
+    /// [`ResilienceLayer::reconfigure`] does for a tower stack (the same checks, the same
+    /// field-path errors, nothing applied if anything is refused); every key's breaker takes
+    /// the new breaker settings, keeping its state, and breakers for new keys are built with
+    /// them.
+    ///
+    /// ```
+    /// use resilience_layers::{http::ResilienceMiddleware, stack::StackConfig};
+    ///
+    /// let config: StackConfig = toml::from_str("[retry]\nmax_attempts = 3\n[circuit_breaker]").unwrap();
+    /// let resilience = ResilienceMiddleware::from_config("users", &config).unwrap();
+    /// let fewer: StackConfig = toml::from_str("[retry]\nmax_attempts = 2\n[circuit_breaker]\nminimum_calls = 5").unwrap();
+    /// resilience.reconfigure(&fewer).unwrap();
+    /// assert_eq!(resilience.config(), fewer);
+    /// let no_breaker: StackConfig = toml::from_str("[retry]\nmax_attempts = 2").unwrap();
+    /// assert_eq!(resilience.reconfigure(&no_breaker).unwrap_err().field(), "circuit_breaker");
+    /// ```
     pub fn reconfigure(&self, config: &StackConfig) -> Result<(), ConfigError> {
         config.validate()?;
         crate::stack::check_live_change(&self.config(), config)?;
         let s = &*self.shared;
-        if let (Some(handle), Some(c)) = (&s.bulkhead, &config.bulkhead) {
-            handle
-                .reconfigure(c.clone())
-                .map_err(|e| e.within("bulkhead"))?;
-        }
-        if let (Some(handle), Some(c)) = (&s.retry, &config.retry) {
-            handle
-                .reconfigure(c.clone())
-                .map_err(|e| e.within("retry"))?;
-        }
-        if let (Some(breakers), Some(c)) = (&s.breakers, &config.circuit_breaker) {
-            breakers
-                .reconfigure(c)
-                .map_err(|e| e.within("circuit_breaker"))?;
+        let mut rest = config.clone();
+        let breaker = rest.circuit_breaker.take();
+        s.stack.reconfigure(rest)?;
+        if let (Some(breakers), Some(breaker)) = (&s.breakers, breaker) {
+            breakers.reconfigure(&StackConfig {
+                circuit_breaker: Some(breaker),
+                ..StackConfig::default()
+            })?;
         }
         Ok(())
     }
 
-    /// Registers the breaker for `url`'s host up front and keeps it (never evicted), so
-    /// snapshots and health checks list the upstream before the first call. `None` when no
-    /// breaker is configured or the URL has no host.
+    /// Registers the breaker for `url` (its key, as a `GET` of it) up front and keeps it
+    /// (never evicted), so snapshots and health checks list the upstream before the first
+    /// call. `None` when no breaker is configured or the URL has no key.
     pub fn add_upstream(&self, url: &Url) -> Option<CircuitBreakerHandle> {
-        self.shared.breakers.as_ref()?.pin(&authority(url)?)
+        let s = &*self.shared;
+        let key = (s.key_by)(&Request::new(http::Method::GET, url.clone()))?;
+        s.breakers.as_ref()?.pin(key).circuit_breaker()
     }
 
-    /// The breakers held right now, by `host:port`.
+    /// The breakers held right now, by key (`host:port` unless [`key_by`] says otherwise).
+    ///
+    /// [`key_by`]: ResilienceMiddlewareBuilder::key_by
     pub fn breakers(&self) -> Vec<(String, CircuitBreakerHandle)> {
-        self.shared
-            .breakers
-            .as_ref()
-            .map_or_else(Vec::new, HostBreakers::handles)
+        let Some(breakers) = &self.shared.breakers else {
+            return Vec::new();
+        };
+        breakers
+            .entries()
+            .into_iter()
+            .filter_map(|(key, stack)| Some((key, stack.circuit_breaker()?)))
+            .collect()
     }
 
-    /// Snapshots of the bulkhead, the retry and every host's breaker.
+    /// Snapshots of the bulkhead, the retry and every key's breaker.
     pub fn snapshot(&self) -> StackSnapshot {
         let s = &*self.shared;
         StackSnapshot {
             breakers: s
                 .breakers
                 .as_ref()
-                .map_or_else(Vec::new, HostBreakers::snapshots),
-            bulkheads: s.bulkhead.iter().map(BulkheadHandle::snapshot).collect(),
-            retries: s.retry.iter().map(RetryHandle::snapshot).collect(),
+                .map_or_else(Vec::new, |b| b.snapshot().breakers),
+            ..s.stack.snapshot()
         }
     }
 
@@ -292,138 +372,79 @@ impl ResilienceMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let s = &*self.shared;
-        let _permit = match &s.bulkhead {
-            Some(bulkhead) => Some(bulkhead.acquire().await.map_err(reject)?),
-            None => None,
-        };
-        let inherited = current_deadline();
-        let deadline = match s.deadline {
-            Some(budget) => Some(Deadline::after(budget).min_with(inherited)),
-            None => inherited,
-        };
-        let Some(deadline) = deadline else {
-            return self.attempts(req, ext, next, None).await;
-        };
-        let given = deadline.remaining();
-        if !given.is_zero() {
-            let bound = Some(Bound { deadline, given });
-            let attempts = deadline.scope(self.attempts(req, ext, next, bound));
-            if let Ok(result) = tokio::time::timeout_at(deadline.instant(), attempts).await {
-                return result;
+        let breaker = match (&s.breakers, (s.key_by)(&req)) {
+            (Some(breakers), Some(key)) => {
+                breakers.with(&key, |stack| stack.circuit_breaker_layer().cloned())
             }
-        }
-        Err(reject(deadline_exceeded(given, &s.deadline_timeouts)))
-    }
-
-    async fn attempts(
-        &self,
-        mut req: Request,
-        ext: &mut Extensions,
-        next: Next<'_>,
-        bound: Option<Bound>,
-    ) -> reqwest_middleware::Result<Response> {
-        let s = &*self.shared;
-        let breaker = match (&s.breakers, authority(req.url())) {
-            (Some(breakers), Some(host)) => breakers.get(&host),
             _ => None,
         };
-        let retry = s.retry.as_ref();
-        if let Some(retry) = retry {
-            retry.record_request();
-        }
-        let max_attempts = match retry {
-            Some(retry) if is_retry_safe(req.method(), req.headers()) => retry.max_attempts(),
-            _ => 1,
+        let last = Arc::new(Mutex::new(None));
+        let send = SendThrough {
+            next,
+            extensions: ext.clone(),
+            last: last.clone(),
+            deadline_timeouts: s.deadline_timeouts.clone(),
         };
-        let mut backoff = None;
-        let mut attempt = 1;
-        loop {
-            // Keep a copy for the next attempt; a streaming body cannot be cloned, and then
-            // this attempt is the last.
-            let spare = if attempt < max_attempts {
-                req.try_clone()
-            } else {
-                None
-            };
-            let sent = bound.map(|b| {
-                let sent = set_deadline_header(req.headers_mut(), b.deadline.remaining());
-                (sent, b.given)
-            });
-            let permit = match &breaker {
-                Some(breaker) => Some(breaker.try_acquire().map_err(reject)?),
-                None => None,
-            };
-            let result = self.attempt(req, ext, &next, sent).await;
-            let class = match &result {
-                Ok(res) => HttpClassifier::classify_status(res.status()),
-                Err(e) => Err(classify_middleware_error(e)),
-            };
-            if let Some(permit) = permit {
-                permit.record(outcome_of(&class));
-            }
-            let (Err(class), Some(retry)) = (class, retry) else {
-                return result;
-            };
-            if !class.is_retryable() {
-                return result;
-            }
-            let Some(again) = spare else {
-                // Said as the stack's retry policy says it, so a trace shows why the call ended.
-                let reason = if attempt < max_attempts {
-                    "the body cannot be sent again"
-                } else {
-                    "max attempts reached"
-                };
-                give_up(retry, attempt, &class, reason);
-                return result;
-            };
-            let asked = match &result {
-                Ok(res) => retry_after(res.status(), res.headers(), SystemTime::now()),
-                Err(_) => None,
-            };
-            let step = backoff
-                .get_or_insert_with(|| retry.backoff())
-                .next()
-                .unwrap_or(retry.config().backoff.max);
-            let left = bound.map(|b| b.deadline.remaining());
-            let Some(delay) = next_delay(step, asked, s.max_retry_after, left) else {
-                give_up(
-                    retry,
-                    attempt,
-                    &class,
-                    "retry-after or backoff past the deadline or cap",
-                );
-                return result;
-            };
-            if !retry.withdraw() {
-                give_up(retry, attempt, &class, "retry budget exhausted");
-                return result;
-            }
-            attempt += 1;
-            retry.record_retry(attempt, delay);
-            // Free the connection before sleeping.
-            drop(result);
-            tokio::time::sleep(delay).await;
-            req = again;
+        let result = s
+            .stack
+            .layer_with_breaker(send, breaker.as_ref())
+            .oneshot(req)
+            .await;
+        if let Some(extensions) = last.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            *ext = extensions;
         }
+        result.map_err(|err| match err.downcast::<reqwest_middleware::Error>() {
+            // The transport's (or a later middleware's) own error, as it was.
+            Ok(err) => *err,
+            Err(err) => reject(err),
+        })
+    }
+}
+
+/// The innermost service of the middleware's stack: sends one attempt on through the rest of
+/// the middleware chain.
+///
+/// It writes what is left of the deadline in force into [`DEADLINE_HEADER`](super::DEADLINE_HEADER)
+/// (the same as [`PropagateDeadline`](super::PropagateDeadline) on a tower client), and turns a
+/// `504` that answers that budget into [`DeadlineExceeded`](crate::error::DeadlineExceeded).
+/// Cloned once per request by tower's `Retry`; each attempt runs on its own copy of the
+/// caller's extensions, and leaves them in `last` for the caller.
+#[derive(Clone)]
+struct SendThrough<'a> {
+    next: Next<'a>,
+    extensions: Extensions,
+    last: Arc<Mutex<Option<Extensions>>>,
+    deadline_timeouts: Counter,
+}
+
+type Attempt<'a> = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send + 'a>>;
+
+impl<'a> Service<Request> for SendThrough<'a> {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = Attempt<'a>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
     }
 
-    /// One attempt, bounded by the attempt timeout. `sent` is the budget written into the
-    /// deadline header (and the whole request's budget): an answer that is about that budget
-    /// ([`answers_our_budget`]) becomes [`DeadlineExceeded`](crate::error::DeadlineExceeded),
-    /// which the breaker ignores and retry does not repeat.
-    async fn attempt(
-        &self,
-        req: Request,
-        ext: &mut Extensions,
-        next: &Next<'_>,
-        sent: Option<(Duration, Duration)>,
-    ) -> reqwest_middleware::Result<Response> {
-        let started = Instant::now();
-        let call = async {
-            let res = next.clone().run(req, ext).await?;
+    fn call(&mut self, mut req: Request) -> Attempt<'a> {
+        let sent = current_deadline().map(|deadline| {
+            (
+                set_deadline_header(req.headers_mut(), deadline.remaining()),
+                Instant::now(),
+            )
+        });
+        let next = self.next.clone();
+        let mut extensions = self.extensions.clone();
+        let last = self.last.clone();
+        let deadline_timeouts = self.deadline_timeouts.clone();
+        Box::pin(async move {
+            let result = next.run(req, &mut extensions).await;
+            *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(extensions);
+            let res = result?;
             match sent {
-                Some((sent, given)) if res.status() == StatusCode::GATEWAY_TIMEOUT => {
+                Some((sent, started)) if res.status() == StatusCode::GATEWAY_TIMEOUT => {
                     let (res, problem_type) = read_problem_type(res).await;
                     if answers_our_budget(
                         res.status(),
@@ -431,34 +452,14 @@ impl ResilienceMiddleware {
                         started.elapsed(),
                         problem_type.as_deref(),
                     ) {
-                        return Err(reject(deadline_exceeded(
-                            given,
-                            &self.shared.deadline_timeouts,
-                        )));
+                        return Err(deadline_exceeded(sent, &deadline_timeouts));
                     }
                     Ok(res)
                 }
                 _ => Ok(res),
             }
-        };
-        let Some(timeout) = self.shared.attempt_timeout else {
-            return call.await;
-        };
-        match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(reject(attempt_timed_out(
-                timeout,
-                &self.shared.attempt_timeouts,
-            ))),
-        }
+        })
     }
-}
-
-/// The deadline a request runs under, and the budget it was given at the start.
-#[derive(Debug, Clone, Copy)]
-struct Bound {
-    deadline: Deadline,
-    given: Duration,
 }
 
 /// The largest problem body read to learn its `type`; problem bodies are a few hundred bytes.
@@ -501,10 +502,6 @@ async fn read_problem_type(mut res: Response) -> (Response, Option<String>) {
 struct ProblemType {
     #[serde(rename = "type")]
     kind: String,
-}
-
-fn give_up(retry: &RetryHandle, attempts: u32, class: &HttpFailureClass, reason: &'static str) {
-    tracing::debug!(target: "resilience", name = %retry.name(), attempts, failure = %class, reason, "giving up");
 }
 
 /// `host:port` of a URL, the key of its breaker.

@@ -16,9 +16,15 @@
 //! - [`DEADLINE_HEADER`] / [`AcceptDeadlineLayer`] / [`PropagateDeadlineLayer`] — the
 //!   caller's remaining time travels downstream (`x-request-deadline-ms: <ms>`), so a callee
 //!   stops working for a caller that has already given up.
-//! - [`ResilienceMiddleware`] (feature `reqwest`) — bulkhead, deadline, retry, a breaker per upstream host and an
-//!   attempt timeout around every `reqwest_middleware` call, built from a
-//!   [`StackConfig`](crate::stack::StackConfig).
+//! - [`ResilienceMiddleware`] (feature `reqwest`) — the same stack as [`for_http`](crate::stack::ResilienceLayer::for_http)
+//!   (bulkhead, deadline, retry, a breaker per upstream host, an attempt timeout) around every
+//!   `reqwest_middleware` call, built from a [`StackConfig`](crate::stack::StackConfig): one
+//!   implementation, so a tower client and a reqwest client decide alike.
+//! - [`ResilienceLayer::for_http`](crate::stack::ResilienceLayer::for_http) /
+//!   [`for_server`](crate::stack::ResilienceLayer::for_server) — the stack with these hooks in
+//!   place, for a tower HTTP client and for an axum route.
+//! - [`SimulateLatencyHeader`] — a request asking for its own latency
+//!   ([`SIMULATE_LATENCY_HEADER`]) from a [`FaultLayer`](crate::fault::FaultLayer).
 //! - [`ProblemLayer`] — on the server, turns every rejection into the right status
 //!   (`503` + `Retry-After`, `504`, `500`) with an RFC 9457 body, and keeps the service
 //!   `Infallible` for axum.
@@ -89,12 +95,12 @@
 mod classify;
 mod deadline;
 mod idempotency;
+mod latency;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod problem;
-#[cfg(feature = "reqwest")]
-mod registry;
 mod retry_after;
+mod stack;
 
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
@@ -109,53 +115,10 @@ pub use self::{
         PropagateDeadline, PropagateDeadlineLayer, deadline_from_headers, set_deadline_header,
     },
     idempotency::{IDEMPOTENCY_KEY, IdempotentRequests, is_retry_safe},
+    latency::{SIMULATE_LATENCY_HEADER, SimulateLatencyHeader},
     problem::{
         BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, ProblemDetails, ProblemLayer,
         ProblemService, ResponseFuture,
     },
-    retry_after::{HttpRetryAfter, next_delay, parse_retry_after, retry_after},
+    retry_after::{HttpRetryAfter, parse_retry_after, retry_after},
 };
-
-use crate::stack::{ResilienceLayer, SendOnce};
-
-impl ResilienceLayer {
-    /// The stack for an HTTP client service (a `tower` client over `http::Request`):
-    /// [`HttpClassifier`] for the breaker and retry, `Retry-After` honoured up to the
-    /// backoff's `max` (a longer one gives up, as in [`ResilienceMiddleware`]), and only
-    /// [retry-safe](is_retry_safe) requests sent again. Add a [`PropagateDeadlineLayer`]
-    /// inside it to send the deadline downstream.
-    ///
-    /// ```
-    /// use resilience_layers::stack::StackConfig;
-    ///
-    /// let layer = StackConfig::default().into_layer("users").unwrap().for_http();
-    /// # let _ = layer;
-    /// ```
-    pub fn for_http(self) -> ResilienceLayer<HttpClassifier, HttpRetryAfter, IdempotentRequests> {
-        let cap = self.retry().map(|r| r.config().backoff.max);
-        let retry_after = cap.map_or(HttpRetryAfter::new(), |max| {
-            HttpRetryAfter::new().with_max(max)
-        });
-        self.with_classifier(HttpClassifier::new())
-            .with_retry_after(retry_after)
-            .with_clone_request(IdempotentRequests)
-    }
-
-    /// The stack for a server (an axum router): [`HttpClassifier`] for the breaker, and no
-    /// request is ever sent twice (bodies are streams). Put a [`ProblemLayer`] outside it.
-    ///
-    /// Apply it per route (`MethodRouter::route_layer`, one stack built per route), not to a
-    /// whole `Router` with `layer`: a breaker around the router would let one failing route
-    /// `503` every route, and the fallback's `404`s too (see the [module docs](self)).
-    ///
-    /// ```
-    /// use resilience_layers::stack::StackConfig;
-    ///
-    /// let layer = StackConfig::default().into_layer("api").unwrap().for_server();
-    /// # let _ = layer;
-    /// ```
-    pub fn for_server(self) -> ResilienceLayer<HttpClassifier, (), SendOnce> {
-        self.with_classifier(HttpClassifier::new())
-            .with_clone_request(SendOnce)
-    }
-}

@@ -53,56 +53,16 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// What to do after a retryable failure, given the backoff's delay, the upstream's
-/// `Retry-After` (if any), a cap, and the time left before the deadline (if any).
-///
-/// - `Retry-After` is a minimum: the delay is the larger of it and the backoff.
-/// - A `Retry-After` above `cap` gives up: waiting less than the upstream asked would only
-///   be refused again, and waiting longer than the cap is not what the caller configured.
-/// - A delay that would end at or past the deadline gives up now, instead of sleeping into a
-///   certain `DeadlineExceeded`.
-///
-/// Returns the delay to sleep before the next attempt, or `None` to give up.
-///
-/// ```
-/// use std::time::Duration;
-/// use resilience_layers::http::next_delay;
-///
-/// let ms = Duration::from_millis;
-/// // Retry-After raises the delay...
-/// assert_eq!(next_delay(ms(100), Some(ms(2_000)), ms(10_000), None), Some(ms(2_000)));
-/// // ...but never lowers it,
-/// assert_eq!(next_delay(ms(100), Some(ms(10)), ms(10_000), None), Some(ms(100)));
-/// // and one past the cap or the deadline means give up now.
-/// assert_eq!(next_delay(ms(100), Some(ms(60_000)), ms(10_000), None), None);
-/// assert_eq!(next_delay(ms(100), Some(ms(2_000)), ms(10_000), Some(ms(1_000))), None);
-/// ```
-pub fn next_delay(
-    backoff: Duration,
-    retry_after: Option<Duration>,
-    cap: Duration,
-    remaining: Option<Duration>,
-) -> Option<Duration> {
-    let delay = match retry_after {
-        Some(asked) if asked > cap => return None,
-        Some(asked) => backoff.max(asked),
-        None => backoff,
-    };
-    match remaining {
-        Some(left) if delay >= left => None,
-        _ => Some(delay),
-    }
-}
-
 /// The retry's [`RetryAfter`] hook for HTTP: reads `Retry-After` from `429` and `503`
 /// responses ([`http::Response`] and [`reqwest::Response`]), both forms, garbage ignored.
 ///
-/// Retry then waits at least that long, and gives up at once when that would pass the
-/// deadline or when the value is above the cap ([`with_max`](Self::with_max), default 30 s;
-/// [`ResilienceLayer::for_http`](crate::stack::ResilienceLayer::for_http) uses the backoff's
-/// `max`): the hook answers [`GIVE_UP`](crate::retry::GIVE_UP) then, the same rule as
-/// [`ResilienceMiddleware`](super::ResilienceMiddleware)'s [`next_delay`]. Waiting less than
-/// the upstream asked would only be refused again.
+/// Retry ([`RetryPolicy`](crate::retry::RetryPolicy)) then waits at least that long (the
+/// larger of it and the backoff), and gives up at once when that would pass the deadline or
+/// when the value is above the cap ([`with_max`](Self::with_max), default 30 s;
+/// [`ResilienceLayer::for_http`](crate::stack::ResilienceLayer::for_http), and so
+/// [`ResilienceMiddleware`](super::ResilienceMiddleware), use the backoff's `max`): the hook
+/// answers [`GIVE_UP`](crate::retry::GIVE_UP) then. Waiting less than the upstream asked would
+/// only be refused again.
 ///
 /// ```
 /// use std::time::Duration;
@@ -207,21 +167,5 @@ mod tests {
             retry_after(StatusCode::BAD_GATEWAY, &headers("3"), now),
             None
         );
-    }
-
-    #[test]
-    fn next_delay_rules() {
-        let ms = Duration::from_millis;
-        assert_eq!(next_delay(ms(50), None, ms(100), None), Some(ms(50)));
-        assert_eq!(next_delay(ms(50), None, ms(100), Some(ms(50))), None);
-        assert_eq!(
-            next_delay(ms(50), None, ms(100), Some(ms(51))),
-            Some(ms(50))
-        );
-        assert_eq!(
-            next_delay(ms(50), Some(ms(100)), ms(100), None),
-            Some(ms(100))
-        );
-        assert_eq!(next_delay(ms(50), Some(ms(101)), ms(100), None), None);
     }
 }

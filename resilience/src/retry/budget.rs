@@ -114,6 +114,11 @@ impl RetryBudget {
         false
     }
 
+    /// Marks its counter as updated; see [`keyed`](crate::keyed).
+    pub(crate) fn touch_metrics(&self) {
+        self.inner.exhausted_counter.increment(0);
+    }
+
     /// Retries refused since the budget was built.
     pub fn exhausted_total(&self) -> u64 {
         self.inner.exhausted.load(Ordering::Relaxed)

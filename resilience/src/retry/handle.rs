@@ -19,9 +19,9 @@ use crate::versions::Versions;
 
 /// A cloneable handle on one retry's shared parts: its config, its budget and its counters.
 ///
-/// [`RetryPolicy`](super::RetryPolicy) drives it for tower services; a client that runs its own
-/// retry loop (a reqwest middleware) drives it by hand so it reports the same metrics and
-/// shares the same budget:
+/// [`RetryPolicy`](super::RetryPolicy) drives it for tower services (the reqwest middleware
+/// included: it runs the same stack); code outside tower that runs its own retry loop drives
+/// it by hand so it reports the same metrics and shares the same budget:
 ///
 /// ```
 /// use std::time::Duration;
@@ -287,6 +287,17 @@ impl RetryHandle {
     /// Logs that a request failed for good, with why it was not retried.
     pub(super) fn gave_up(&self, attempts: u32, reason: &'static str) {
         tracing::debug!(target: "resilience", name = %self.shared.name, attempts, reason, "giving up");
+    }
+
+    /// Marks its counters as updated; see [`keyed`](crate::keyed). (A histogram cannot be
+    /// touched without recording a sample: the delay histogram is left alone.)
+    pub(crate) fn touch_metrics(&self) {
+        let shared = &self.shared;
+        shared.requests_counter.increment(0);
+        shared.retries_counter.increment(0);
+        if let Some(budget) = shared.budget.get() {
+            budget.touch_metrics();
+        }
     }
 
     /// Requests, retries and the budget's state right now.

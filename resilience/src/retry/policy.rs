@@ -7,7 +7,7 @@ use tower::retry::Policy;
 
 use super::{BackoffConfig, Delay, FromIter, MakeBackoff, RetryHandle};
 use crate::{
-    classify::{Classify, ErrorsAreFailures, Outcome},
+    classify::{Classify, ErrorsAreFailures},
     deadline::current_deadline,
     error::{self, BoxError},
 };
@@ -15,12 +15,16 @@ use crate::{
 /// Decides whether one result is retried, and after how long; plugs into `tower::retry`.
 ///
 /// A result is retried when all of these hold:
-/// - the classifier calls it [`Outcome::Failure`] (the same classifier the breaker uses);
+/// - the classifier calls it [`Outcome::Failure`](crate::Outcome::Failure) (the same classifier the breaker uses) and
+///   [retryable](Classify::is_retryable) (by default every failure is; HTTP's `501` and `505`
+///   are failures that would only repeat);
 /// - it is not a rejection made before the call reached the dependency (open circuit,
 ///   half-open full, bulkhead full: see [`error::is_rejection`]), which retrying would only
 ///   repeat; recognised when the error type is [`BoxError`], [`crate::Error`] or one of the
 ///   rejection types;
-/// - fewer than `max_attempts` attempts were made, and the backoff has another delay;
+/// - fewer than `max_attempts` attempts were made, and the backoff has another delay (when
+///   it ends, retrying ends: the configured exponential backoff never does, an iterator given
+///   to [`with_backoff`](Self::with_backoff) may);
 /// - the next attempt would start before the [`current_deadline`], if one is set (otherwise
 ///   give up now, returning the last result);
 /// - the [`RetryBudget`](super::RetryBudget), if any, allows it;
@@ -166,7 +170,7 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
         if attempts == 1 {
             self.handle.record_request();
         }
-        if self.classifier.classify(result) != Outcome::Failure {
+        if !self.classifier.is_retryable(result) {
             return None;
         }
         if result.is_err_and(|err| is_rejection(err)) {

@@ -46,6 +46,11 @@ impl AttemptTimeoutLayer {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+
+    /// Marks its series as updated; see [`keyed`](crate::keyed).
+    pub(crate) fn touch_metrics(&self) {
+        self.counter.increment(0);
+    }
 }
 
 impl<S> Layer<S> for AttemptTimeoutLayer {
