@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod idempotency;
+pub mod reload;
 pub mod store;
 pub mod users;
 pub mod verifier;
@@ -88,6 +89,7 @@ impl AppState {
         // The recorder must exist before the stack registers its metric handles.
         service_kit::metrics::install();
         describe_metrics();
+        crate::reload::describe_metrics();
         Ok(Self {
             store,
             users: UserClient::new(config.user_service_urls.clone(), config.stack.as_ref())?,
