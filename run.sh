@@ -9,6 +9,8 @@
 #   ./run.sh start NAME         start NAME if it is not running, wait until ready
 #   ./run.sh stop NAME          stop NAME gracefully
 #   ./run.sh kill NAME          SIGKILL NAME at once (for chaos tests)
+#   ./run.sh reload NAME        SIGHUP NAME: order-service reads RESILIENCE_CONFIG again and
+#                               applies it keeping its state, or refuses it (see its log)
 #   NAME is user-service, order-service, order-service-2 or dashboard.
 #
 #   ORDER_SERVICE_REPLICAS=2 ./run.sh up    also start order-service-2 (the dashboard polls both)
@@ -301,6 +303,12 @@ case "$cmd" in
   kill)
     need_name "${2:-}" kill
     kill_one "$2"
+    ;;
+  reload)
+    need_name "${2:-}" reload
+    pid=$(running_pid "$2") || die "$2 is not running"
+    kill -HUP "$pid"
+    say "$2: SIGHUP sent (the outcome is in $LOG_DIR/$2.log)"
     ;;
   *)
     # The header comment, up to `set -euo pipefail`.

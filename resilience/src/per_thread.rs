@@ -60,8 +60,16 @@ impl<T> ThreadView<T> {
     #[inline]
     pub(crate) fn for_this_thread(view: &mut Arc<Self>) {
         if view.owner != thread_token() {
-            *view = Self::new(view.shared.clone());
+            Self::remake(view);
         }
+    }
+
+    /// Out of line: it drops the old view, whose drop code (that of `T`, when it was the
+    /// last view) would otherwise make every caller too big to inline the check.
+    #[cold]
+    #[inline(never)]
+    fn remake(view: &mut Arc<Self>) {
+        *view = Self::new(view.shared.clone());
     }
 }
 

@@ -434,3 +434,109 @@ async fn a_stack_reconfigures_every_piece_and_refuses_what_needs_a_restart() {
     // The breaker kept counting across all of it.
     assert_eq!(layer.circuit_breaker().unwrap().snapshot().calls, 6);
 }
+
+mod bulkhead_model {
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use proptest::prelude::*;
+    use resilience_layers::bulkhead::{
+        BulkheadConfig, BulkheadHandle, BulkheadLayer, BulkheadPermit,
+    };
+
+    fn config(n: usize) -> BulkheadConfig {
+        BulkheadConfig {
+            max_concurrent: n,
+            max_wait: Duration::ZERO,
+        }
+    }
+
+    fn try_acquire(handle: &BulkheadHandle) -> Option<BulkheadPermit> {
+        handle
+            .acquire()
+            .now_or_never()
+            .expect("max_wait is zero: decided at once")
+            .ok()
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire,
+        Release(usize),
+        Reconfigure(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Acquire),
+            2 => (0usize..8).prop_map(Op::Release),
+            1 => (1usize..6).prop_map(Op::Reconfigure),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the order of acquisitions, releases and new limits, a caller is admitted
+        /// exactly when fewer permits are held than the limit in force, and the snapshot
+        /// counts the permits held.
+        #[test]
+        fn admitted_exactly_below_the_limit_in_force(ops in proptest::collection::vec(op(), 1..60)) {
+            let handle = BulkheadLayer::new("re-model", config(3)).unwrap().handle();
+            let mut limit = 3;
+            let mut held = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Acquire => {
+                        let got = try_acquire(&handle);
+                        prop_assert_eq!(got.is_some(), held.len() < limit, "held {} limit {}", held.len(), limit);
+                        held.extend(got);
+                    }
+                    Op::Release(i) => {
+                        if !held.is_empty() {
+                            let i = i % held.len();
+                            held.swap_remove(i);
+                        }
+                    }
+                    Op::Reconfigure(n) => {
+                        handle.reconfigure(config(n)).unwrap();
+                        limit = n;
+                    }
+                }
+                let s = handle.snapshot();
+                prop_assert_eq!((s.in_use, s.max_concurrent), (held.len(), limit));
+            }
+        }
+    }
+
+    /// Threads acquiring and releasing while the limit changes under them: once they are
+    /// done, the bulkhead admits exactly its last limit.
+    #[test]
+    fn racing_reconfigurations_leave_exactly_the_last_limit() {
+        let handle = BulkheadLayer::new("re-race", config(4)).unwrap().handle();
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                let handle = handle.clone();
+                scope.spawn(move || {
+                    let mut held = Vec::new();
+                    for i in 0..20_000 {
+                        if i % 3 == 2 {
+                            held.clear();
+                        } else {
+                            held.extend(try_acquire(&handle));
+                        }
+                    }
+                });
+            }
+            for i in 0..2_000 {
+                handle.reconfigure(config(1 + i % 7)).unwrap();
+            }
+        });
+        handle.reconfigure(config(5)).unwrap();
+        let held: Vec<_> = (0..5)
+            .map(|_| try_acquire(&handle).expect("within the limit"))
+            .collect();
+        assert!(try_acquire(&handle).is_none(), "exactly five");
+        assert_eq!(handle.snapshot().in_use, 5);
+        drop(held);
+        assert_eq!(handle.snapshot().in_use, 0);
+    }
+}

@@ -1,6 +1,9 @@
 //! Configuration from the environment, validated at start with every problem named.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use reqwest::Url;
 use resilience_layers::stack::StackConfig;
@@ -74,6 +77,9 @@ pub struct Config {
     pub degraded: DegradedMode,
     /// The stack around calls to user-service; `None` with `RESILIENCE=off`.
     pub stack: Option<StackConfig>,
+    /// `RESILIENCE_CONFIG`: the file the stack came from, read again on SIGHUP
+    /// ([`crate::reload`]); `None` for the built-in stack.
+    pub stack_file: Option<PathBuf>,
     /// `PENDING_RECHECK_MS`: how often pending orders are re-verified.
     pub pending_recheck: Duration,
     /// `IDEMPOTENCY_RETENTION`: how long a key's record (and stored answer) is kept.
@@ -119,6 +125,7 @@ impl Config {
             _ => DegradedMode::Fail,
         };
         let on = env.choice("RESILIENCE", "on", &["on", "off"]) == "on";
+        let stack_file = env.get("RESILIENCE_CONFIG").map(PathBuf::from);
         let stack = match env.get("RESILIENCE_CONFIG") {
             Some(path) => match load_stack(Path::new(&path)) {
                 Ok(s) => Some(s),
@@ -157,6 +164,7 @@ impl Config {
             user_service_urls,
             degraded,
             stack: stack.filter(|_| on),
+            stack_file,
             pending_recheck,
             idempotency_retention,
             writes,
@@ -169,7 +177,8 @@ pub fn default_stack() -> StackConfig {
     toml::from_str(DEFAULT_STACK).expect("DEFAULT_STACK parses")
 }
 
-fn load_stack(path: &Path) -> Result<StackConfig, String> {
+/// Reads and validates the stack in `path`; the error names the file and the field.
+pub(crate) fn load_stack(path: &Path) -> Result<StackConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let stack: StackConfig =

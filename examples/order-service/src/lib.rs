@@ -22,6 +22,7 @@
 pub mod config;
 pub mod group_commit;
 pub mod idempotency;
+pub mod reload;
 pub mod store;
 pub mod users;
 pub mod verifier;
@@ -94,6 +95,7 @@ impl AppState {
         // The recorder must exist before the stack registers its metric handles.
         service_kit::metrics::install();
         describe_metrics();
+        crate::reload::describe_metrics();
         Ok(Self {
             orders: OrderWriter::spawn(store.clone(), config.writes, render_order),
             store,

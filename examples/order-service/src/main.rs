@@ -1,11 +1,11 @@
 //! order-service: reads config, then [`service_kit::serve::run`] opens the store, starts the
-//! pending-order verifier and the sweeper of expired idempotency keys, and serves until
-//! SIGTERM/SIGINT.
+//! pending-order verifier, the sweeper of expired idempotency keys and (with
+//! `RESILIENCE_CONFIG`) the SIGHUP reload of the stack, and serves until SIGTERM/SIGINT.
 
 use std::process::ExitCode;
 
 use order_service::{
-    AppState, Config, SERVICE, app, idempotency::Sweeper, store::MIGRATIONS, verifier,
+    AppState, Config, SERVICE, app, idempotency::Sweeper, reload, store::MIGRATIONS, verifier,
 };
 use service_kit::serve::Started;
 
@@ -34,12 +34,19 @@ async fn main() -> ExitCode {
             every = ?sweeper.interval(),
             "idempotency keys expire"
         );
+        let mut background = vec![
+            verifier::spawn(state.clone(), config.pending_recheck),
+            sweeper.spawn(),
+        ];
+        if let Some(file) = &config.stack_file {
+            let reloader = reload::on_sighup(file.clone(), state.users.clone())
+                .map_err(|e| format!("SIGHUP handler: {e}"))?;
+            tracing::info!(file = %file.display(), "SIGHUP reloads the resilience config");
+            background.push(reloader);
+        }
         Ok(Started {
             readiness: state.readiness.clone(),
-            background: vec![
-                verifier::spawn(state.clone(), config.pending_recheck),
-                sweeper.spawn(),
-            ],
+            background,
             app: app(state),
         })
     })

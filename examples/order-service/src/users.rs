@@ -201,6 +201,20 @@ impl UserClient {
         }))
     }
 
+    /// The stack's configuration in force; `None` with the stack off.
+    pub fn stack_config(&self) -> Option<StackConfig> {
+        self.resilience.as_ref().map(ResilienceMiddleware::config)
+    }
+
+    /// Replaces the running stack's configuration, keeping its state (see
+    /// [`ResilienceMiddleware::reconfigure`]); the error names the field.
+    pub fn reconfigure(&self, config: &StackConfig) -> Result<(), String> {
+        match &self.resilience {
+            Some(mw) => mw.reconfigure(config).map_err(|e| e.to_string()),
+            None => Err("the resilience stack is off".to_owned()),
+        }
+    }
+
     /// Snapshots for `GET /resilience` (empty with the stack off).
     pub fn snapshot(&self) -> StackSnapshot {
         self.resilience

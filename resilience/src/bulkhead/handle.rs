@@ -150,8 +150,10 @@ impl Drop for BulkheadPermit {
     #[inline]
     fn drop(&mut self) {
         let shared = &self.view;
-        if shared.debt.load(Ordering::Relaxed) == 0 || !shared.pay_debt() {
+        if shared.debt.load(Ordering::Relaxed) == 0 {
             shared.semaphore.add_permits(1);
+        } else {
+            shared.release_owing();
         }
         shared.in_use_gauge.decrement(1.0);
     }
@@ -205,13 +207,24 @@ impl Shared {
         Duration::from_nanos(self.max_wait_nanos.load(Ordering::Relaxed))
     }
 
-    /// Takes one permit being given back out of circulation, if a lowered limit still owes
-    /// one; false when nothing is owed.
+    /// Whether a caller that finds no free permit may wait for one.
+    #[inline]
+    pub(super) fn may_wait(&self) -> bool {
+        self.max_wait_nanos.load(Ordering::Relaxed) != 0
+    }
+
+    /// Gives back a permit while a lowered limit may still owe some: the permit pays one of
+    /// the debt instead of returning to the semaphore, unless the debt was paid meanwhile.
     #[cold]
-    fn pay_debt(&self) -> bool {
-        self.debt
+    #[inline(never)]
+    fn release_owing(&self) {
+        let paid = self
+            .debt
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
-            .is_ok()
+            .is_ok();
+        if !paid {
+            self.semaphore.add_permits(1);
+        }
     }
 }
 

@@ -99,7 +99,7 @@ impl<S> Bulkhead<S> {
                 return Poll::Ready(true);
             }
         }
-        if self.shared.max_wait().is_zero() {
+        if !self.shared.may_wait() {
             // No queue at all: the call is rejected.
             return Poll::Ready(false);
         }
