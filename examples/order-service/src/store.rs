@@ -301,6 +301,180 @@ pub async fn insert_in(
     }
 }
 
+/// Writes `orders` and their keys inside `tx` with a few statements for all of them (the
+/// group commit's path: a batch costs about as many statements as one order), in a savepoint
+/// of their own. Returns what [`insert_in`] would have returned for each, in order, with the
+/// same guarantees per key: each key record is claimed first (`ON CONFLICT DO NOTHING`), an
+/// order is inserted only for a claimed key, and a key already taken (by an earlier
+/// transaction, or by an earlier order of `orders`) is answered with the stored answer.
+///
+/// Errors as for [`insert_in`], except that the inner error is the batch's: when any statement
+/// fails, everything `orders` wrote is rolled back to the savepoint, and the caller writes them
+/// one by one with [`insert_in`] so that only the failing order fails.
+pub async fn insert_many(
+    tx: &mut Transaction<'static, Any>,
+    orders: &[NewOrder<'_>],
+    render: impl Fn(&Order) -> String,
+) -> Result<Result<Vec<Inserted>, sqlx::Error>, sqlx::Error> {
+    let mut savepoint = tx.begin().await?;
+    match write_orders(&mut savepoint, orders, render).await {
+        Ok(inserted) => {
+            savepoint.commit().await?;
+            Ok(Ok(inserted))
+        }
+        Err(e) => {
+            savepoint.rollback().await?;
+            Ok(Err(e))
+        }
+    }
+}
+
+/// `(a, b, c), (d, e, f), ...`: `rows` tuples of `width` numbered placeholders, `$1` first.
+fn placeholders(rows: usize, width: usize, fixed: &str) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * width + c + 1).to_string());
+        }
+        out.push_str(fixed);
+        out.push(')');
+    }
+    out
+}
+
+/// The statements of [`insert_many`]: one to claim every key, one to insert the orders of the
+/// keys claimed, one to store their answers; a read per key found taken.
+async fn write_orders(
+    conn: &mut AnyConnection,
+    orders: &[NewOrder<'_>],
+    render: impl Fn(&Order) -> String,
+) -> Result<Vec<Inserted>, sqlx::Error> {
+    // A key may come twice (a retry racing its first attempt, or two replicas' requests):
+    // only its first order may claim it; the others are answered like any taken key.
+    let mut seen = std::collections::HashSet::new();
+    let first: Vec<usize> = (0..orders.len())
+        .filter(|&i| seen.insert((orders[i].user_id, orders[i].idempotency_key)))
+        .collect();
+    let claim = format!(
+        "INSERT INTO idempotency_keys
+            (user_id, idempotency_key, fingerprint, created_at_ms, status_code, response_body, order_id)
+         VALUES {}
+         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING user_id, idempotency_key",
+        placeholders(first.len(), 4, ", 0, '', 0")
+    );
+    // Not kept in the statement cache: the text changes with the batch's size.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(claim)).persistent(false);
+    for &i in &first {
+        let o = &orders[i];
+        query = query
+            .bind(o.user_id)
+            .bind(o.idempotency_key.to_owned())
+            .bind(o.fingerprint.to_owned())
+            .bind(o.now_ms);
+    }
+    let mut claimed = std::collections::HashSet::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        claimed.insert((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?));
+    }
+    let creators: Vec<usize> = first
+        .into_iter()
+        .filter(|&i| claimed.contains(&(orders[i].user_id, orders[i].idempotency_key.to_owned())))
+        .collect();
+
+    let mut created: Vec<Option<(Order, String)>> = vec![None; orders.len()];
+    if !creators.is_empty() {
+        let insert = format!(
+            "INSERT INTO orders
+                (user_id, product_id, quantity, price, status, created_at_ms, updated_at_ms)
+             VALUES {}
+             RETURNING id, user_id, product_id, quantity, price, status, created_at_ms, updated_at_ms",
+            placeholders(creators.len(), 7, "")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert)).persistent(false);
+        for &i in &creators {
+            let o = &orders[i];
+            query = query
+                .bind(o.user_id)
+                .bind(o.product_id.to_owned())
+                .bind(o.quantity)
+                .bind(o.price)
+                .bind(o.status.as_str())
+                .bind(o.now_ms)
+                .bind(o.now_ms);
+        }
+        let mut rows = query
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(order)
+            .collect::<Result<Vec<Order>, sqlx::Error>>()?;
+        // Ids are handed out in the order of the VALUES rows (AUTOINCREMENT on SQLite, the
+        // identity's sequence on PostgreSQL), but RETURNING promises no order: sorted by id,
+        // each row must be the order at its place, or the batch goes one by one. (Two orders
+        // alike in every column could only trade ids, which no one can tell apart.)
+        rows.sort_unstable_by_key(|o| o.id);
+        let matches = rows.len() == creators.len()
+            && rows.iter().zip(&creators).all(|(o, &i)| {
+                let n = &orders[i];
+                o.user_id == n.user_id
+                    && o.product_id == n.product_id
+                    && o.quantity == n.quantity
+                    && o.price == n.price
+                    && o.status == n.status
+                    && o.created_at_ms == n.now_ms
+            });
+        if !matches {
+            return Err(sqlx::Error::Protocol(
+                "the orders inserted together came back in an order that does not match".into(),
+            ));
+        }
+        let answers = format!(
+            "UPDATE idempotency_keys SET status_code = 201, response_body = v.column3, order_id = v.column4
+             FROM (VALUES {}) AS v
+             WHERE idempotency_keys.user_id = v.column1 AND idempotency_keys.idempotency_key = v.column2",
+            placeholders(creators.len(), 4, "")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(answers)).persistent(false);
+        for (o, &i) in rows.into_iter().zip(&creators) {
+            let body = render(&o);
+            query = query
+                .bind(o.user_id)
+                .bind(orders[i].idempotency_key.to_owned())
+                .bind(body.clone())
+                .bind(o.id);
+            created[i] = Some((o, body));
+        }
+        let done = query.execute(&mut *conn).await?;
+        if done.rows_affected() != creators.len() as u64 {
+            return Err(sqlx::Error::Protocol(format!(
+                "{} answers stored for {} orders",
+                done.rows_affected(),
+                creators.len()
+            )));
+        }
+    }
+
+    let mut out = Vec::with_capacity(orders.len());
+    for (i, made) in created.into_iter().enumerate() {
+        out.push(match made {
+            Some((o, body)) => Inserted::Created(o, body),
+            None => {
+                let o = &orders[i];
+                match find_key_on(&mut *conn, o.user_id, o.idempotency_key).await? {
+                    Some(s) => Inserted::KeyTaken(s),
+                    None => return Err(sqlx::Error::RowNotFound),
+                }
+            }
+        });
+    }
+    Ok(out)
+}
+
 /// The statements of one order, on a connection inside a transaction.
 async fn write_order(
     conn: &mut AnyConnection,

@@ -136,11 +136,8 @@ impl Store {
                     .connect_with(options.clone())
                     .await
                     .map_err(|e| err("open SQLite", e))?;
-                // One connection: writers queue here instead of in SQLite's busy handler. It
-                // is a local file that does not go stale, so skip the ping on every acquire
-                // (it would be one more round trip while the others wait).
+                // One connection: writers queue here instead of in SQLite's busy handler.
                 let writer = sqlite_pool(1)
-                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .map_err(|e| err("open SQLite", e))?;
@@ -252,10 +249,13 @@ impl Store {
 }
 
 /// Pool options for SQLite: every connection durable (`synchronous=FULL`) and waiting up to
-/// 5 s for a lock held by another process.
+/// 5 s for a lock held by another process. A connection is to a local file that does not go
+/// stale, so it is not pinged on every acquire: the ping would be one more round trip to the
+/// connection's thread per read, and per write while the other writers wait.
 fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(5))
         .after_connect(|conn, _meta| {
             async move {
