@@ -12,6 +12,7 @@
 //! | total deadline | [`deadline`] | no call, retries included, outlives the caller's patience; the time left travels downstream |
 //! | attempt timeout | [`timeout`] | waiting forever on one hung attempt |
 //! | bulkhead | [`bulkhead`] | one slow dependency taking every task and connection |
+//! | rate limiter | [`rate_limit`] | more calls per second than a server can serve or an upstream allows; sheds or paces them |
 //!
 //! What counts as a failure is decided once, by a [`Classify`] value shared by the breaker and
 //! retry ([`classify`]); HTTP responses are classified by the `http` feature ([`http`]
@@ -97,6 +98,7 @@ pub mod fault;
 pub mod http;
 mod name;
 mod per_thread;
+pub mod rate_limit;
 pub mod retry;
 pub mod stack;
 pub mod timeout;

@@ -92,6 +92,7 @@ mod idempotency;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod problem;
+mod rate_limit;
 #[cfg(feature = "reqwest")]
 mod registry;
 mod retry_after;
@@ -111,8 +112,9 @@ pub use self::{
     idempotency::{IDEMPOTENCY_KEY, IdempotentRequests, is_retry_safe},
     problem::{
         BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, Problem, ProblemLayer,
-        ProblemService, ResponseFuture,
+        ProblemService, RATE_LIMITED_TYPE, ResponseFuture,
     },
+    rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY, rate_limit_fields},
     retry_after::{HttpRetryAfter, next_delay, parse_retry_after, retry_after},
 };
 
