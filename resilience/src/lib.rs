@@ -41,7 +41,7 @@
 //!
 //! # The stack
 //!
-//! Outermost first: **bulkhead → deadline → retry → circuit breaker → attempt timeout →
+//! Outermost first: **rate limiter → bulkhead → deadline → retry → circuit breaker → attempt timeout →
 //! service** ([`stack`] says why).
 //!
 //! ```

@@ -350,3 +350,36 @@ impl LayerFn for RateLimitLayer {
         )))
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn in_the_stack_a_shed_request_costs_nothing_inside() {
+    let config: resilience_layers::stack::StackConfig = toml::from_str(
+        r#"
+        deadline = "1s"
+        [rate_limit]
+        permits = 1
+        period = "1s"
+        [bulkhead]
+        max_concurrent = 4
+        [retry]
+        max_attempts = 3
+        "#,
+    )
+    .unwrap();
+    let layer = config.into_layer("stacked").unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(
+            |x: u32| async move { Ok::<_, std::io::Error>(x) },
+        ));
+    assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
+    let err = svc.ready().await.unwrap().call(2).await.unwrap_err();
+    assert!(matches!(Error::from_boxed(err), Error::RateLimited(e) if e.name() == "stacked"));
+    let snapshot = layer.snapshot();
+    // The retry saw one request (the one let through), and the rate limiter's rejection.
+    assert_eq!(snapshot.retries[0].requests_total, 1);
+    assert_eq!(snapshot.rate_limits[0].rejected_total, 1);
+    assert_eq!(layer.rate_limit().unwrap().name(), "stacked");
+    let json = serde_json::to_value(&snapshot).unwrap();
+    assert_eq!(json["rate_limits"][0]["permits"], 1);
+}

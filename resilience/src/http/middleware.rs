@@ -26,6 +26,7 @@ use crate::{
     config::ConfigError,
     deadline::{Deadline, current_deadline, deadline_exceeded, timeouts_counter},
     error::BoxError,
+    rate_limit::{RateLimitHandle, RateLimitLayer},
     retry::RetryHandle,
     stack::{StackConfig, StackSnapshot},
     timeout::future::attempt_timed_out,
@@ -33,7 +34,8 @@ use crate::{
 
 /// Runs the resilience stack around every call of a `reqwest_middleware` client:
 ///
-/// **bulkhead → deadline → retry → per-host circuit breaker → attempt timeout → request**
+/// **rate limiter → bulkhead → deadline → retry → per-host circuit breaker → attempt timeout →
+/// request**
 ///
 /// the same order, for the same reasons, as [`ResilienceLayer`](crate::stack::ResilienceLayer):
 ///
@@ -96,6 +98,7 @@ pub struct ResilienceMiddleware {
 
 #[derive(Debug)]
 struct Shared {
+    rate_limit: Option<RateLimitHandle>,
     bulkhead: Option<BulkheadHandle>,
     deadline: Option<Duration>,
     retry: Option<RetryHandle>,
@@ -162,6 +165,14 @@ impl ResilienceMiddlewareBuilder {
             max_retry_after,
         } = self;
         config.validate()?;
+        let rate_limit = match config.rate_limit {
+            Some(c) => Some(
+                RateLimitLayer::new(name.clone(), c)
+                    .map_err(|e| e.within("rate_limit"))?
+                    .handle(),
+            ),
+            None => None,
+        };
         let bulkhead = match config.bulkhead {
             Some(c) => Some(
                 BulkheadLayer::new(name.clone(), c)
@@ -179,6 +190,7 @@ impl ResilienceMiddlewareBuilder {
             .map(|c| HostBreakers::new(name.clone(), c, max_hosts, idle_timeout));
         Ok(ResilienceMiddleware {
             shared: Arc::new(Shared {
+                rate_limit,
                 bulkhead,
                 deadline: config.deadline,
                 retry,
@@ -242,6 +254,7 @@ impl ResilienceMiddleware {
                 .map_or_else(Vec::new, HostBreakers::snapshots),
             bulkheads: s.bulkhead.iter().map(BulkheadHandle::snapshot).collect(),
             retries: s.retry.iter().map(RetryHandle::snapshot).collect(),
+            rate_limits: s.rate_limit.iter().map(RateLimitHandle::snapshot).collect(),
         }
     }
 
@@ -252,6 +265,9 @@ impl ResilienceMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let s = &*self.shared;
+        if let Some(rate_limit) = &s.rate_limit {
+            rate_limit.acquire().await.map_err(reject)?;
+        }
         let _permit = match &s.bulkhead {
             Some(bulkhead) => Some(bulkhead.acquire().await.map_err(reject)?),
             None => None,
