@@ -137,6 +137,86 @@ impl fmt::Display for BulkheadFull {
 
 impl std::error::Error for BulkheadFull {}
 
+/// The rate limiter had no permit for the call: at once (reject mode), or within the
+/// longest wait allowed (wait mode: its `max_wait`, or less when the request's deadline is
+/// nearer).
+///
+/// Carries the time until the limiter's next permit, and its quota, so a server can answer
+/// `429` with `Retry-After` and the `RateLimit` fields, and a client can wait the right time.
+///
+/// ```
+/// use std::time::Duration;
+/// use resilience_layers::{Error, rate_limit::{RateLimitConfig, RateLimitLayer}};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let config = RateLimitConfig { permits: 10, period: Duration::from_secs(1), burst: Some(1), ..Default::default() };
+/// let handle = RateLimitLayer::new("search", config).unwrap().handle();
+/// handle.acquire().await.unwrap();
+/// match Error::from_boxed(handle.acquire().await.unwrap_err()) {
+///     Error::RateLimited(e) => {
+///         assert_eq!(e.retry_after(), Duration::from_millis(100));
+///         assert_eq!((e.permits(), e.period()), (10, Duration::from_secs(1)));
+///     }
+///     other => panic!("{other}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateLimited {
+    name: Name,
+    retry_after: Duration,
+    permits: u32,
+    period: Duration,
+}
+
+impl RateLimited {
+    pub(crate) fn new(
+        name: impl Into<Name>,
+        retry_after: Duration,
+        permits: u32,
+        period: Duration,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            retry_after,
+            permits,
+            period,
+        }
+    }
+
+    /// The name of the rate limiter that rejected the call.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long until the limiter has a permit again (as of the rejection).
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// The limiter's quota: this many permits per [`period`](Self::period).
+    pub fn permits(&self) -> u32 {
+        self.permits
+    }
+
+    /// The period of the quota.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rate limit `{}` ({} per {:?}) reached; next permit in {:?}",
+            self.name, self.permits, self.period, self.retry_after
+        )
+    }
+}
+
+impl std::error::Error for RateLimited {}
+
 /// One attempt took longer than its timeout and was cancelled.
 #[derive(Debug, Clone)]
 pub struct Elapsed {
@@ -198,6 +278,8 @@ pub enum Error {
     HalfOpenFull(HalfOpenFull),
     /// The bulkhead is full.
     BulkheadFull(BulkheadFull),
+    /// The rate limiter had no permit in time.
+    RateLimited(RateLimited),
     /// An attempt timed out.
     Timeout(Elapsed),
     /// The total deadline passed.
@@ -222,6 +304,10 @@ impl Error {
             Ok(e) => return Error::BulkheadFull(*e),
             Err(e) => e,
         };
+        let err = match err.downcast::<RateLimited>() {
+            Ok(e) => return Error::RateLimited(*e),
+            Err(e) => e,
+        };
         let err = match err.downcast::<Elapsed>() {
             Ok(e) => return Error::Timeout(*e),
             Err(e) => e,
@@ -233,11 +319,15 @@ impl Error {
     }
 
     /// True for the rejections that happen *before* the call reached the inner service
-    /// (open circuit, half-open full, bulkhead full): retrying these only adds load.
+    /// (open circuit, half-open full, bulkhead full, rate limited): retrying these only adds
+    /// load.
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
-            Error::CircuitOpen(_) | Error::HalfOpenFull(_) | Error::BulkheadFull(_)
+            Error::CircuitOpen(_)
+                | Error::HalfOpenFull(_)
+                | Error::BulkheadFull(_)
+                | Error::RateLimited(_)
         )
     }
 
@@ -245,6 +335,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::CircuitOpen(e) => Some(e.retry_after()),
+            Error::RateLimited(e) => Some(e.retry_after()),
             _ => None,
         }
     }
@@ -262,6 +353,7 @@ impl fmt::Display for Error {
             Error::CircuitOpen(e) => e.fmt(f),
             Error::HalfOpenFull(e) => e.fmt(f),
             Error::BulkheadFull(e) => e.fmt(f),
+            Error::RateLimited(e) => e.fmt(f),
             Error::Timeout(e) => e.fmt(f),
             Error::DeadlineExceeded(e) => e.fmt(f),
             Error::Inner(e) => e.fmt(f),
@@ -296,11 +388,15 @@ pub fn chain<'a>(
 /// True when `err` itself (not its sources) is one of the rejections made before the call
 /// reached the inner service.
 pub(crate) fn is_rejection_kind(err: &(dyn std::error::Error + 'static)) -> bool {
-    err.is::<CircuitOpen>() || err.is::<HalfOpenFull>() || err.is::<BulkheadFull>()
+    err.is::<CircuitOpen>()
+        || err.is::<HalfOpenFull>()
+        || err.is::<BulkheadFull>()
+        || err.is::<RateLimited>()
 }
 
 /// True when `err` (anywhere in its `source` chain) is a rejection made before the call
-/// reached the inner service: an open circuit, a full half-open, or a full bulkhead.
+/// reached the inner service: an open circuit, a full half-open, a full bulkhead, or a rate
+/// limit.
 ///
 /// Retry uses this to fail fast instead of retrying a rejection.
 pub fn is_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -326,6 +422,15 @@ mod tests {
             ),
             (Box::new(HalfOpenFull::new(name)), "half"),
             (Box::new(BulkheadFull::new(name, 4)), "bulkhead"),
+            (
+                Box::new(RateLimited::new(
+                    name,
+                    Duration::from_millis(250),
+                    10,
+                    Duration::from_secs(1),
+                )),
+                "rate",
+            ),
             (Box::new(Elapsed::new(Duration::from_millis(5))), "timeout"),
             (
                 Box::new(DeadlineExceeded::new(Duration::from_secs(1))),
@@ -344,6 +449,11 @@ mod tests {
                 Error::BulkheadFull(e) => {
                     assert_eq!(e.max_concurrent(), 4);
                     "bulkhead"
+                }
+                Error::RateLimited(e) => {
+                    assert_eq!(e.retry_after(), Duration::from_millis(250));
+                    assert_eq!((e.permits(), e.period()), (10, Duration::from_secs(1)));
+                    "rate"
                 }
                 Error::Timeout(_) => "timeout",
                 Error::DeadlineExceeded(_) => "deadline",
@@ -365,5 +475,10 @@ mod tests {
         assert!(is_timeout(&timeout));
         assert!(!is_rejection(&timeout));
         assert!(Error::from_boxed(Box::new(open)).is_rejection());
+        let limited = RateLimited::new("r", Duration::from_secs(1), 1, Duration::from_secs(1));
+        assert!(is_rejection(&limited));
+        let limited = Error::from_boxed(Box::new(limited));
+        assert!(limited.is_rejection());
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(1)));
     }
 }

@@ -13,6 +13,7 @@
 //! | attempt timeout | [`timeout`] | waiting forever on one hung attempt |
 //! | bulkhead | [`bulkhead`] | one slow dependency taking every task and connection |
 //! | keyed | [`keyed`] | one failing host or noisy tenant taking the others with it: a stack per key, in a bounded registry |
+//! | rate limiter | [`rate_limit`] | more calls per second than a server can serve or an upstream allows; sheds or paces them |
 //!
 //! What counts as a failure is decided once, by a [`Classify`] value shared by the breaker and
 //! retry ([`classify`]); HTTP responses are classified by the `http` feature ([`http`]
@@ -41,7 +42,7 @@
 //!
 //! # The stack
 //!
-//! Outermost first: **bulkhead → deadline → retry → circuit breaker → attempt timeout →
+//! Outermost first: **rate limiter → bulkhead → deadline → retry → circuit breaker → attempt timeout →
 //! service** ([`stack`] says why).
 //!
 //! ```
@@ -99,6 +100,7 @@ pub mod http;
 pub mod keyed;
 mod name;
 mod per_thread;
+pub mod rate_limit;
 pub mod retry;
 pub mod stack;
 pub mod timeout;

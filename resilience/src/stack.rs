@@ -2,7 +2,7 @@
 //!
 //! Outermost first:
 //!
-//! **bulkhead → deadline → retry → circuit breaker → attempt timeout → service**
+//! **rate limiter → bulkhead → deadline → retry → circuit breaker → attempt timeout → service**
 //!
 //! Why this order:
 //!
@@ -14,8 +14,14 @@
 //! - **Deadline outside retry**: the caller's total patience bounds every attempt and every
 //!   backoff sleep; retry reads it ([`current_deadline`](crate::deadline::current_deadline))
 //!   and gives up rather than sleeping past it.
-//! - **Bulkhead outermost**: it bounds whole logical requests, retries included, so a slow
-//!   dependency cannot make retries multiply the calls in flight.
+//! - **Bulkhead outside the deadline and retry**: it bounds whole logical requests, retries
+//!   included, so a slow dependency cannot make retries multiply the calls in flight.
+//! - **Rate limiter outermost**: a call it sheds costs nothing else, no bulkhead permit, no
+//!   deadline timer, no retry budget, no breaker record, and it counts logical requests (a
+//!   server's quota is per request its clients send, not per attempt). Its wait, in wait
+//!   mode, comes before the stack's own deadline starts: it is bounded by its `max_wait` and
+//!   by the caller's deadline in force around the stack (a `Deadline::scope`, or the one an
+//!   HTTP server took from the request).
 //!
 //! Every piece is optional: a piece missing from [`StackConfig`] is not applied (the
 //! service is passed through, at the cost of one `match`). The same classifier decides for
@@ -74,6 +80,7 @@ use crate::{
     deadline::{DeadlineLayer, DeadlineService},
     error::BoxError,
     name::Name,
+    rate_limit::{RateLimit, RateLimitConfig, RateLimitHandle, RateLimitLayer, RateLimitSnapshot},
     retry::{
         BackoffConfig, CloneRequest, Cloned, Retry, RetryAfter, RetryConfig, RetryHandle,
         RetryLayer, RetryPolicy, RetrySnapshot,
@@ -100,6 +107,9 @@ use crate::{
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StackConfig {
+    /// A cap on logical requests per period (off unless configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
     /// A cap on concurrent logical requests (retries included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulkhead: Option<BulkheadConfig>,
@@ -129,6 +139,9 @@ impl StackConfig {
     /// Beyond each piece's own rules, an `attempt_timeout` longer than the `deadline` is
     /// refused: the deadline would always fire first, which is never what was meant.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.rate_limit {
+            c.validate().map_err(|e| e.within("rate_limit"))?;
+        }
         if let Some(c) = &self.bulkhead {
             c.validate().map_err(|e| e.within("bulkhead"))?;
         }
@@ -165,7 +178,8 @@ impl StackConfig {
 
 /// Snapshots of every piece of a stack, for dashboards and `GET /resilience`.
 ///
-/// Serializes as `{"breakers": [...], "bulkheads": [...], "retries": [...]}`.
+/// Serializes as `{"breakers": [...], "bulkheads": [...], "retries": [...]}`, with
+/// `"rate_limits": [...]` when a rate limiter is configured.
 ///
 /// ```
 /// use resilience_layers::stack::{StackConfig, StackSnapshot};
@@ -184,6 +198,9 @@ pub struct StackSnapshot {
     pub bulkheads: Vec<BulkheadSnapshot>,
     /// One per retry.
     pub retries: Vec<RetrySnapshot>,
+    /// One per rate limiter.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimitSnapshot>,
 }
 
 /// Applies the whole stack, built from a [`StackConfig`]; see the [module docs](self) for
@@ -203,6 +220,7 @@ pub struct StackSnapshot {
 /// ```
 #[derive(Clone)]
 pub struct ResilienceLayer<C = ErrorsAreFailures, A = (), R = Cloned> {
+    rate_limit: Option<RateLimitLayer>,
     bulkhead: Option<BulkheadLayer>,
     deadline: Option<DeadlineLayer>,
     retry: Option<RetryLayer<C, A, BackoffConfig, R>>,
@@ -230,6 +248,10 @@ impl ResilienceLayer {
         config.validate()?;
         let within = |section| move |e: ConfigError| e.within(section);
         Ok(Self {
+            rate_limit: config
+                .rate_limit
+                .map(|c| RateLimitLayer::new(name.clone(), c).map_err(within("rate_limit")))
+                .transpose()?,
             bulkhead: config
                 .bulkhead
                 .map(|c| BulkheadLayer::named(kind(name), c).map_err(within("bulkhead")))
@@ -310,6 +332,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// ```
     pub fn with_classifier<C2: Clone>(self, classifier: C2) -> ResilienceLayer<C2, A, R> {
         ResilienceLayer {
+            rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_classifier(classifier.clone())),
@@ -321,6 +344,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// Reads a minimum next delay from each result (HTTP `Retry-After`).
     pub fn with_retry_after<A2>(self, retry_after: A2) -> ResilienceLayer<C, A2, R> {
         ResilienceLayer {
+            rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_retry_after(retry_after)),
@@ -364,12 +388,18 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// ```
     pub fn with_clone_request<R2>(self, clone_request: R2) -> ResilienceLayer<C, A, R2> {
         ResilienceLayer {
+            rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_clone_request(clone_request)),
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
         }
+    }
+
+    /// The rate limiter's handle, when one is configured.
+    pub fn rate_limit(&self) -> Option<RateLimitHandle> {
+        self.rate_limit.as_ref().map(RateLimitLayer::handle)
     }
 
     /// The bulkhead's handle, when one is configured.
@@ -427,6 +457,11 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
                 .map(BulkheadHandle::snapshot)
                 .collect(),
             retries: self.retry().iter().map(RetryHandle::snapshot).collect(),
+            rate_limits: self
+                .rate_limit()
+                .iter()
+                .map(RateLimitHandle::snapshot)
+                .collect(),
         }
     }
 }
@@ -434,6 +469,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
 impl<C, A, R> std::fmt::Debug for ResilienceLayer<C, A, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResilienceLayer")
+            .field("rate_limit", &self.rate_limit.is_some())
             .field("bulkhead", &self.bulkhead.is_some())
             .field(
                 "deadline",
@@ -475,7 +511,8 @@ type Broken<S, C> = Maybe<CircuitBreaker<Timed<S>, C>, Timed<S>>;
 type Retried<S, C, A, R> =
     Maybe<Retry<RetryPolicy<C, A, BackoffConfig, R>, Broken<S, C>>, Broken<S, C>>;
 type Bounded<S, C, A, R> = Maybe<DeadlineService<Retried<S, C, A, R>>, Retried<S, C, A, R>>;
-type Stacked<S, C, A, R> = Maybe<Bulkhead<Bounded<S, C, A, R>>, Bounded<S, C, A, R>>;
+type Bulkheaded<S, C, A, R> = Maybe<Bulkhead<Bounded<S, C, A, R>>, Bounded<S, C, A, R>>;
+type Stacked<S, C, A, R> = Maybe<RateLimit<Bulkheaded<S, C, A, R>>, Bulkheaded<S, C, A, R>>;
 
 fn maybe<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Maybe<L::Service, S> {
     match layer {
@@ -515,8 +552,9 @@ where
         let broken = maybe(breaker, timed);
         let retried = maybe(self.retry.as_ref(), broken);
         let bounded = maybe(self.deadline.as_ref(), retried);
+        let bulkheaded = maybe(self.bulkhead.as_ref(), bounded);
         Resilience {
-            inner: maybe(self.bulkhead.as_ref(), bounded),
+            inner: maybe(self.rate_limit.as_ref(), bulkheaded),
         }
     }
 }
@@ -703,6 +741,8 @@ mod tests {
                 "circuit_breaker.window.size",
             ),
             ("[bulkhead]\nmax_concurrent = 0", "bulkhead.max_concurrent"),
+            ("[rate_limit]\npermits = 0", "rate_limit.permits"),
+            ("[rate_limit]\nburst = 0", "rate_limit.burst"),
             ("deadline = \"0s\"", "deadline"),
             ("attempt_timeout = \"0s\"", "attempt_timeout"),
             (
@@ -756,6 +796,7 @@ mod tests {
     #[test]
     fn toml_and_json_round_trip() {
         let config = StackConfig {
+            rate_limit: Some(RateLimitConfig::default()),
             bulkhead: Some(BulkheadConfig::default()),
             deadline: Some(Duration::from_millis(1500)),
             retry: Some(RetryConfig::default()),

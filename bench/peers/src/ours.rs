@@ -75,6 +75,7 @@ pub fn retry() -> impl Service<u64> + Clone + Send {
 /// Bulkhead -> deadline -> retry -> breaker -> attempt timeout, all five pieces on.
 pub fn stack() -> impl Service<u64> + Clone + Send {
     let config = StackConfig {
+        rate_limit: None,
         bulkhead: Some(bulkhead_config()),
         deadline: Some(Duration::from_secs(2)),
         retry: Some(retry_config()),

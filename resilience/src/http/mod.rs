@@ -99,6 +99,7 @@ mod latency;
 #[cfg(feature = "reqwest")]
 mod middleware;
 mod problem;
+mod rate_limit;
 mod retry_after;
 mod stack;
 
@@ -118,7 +119,8 @@ pub use self::{
     latency::{SIMULATE_LATENCY_HEADER, SimulateLatencyHeader},
     problem::{
         BULKHEAD_FULL_TYPE, DEADLINE_EXCEEDED_TYPE, PROBLEM_JSON, ProblemDetails, ProblemLayer,
-        ProblemService, ResponseFuture,
+        ProblemService, RATE_LIMITED_TYPE, ResponseFuture,
     },
+    rate_limit::{RATE_LIMIT, RATE_LIMIT_POLICY, rate_limit_fields},
     retry_after::{HttpRetryAfter, parse_retry_after, retry_after},
 };

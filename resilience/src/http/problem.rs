@@ -15,7 +15,9 @@ use pin_project_lite::pin_project;
 use serde::Serialize;
 use tower::{Layer, Service};
 
-use crate::error::{BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, HalfOpenFull};
+use crate::error::{
+    BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, HalfOpenFull, RateLimited,
+};
 
 /// The problem `type` of a request whose deadline passed (or was too short to start): the
 /// one [`ProblemDetails`] gives [`DeadlineExceeded`], and the one
@@ -26,6 +28,10 @@ pub const DEADLINE_EXCEEDED_TYPE: &str = "urn:resilience:deadline-exceeded";
 /// The problem `type` of a request refused because a concurrency limit of this service (a
 /// bulkhead) is reached: the one [`ProblemDetails`] gives [`BulkheadFull`].
 pub const BULKHEAD_FULL_TYPE: &str = "urn:resilience:bulkhead-full";
+
+/// The problem `type` of a request refused because this service's rate limit is reached:
+/// the one [`ProblemDetails`] gives [`RateLimited`].
+pub const RATE_LIMITED_TYPE: &str = "urn:resilience:rate-limited";
 
 /// The media type of a problem details body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -42,6 +48,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// | open circuit | `503` | seconds until the next probe (at least 1) |
 /// | half-open, probes taken | `503` | `1` |
 /// | bulkhead full (names its limit) | `503` | `1` |
+/// | rate limited (names its quota; with the `RateLimit` and `RateLimit-Policy` fields) | `429` | seconds until the next permit (at least 1) |
 /// | injected fault (chaos) | `503` | `1` |
 /// | attempt timeout | `504` | |
 /// | deadline exceeded | `504` | |
@@ -71,6 +78,9 @@ pub struct ProblemDetails {
     detail: Cow<'static, str>,
     #[serde(skip)]
     retry_after: Option<Duration>,
+    /// `RateLimit-Policy` and `RateLimit`, for a rate-limited request.
+    #[serde(skip)]
+    rate_limit: Option<(HeaderValue, HeaderValue)>,
 }
 
 fn serialize_status<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S::Ok, S::Error> {
@@ -91,6 +101,7 @@ impl ProblemDetails {
                 crate::Error::CircuitOpen(e) => Some(Self::circuit_open(e)),
                 crate::Error::HalfOpenFull(e) => Self::known(e),
                 crate::Error::BulkheadFull(e) => Self::known(e),
+                crate::Error::RateLimited(e) => Self::known(e),
                 crate::Error::Timeout(e) => Self::known(e),
                 crate::Error::DeadlineExceeded(e) => Self::known(e),
                 crate::Error::Inner(e) => Some(Self::from_error(&**e)),
@@ -116,6 +127,8 @@ impl ProblemDetails {
                 )
                 .into(),
             ))
+        } else if let Some(e) = e.downcast_ref::<RateLimited>() {
+            Some(Self::rate_limited(e))
         } else if e.is::<Elapsed>() {
             Some(Self::new(
                 "urn:resilience:timeout",
@@ -155,6 +168,7 @@ impl ProblemDetails {
             status,
             detail,
             retry_after: None,
+            rate_limit: None,
         }
     }
 
@@ -176,6 +190,25 @@ impl ProblemDetails {
                 format!(
                     "This service is refusing these requests for now after repeated failures; \
                      retry in {secs} s."
+                )
+                .into(),
+            )
+        }
+    }
+
+    fn rate_limited(e: &RateLimited) -> Self {
+        let secs = Self::retry_after_secs(e.retry_after());
+        Self {
+            retry_after: Some(Duration::from_secs(secs)),
+            rate_limit: Some(super::rate_limit_fields(e)),
+            ..Self::new(
+                RATE_LIMITED_TYPE,
+                "Too many requests",
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "This service is at its limit of {} requests per {}; retry in {secs} s.",
+                    e.permits(),
+                    humantime::format_duration(e.period())
                 )
                 .into(),
             )
@@ -220,7 +253,12 @@ impl ProblemDetails {
     /// and the JSON body. `B` is any body built from a `String` (`axum::body::Body`,
     /// `String`, `Full<Bytes>` ...).
     pub fn into_response<B: From<String>>(self) -> Response<B> {
-        Self::render(self.status, self.retry_after.map(|d| d.as_secs()), &self)
+        let mut res = Self::render(self.status, self.retry_after.map(|d| d.as_secs()), &self);
+        if let Some((policy, state)) = self.rate_limit {
+            res.headers_mut().insert(super::RATE_LIMIT_POLICY, policy);
+            res.headers_mut().insert(super::RATE_LIMIT, state);
+        }
+        res
     }
 
     /// The response for any problem details `body`, built the way
@@ -535,6 +573,20 @@ mod tests {
         assert_eq!(status, 504);
         assert_eq!(json["type"], "urn:resilience:deadline-exceeded");
 
+        let limited = RateLimited::new(
+            name,
+            Duration::from_millis(1_200),
+            10,
+            Duration::from_secs(1),
+        );
+        let res: Response<String> = ProblemDetails::from_error(&limited).into_response();
+        assert_eq!(res.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(res.headers()["ratelimit"], r#""users";r=0;t=2"#);
+        assert_eq!(res.headers()["ratelimit-policy"], r#""users";q=10;w=1"#);
+        let (status, _, json) = body(ProblemDetails::from_error(&limited));
+        assert_eq!(status, 429);
+        assert_eq!(json["type"], RATE_LIMITED_TYPE);
+
         let other: BoxError = "secret internals".into();
         let (status, retry, json) = body(ProblemDetails::from_error(&*other));
         assert_eq!((status.as_u16(), retry), (500, None));
@@ -547,6 +599,12 @@ mod tests {
             ProblemDetails::from_error(&CircuitOpen::new("api", Duration::from_secs(2))),
             ProblemDetails::from_error(&HalfOpenFull::new("api")),
             ProblemDetails::from_error(&BulkheadFull::new("api", 64)),
+            ProblemDetails::from_error(&RateLimited::new(
+                "api",
+                Duration::from_secs(1),
+                5,
+                Duration::from_secs(60),
+            )),
             ProblemDetails::from_error(&Elapsed::new(Duration::from_secs(1))),
             ProblemDetails::from_error(&DeadlineExceeded::new(Duration::from_secs(1))),
         ];
@@ -562,6 +620,11 @@ mod tests {
             problems[2].detail().contains("64"),
             "{}",
             problems[2].detail()
+        );
+        assert!(
+            problems[3].detail().contains("5 requests per 1m"),
+            "{}",
+            problems[3].detail()
         );
     }
 

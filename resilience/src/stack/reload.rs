@@ -14,6 +14,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// [`reconfigure`](Self::reconfigure) since applied.
     pub fn config(&self) -> StackConfig {
         StackConfig {
+            rate_limit: self.rate_limit().map(|h| h.config().clone()),
             bulkhead: self.bulkhead().as_ref().map(BulkheadHandle::config),
             deadline: self.deadline.as_ref().map(DeadlineLayer::budget),
             retry: self.retry().as_ref().map(RetryHandle::config),
@@ -34,8 +35,8 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// `config` is [validated](StackConfig::validate) as a whole first, with the same
     /// field-path errors as when building (`retry.max_attempts`,
     /// `circuit_breaker.window.size`), and then checked against what can change while
-    /// running: a piece cannot be added or removed, and `deadline` and `attempt_timeout`
-    /// cannot change (each error names the field, and says to restart). If anything is
+    /// running: a piece cannot be added or removed, and `rate_limit`, `deadline` and
+    /// `attempt_timeout` cannot change (each error names the field, and says to restart). If anything is
     /// refused, nothing is applied. Otherwise each piece takes its new settings as its
     /// handle's `reconfigure` describes: the breaker keeps its state and window
     /// ([`CircuitBreakerHandle::reconfigure`]), the bulkhead honours permits in use
@@ -91,6 +92,11 @@ pub(crate) fn check_live_change(
     };
     let pieces = [
         (
+            "rate_limit",
+            running.rate_limit.is_some(),
+            new.rate_limit.is_some(),
+        ),
+        (
             "bulkhead",
             running.bulkhead.is_some(),
             new.bulkhead.is_some(),
@@ -118,6 +124,9 @@ pub(crate) fn check_live_change(
             (true, false) => return restart(field, "cannot be removed"),
             _ => {}
         }
+    }
+    if running.rate_limit != new.rate_limit {
+        return restart("rate_limit", "cannot change");
     }
     if running.deadline != new.deadline {
         return restart("deadline", "cannot change");
