@@ -336,6 +336,42 @@ async fn per_host_breakers_isolate_a_failing_host_from_a_healthy_one() {
 }
 
 #[tokio::test]
+async fn the_key_chooses_the_breaker_and_the_registry_stays_bounded() {
+    let server = MockServer::start().await;
+    Mock::given(path("/payments/1"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    Mock::given(path("/users/1"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let config: StackConfig =
+        toml::from_str("[circuit_breaker]\nconsecutive_failures = 2\nwait_in_open = \"60s\"")
+            .unwrap();
+    // One breaker per first path segment, on one host; room for two.
+    let mw = ResilienceMiddleware::builder("api", config)
+        .key_by(|req: &reqwest::Request| Some(req.url().path_segments()?.next()?.to_owned()))
+        .max_hosts(2)
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(get(&mw, &server, "/payments/1").await.status(), 500);
+    }
+    let err = try_get(&mw, &server, "/payments/1").await.unwrap_err();
+    assert!(matches!(rejection(&err), Some(Error::CircuitOpen(o)) if o.name() == "api@payments"));
+    // Same host, other key: its own, closed breaker.
+    assert_eq!(get(&mw, &server, "/users/1").await.status(), 200);
+    let keys: Vec<_> = mw.breakers().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["payments", "users"]);
+    // A third key finds the registry full: the least recently used (`payments`) goes.
+    let res = get(&mw, &server, "/orders/1").await;
+    assert_eq!(res.status(), 404);
+    let keys: Vec<_> = mw.breakers().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["orders", "users"]);
+}
+
+#[tokio::test]
 async fn an_open_circuit_is_not_retried() {
     let server = MockServer::start().await;
     Mock::given(path("/x"))
