@@ -266,11 +266,20 @@ pub async fn insert_with_key(
     render: impl Fn(&Order) -> String,
 ) -> Result<Inserted, sqlx::Error> {
     let mut tx = store.begin_write().await?;
-    // The transaction is this order's alone, so a failure rolls back nothing else: no
-    // savepoint needed.
-    let inserted = write_order(&mut tx, new, render).await?;
+    let inserted = insert_alone(&mut tx, new, render).await?;
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// Writes the order and its key inside `tx`, a write transaction from [`Store::begin_write`]
+/// that holds nothing else, without a savepoint: on error `tx` must be rolled back (dropped),
+/// which undoes only this order.
+pub async fn insert_alone(
+    tx: &mut Transaction<'static, Any>,
+    new: &NewOrder<'_>,
+    render: impl Fn(&Order) -> String,
+) -> Result<Inserted, sqlx::Error> {
+    write_order(tx, new, render).await
 }
 
 /// Writes the order and its key inside `tx`, a write transaction from [`Store::begin_write`]
