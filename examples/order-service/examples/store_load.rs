@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo run --release -p order-service --example store_load -- sqlite://data/load/orders.db 64 10
 //! cargo run --release -p order-service --example store_load -- sqlite://data/load/orders.db 64 10 --per-order
+//! cargo run --release -p order-service --example store_load -- postgres://u:p@127.0.0.1/db 64 10 --writers 2
 //! ```
 
 use std::time::Duration;
@@ -29,13 +30,17 @@ async fn main() {
     let clients: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(64);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
     let per_order = args.iter().any(|a| a == "--per-order");
+    let writers = args
+        .iter()
+        .position(|a| a == "--writers")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
     let store = Store::connect(&url, &MIGRATIONS)
         .await
         .expect("open the store");
     let config = WriterConfig {
         max_batch: WriterConfig::MAX_BATCH,
         queue: WriterConfig::QUEUE,
-        writers: WriterConfig::default_writers(store.backend()),
+        writers: writers.unwrap_or_else(|| WriterConfig::default_writers(store.backend())),
     };
     let writer = OrderWriter::spawn(store.clone(), config, render_order);
     let run = uuid::Uuid::now_v7().simple().to_string();
@@ -89,9 +94,10 @@ async fn main() {
     };
     let stats = writer.stats();
     println!(
-        "{{\"backend\":\"{:?}\",\"mode\":\"{}\",\"clients\":{clients},\"orders\":{},\"orders_per_s\":{:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"commits\":{},\"orders_per_commit\":{:.1}}}",
+        "{{\"backend\":\"{:?}\",\"mode\":\"{}\",\"writers\":{},\"clients\":{clients},\"orders\":{},\"orders_per_s\":{:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"commits\":{},\"orders_per_commit\":{:.1}}}",
         store.backend(),
         if per_order { "per-order" } else { "group" },
+        config.writers,
         all.len(),
         all.len() as f64 / elapsed,
         q(0.5),

@@ -97,7 +97,7 @@ impl Config {
     /// `ORDER_WRITE_BATCH` (most orders per commit, 256, 1 to 4096), `ORDER_WRITE_QUEUE`
     /// (most orders waiting for a commit before new ones get 503, 1024, 1 to 65536),
     /// `ORDER_WRITERS` (transactions committing side by side: 1 on SQLite, which has one
-    /// writer connection; 1 to 8 on PostgreSQL, 4 by default), and the common settings.
+    /// writer connection; 1 to 8 on PostgreSQL, 2 by default), and the common settings.
     pub fn from_env(mut env: Env) -> Result<Self, ConfigErrors> {
         let common = Common::read(
             &mut env,

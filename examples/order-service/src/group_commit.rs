@@ -9,7 +9,9 @@
 //! transaction, writes the whole batch with a few statements ([`store::insert_many`]),
 //! commits once, and only then answers each waiter. Should any of those statements fail, the
 //! batch is rolled back to its savepoint and written again one order at a time, each in a
-//! savepoint of its own ([`store::insert_in`]), so that only the failing order fails. Nothing waits on purpose: orders that arrive while
+//! savepoint of its own ([`store::insert_in`]), so that only the failing order fails. An
+//! order alone in its batch is written without a savepoint ([`store::insert_alone`]): rolling
+//! its transaction back undoes nothing else. Nothing waits on purpose: orders that arrive while
 //! one batch commits make up the next, so a lone order is committed at once and batches grow
 //! only with the load.
 //!
@@ -34,7 +36,9 @@
 //! earlier order of the same batch or by another replica, is answered with the stored answer.
 //!
 //! On PostgreSQL several writers can commit batches side by side (`ORDER_WRITERS`, each on a
-//! connection of the pool); on SQLite there is one writer connection, so one writer.
+//! connection of the pool; two by default, so that with few clients each order does not wait
+//! for another's round trips to the server); on SQLite there is one writer connection, so one
+//! writer. BENCHMARKS.md has the measurements behind both choices.
 
 use std::{
     sync::{
@@ -48,6 +52,7 @@ use service_kit::{
     problem::Problem,
     store::{Backend, Store},
 };
+use sqlx::{Any, Transaction};
 use tokio::{
     sync::{Mutex, mpsc, oneshot},
     task::JoinHandle,
@@ -83,7 +88,7 @@ impl WriterConfig {
     pub fn default_writers(backend: Backend) -> usize {
         match backend {
             Backend::Sqlite => 1,
-            Backend::Postgres => 4,
+            Backend::Postgres => 2,
         }
     }
 }
@@ -352,6 +357,20 @@ impl Shared {
                 }
             }
         }
+        if batch.len() == 1 {
+            // Alone in its transaction, an order needs no savepoint (two statements fewer: two
+            // round trips, on PostgreSQL): should it fail, rolling back undoes nothing else.
+            let outcome = store::insert_alone(&mut tx, &batch[0].order.as_new(), self.render).await;
+            return match outcome {
+                Ok(inserted) => self.commit_answering(tx, batch, vec![Ok(inserted)]).await,
+                Err(e) => {
+                    drop(tx);
+                    if let Some(job) = batch.pop() {
+                        let _ = job.reply.send(Err(WriteError::Row(Arc::new(e))));
+                    }
+                }
+            };
+        }
         let orders: Vec<NewOrder<'_>> = batch.iter().map(|job| job.order.as_new()).collect();
         let outcomes = match store::insert_many(&mut tx, &orders, self.render).await {
             Ok(Ok(all)) => all.into_iter().map(Ok).collect(),
@@ -379,6 +398,17 @@ impl Shared {
             }
         };
         drop(orders);
+        self.commit_answering(tx, batch, outcomes).await;
+    }
+
+    /// Commits `tx`, then answers each waiter of `batch` (emptied) with its outcome; when the
+    /// commit fails, every waiter with the commit's error.
+    async fn commit_answering(
+        &self,
+        tx: Transaction<'static, Any>,
+        batch: &mut Vec<Job>,
+        outcomes: Vec<Result<Inserted, sqlx::Error>>,
+    ) {
         if let Err(e) = tx.commit().await {
             return self.fail(batch, e);
         }
@@ -687,6 +717,30 @@ mod tests {
             // The failed order's key record went with its savepoint: a retry can place it.
             assert!(store::find_key(&s, 1, "poisoned").await.unwrap().is_none());
             assert!(store::find_key(&s, 1, "b").await.unwrap().is_some());
+            s.close().await;
+        }
+    }
+
+    /// Alone in its batch (no savepoint), a failing order is answered with its own error, and
+    /// the next batch commits as usual.
+    #[tokio::test]
+    async fn a_lone_order_that_fails_gets_its_own_error_on_every_backend() {
+        for s in testing::all(&MIGRATIONS).await {
+            poison_rows(&s).await;
+            let writer = OrderWriter::spawn(s.clone(), CONFIG, render);
+            let failed = writer
+                .insert(&order(1, "poisoned", "poison-row").as_new())
+                .await;
+            assert!(matches!(failed, Err(WriteError::Row(_))), "{failed:?}");
+            created_id(&writer.insert(&order(1, "next", "p").as_new()).await);
+            assert_eq!(store::count(&s).await.unwrap(), 1);
+            assert!(store::find_key(&s, 1, "poisoned").await.unwrap().is_none());
+            let stats = writer.stats();
+            assert_eq!(
+                (stats.batches, stats.failed_batches, stats.one_by_one),
+                (1, 0, 0),
+                "{stats:?}"
+            );
             s.close().await;
         }
     }

@@ -266,11 +266,20 @@ pub async fn insert_with_key(
     render: impl Fn(&Order) -> String,
 ) -> Result<Inserted, sqlx::Error> {
     let mut tx = store.begin_write().await?;
-    // The transaction is this order's alone, so a failure rolls back nothing else: no
-    // savepoint needed.
-    let inserted = write_order(&mut tx, new, render).await?;
+    let inserted = insert_alone(&mut tx, new, render).await?;
     tx.commit().await?;
     Ok(inserted)
+}
+
+/// Writes the order and its key inside `tx`, a write transaction from [`Store::begin_write`]
+/// that holds nothing else, without a savepoint: on error `tx` must be rolled back (dropped),
+/// which undoes only this order.
+pub async fn insert_alone(
+    tx: &mut Transaction<'static, Any>,
+    new: &NewOrder<'_>,
+    render: impl Fn(&Order) -> String,
+) -> Result<Inserted, sqlx::Error> {
+    write_order(tx, new, render).await
 }
 
 /// Writes the order and its key inside `tx`, a write transaction from [`Store::begin_write`]
@@ -301,9 +310,9 @@ pub async fn insert_in(
     }
 }
 
-/// Writes `orders` and their keys inside `tx` with a few statements for all of them (the
-/// group commit's path: a batch costs about as many statements as one order), in a savepoint
-/// of their own. Returns what [`insert_in`] would have returned for each, in order, with the
+/// Writes `orders` and their keys inside `tx` with three statements per
+/// [`ROWS_PER_STATEMENT`] orders rather than three per order (the group commit's path), in a
+/// savepoint of their own. Returns what [`insert_in`] would have returned for each, in order, with the
 /// same guarantees per key: each key record is claimed first (`ON CONFLICT DO NOTHING`), an
 /// order is inserted only for a claimed key, and a key already taken (by an earlier
 /// transaction, or by an earlier order of `orders`) is answered with the stored answer.
@@ -347,8 +356,15 @@ fn placeholders(rows: usize, width: usize, fixed: &str) -> String {
     out
 }
 
-/// The statements of [`insert_many`]: one to claim every key, one to insert the orders of the
-/// keys claimed, one to store their answers; a read per key found taken.
+/// Orders per statement in [`insert_many`]. SQLite finds a `$N` parameter by walking the
+/// statement's list of parameter names, when it parses the statement and again for each
+/// value bound, so a statement's cost grows with the square of its parameters; a few
+/// statements of a few rows each cost less than one of hundreds.
+const ROWS_PER_STATEMENT: usize = 16;
+
+/// The statements of [`insert_many`], per [`ROWS_PER_STATEMENT`] orders: one to claim the
+/// keys, one to insert the orders of the keys claimed, one to store their answers; and a read
+/// per key found taken.
 async fn write_orders(
     conn: &mut AnyConnection,
     orders: &[NewOrder<'_>],
@@ -360,105 +376,22 @@ async fn write_orders(
     let first: Vec<usize> = (0..orders.len())
         .filter(|&i| seen.insert((orders[i].user_id, orders[i].idempotency_key)))
         .collect();
-    let claim = format!(
-        "INSERT INTO idempotency_keys
-            (user_id, idempotency_key, fingerprint, created_at_ms, status_code, response_body, order_id)
-         VALUES {}
-         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING user_id, idempotency_key",
-        placeholders(first.len(), 4, ", 0, '', 0")
-    );
-    // Not kept in the statement cache: the text changes with the batch's size.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(claim)).persistent(false);
-    for &i in &first {
-        let o = &orders[i];
-        query = query
-            .bind(o.user_id)
-            .bind(o.idempotency_key.to_owned())
-            .bind(o.fingerprint.to_owned())
-            .bind(o.now_ms);
-    }
     let mut claimed = std::collections::HashSet::new();
-    for row in query.fetch_all(&mut *conn).await? {
-        claimed.insert((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?));
+    for chunk in first.chunks(ROWS_PER_STATEMENT) {
+        claimed.extend(claim_keys(conn, orders, chunk).await?);
     }
     let creators: Vec<usize> = first
         .into_iter()
         .filter(|&i| claimed.contains(&(orders[i].user_id, orders[i].idempotency_key.to_owned())))
         .collect();
-
     let mut created: Vec<Option<(Order, String)>> = vec![None; orders.len()];
-    if !creators.is_empty() {
-        let insert = format!(
-            "INSERT INTO orders
-                (user_id, product_id, quantity, price, status, created_at_ms, updated_at_ms)
-             VALUES {}
-             RETURNING id, user_id, product_id, quantity, price, status, created_at_ms, updated_at_ms",
-            placeholders(creators.len(), 7, "")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert)).persistent(false);
-        for &i in &creators {
-            let o = &orders[i];
-            query = query
-                .bind(o.user_id)
-                .bind(o.product_id.to_owned())
-                .bind(o.quantity)
-                .bind(o.price)
-                .bind(o.status.as_str())
-                .bind(o.now_ms)
-                .bind(o.now_ms);
-        }
-        let mut rows = query
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(order)
-            .collect::<Result<Vec<Order>, sqlx::Error>>()?;
-        // Ids are handed out in the order of the VALUES rows (AUTOINCREMENT on SQLite, the
-        // identity's sequence on PostgreSQL), but RETURNING promises no order: sorted by id,
-        // each row must be the order at its place, or the batch goes one by one. (Two orders
-        // alike in every column could only trade ids, which no one can tell apart.)
-        rows.sort_unstable_by_key(|o| o.id);
-        let matches = rows.len() == creators.len()
-            && rows.iter().zip(&creators).all(|(o, &i)| {
-                let n = &orders[i];
-                o.user_id == n.user_id
-                    && o.product_id == n.product_id
-                    && o.quantity == n.quantity
-                    && o.price == n.price
-                    && o.status == n.status
-                    && o.created_at_ms == n.now_ms
-            });
-        if !matches {
-            return Err(sqlx::Error::Protocol(
-                "the orders inserted together came back in an order that does not match".into(),
-            ));
-        }
-        let answers = format!(
-            "UPDATE idempotency_keys SET status_code = 201, response_body = v.column3, order_id = v.column4
-             FROM (VALUES {}) AS v
-             WHERE idempotency_keys.user_id = v.column1 AND idempotency_keys.idempotency_key = v.column2",
-            placeholders(creators.len(), 4, "")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(answers)).persistent(false);
-        for (o, &i) in rows.into_iter().zip(&creators) {
-            let body = render(&o);
-            query = query
-                .bind(o.user_id)
-                .bind(orders[i].idempotency_key.to_owned())
-                .bind(body.clone())
-                .bind(o.id);
+    for chunk in creators.chunks(ROWS_PER_STATEMENT) {
+        let rows = insert_orders(conn, orders, chunk).await?;
+        let bodies = store_answers(conn, orders, chunk, &rows, &render).await?;
+        for ((o, body), &i) in rows.into_iter().zip(bodies).zip(chunk) {
             created[i] = Some((o, body));
         }
-        let done = query.execute(&mut *conn).await?;
-        if done.rows_affected() != creators.len() as u64 {
-            return Err(sqlx::Error::Protocol(format!(
-                "{} answers stored for {} orders",
-                done.rows_affected(),
-                creators.len()
-            )));
-        }
     }
-
     let mut out = Vec::with_capacity(orders.len());
     for (i, made) in created.into_iter().enumerate() {
         out.push(match made {
@@ -473,6 +406,129 @@ async fn write_orders(
         });
     }
     Ok(out)
+}
+
+/// Claims the keys of `orders[i]` for each `i` in `chunk`; returns those claimed (the others
+/// were taken).
+async fn claim_keys(
+    conn: &mut AnyConnection,
+    orders: &[NewOrder<'_>],
+    chunk: &[usize],
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO idempotency_keys
+            (user_id, idempotency_key, fingerprint, created_at_ms, status_code, response_body, order_id)
+         VALUES {}
+         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING user_id, idempotency_key",
+        placeholders(chunk.len(), 4, ", 0, '', 0")
+    );
+    // Not kept in the statement cache: the text changes with the chunk's size.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+    for &i in chunk {
+        let o = &orders[i];
+        query = query
+            .bind(o.user_id)
+            .bind(o.idempotency_key.to_owned())
+            .bind(o.fingerprint.to_owned())
+            .bind(o.now_ms);
+    }
+    query
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// Inserts `orders[i]` for each `i` in `chunk`; returns them as stored, in `chunk`'s order.
+async fn insert_orders(
+    conn: &mut AnyConnection,
+    orders: &[NewOrder<'_>],
+    chunk: &[usize],
+) -> Result<Vec<Order>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO orders
+            (user_id, product_id, quantity, price, status, created_at_ms, updated_at_ms)
+         VALUES {}
+         RETURNING id, user_id, product_id, quantity, price, status, created_at_ms, updated_at_ms",
+        placeholders(chunk.len(), 7, "")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+    for &i in chunk {
+        let o = &orders[i];
+        query = query
+            .bind(o.user_id)
+            .bind(o.product_id.to_owned())
+            .bind(o.quantity)
+            .bind(o.price)
+            .bind(o.status.as_str())
+            .bind(o.now_ms)
+            .bind(o.now_ms);
+    }
+    let mut rows = query
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(order)
+        .collect::<Result<Vec<Order>, sqlx::Error>>()?;
+    // Ids are handed out in the order of the VALUES rows (AUTOINCREMENT on SQLite, the
+    // identity's sequence on PostgreSQL), but RETURNING promises no order: sorted by id, each
+    // row must be the order at its place, or the batch goes one by one. (Two orders alike in
+    // every column could only trade ids, which no one could tell apart.)
+    rows.sort_unstable_by_key(|o| o.id);
+    let matches = rows.len() == chunk.len()
+        && rows.iter().zip(chunk).all(|(o, &i)| {
+            let n = &orders[i];
+            o.user_id == n.user_id
+                && o.product_id == n.product_id
+                && o.quantity == n.quantity
+                && o.price == n.price
+                && o.status == n.status
+                && o.created_at_ms == n.now_ms
+        });
+    if !matches {
+        return Err(sqlx::Error::Protocol(
+            "the orders inserted together came back in an order that does not match".into(),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Stores the answer (201 and the body `render` makes) in the key record of each of `rows`,
+/// the orders of `orders[i]` for each `i` in `chunk`; returns the bodies.
+async fn store_answers(
+    conn: &mut AnyConnection,
+    orders: &[NewOrder<'_>],
+    chunk: &[usize],
+    rows: &[Order],
+    render: impl Fn(&Order) -> String,
+) -> Result<Vec<String>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE idempotency_keys SET status_code = 201, response_body = v.column3, order_id = v.column4
+         FROM (VALUES {}) AS v
+         WHERE idempotency_keys.user_id = v.column1 AND idempotency_keys.idempotency_key = v.column2",
+        placeholders(chunk.len(), 4, "")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+    let mut bodies = Vec::with_capacity(rows.len());
+    for (o, &i) in rows.iter().zip(chunk) {
+        let body = render(o);
+        query = query
+            .bind(o.user_id)
+            .bind(orders[i].idempotency_key.to_owned())
+            .bind(body.clone())
+            .bind(o.id);
+        bodies.push(body);
+    }
+    let done = query.execute(&mut *conn).await?;
+    if done.rows_affected() != rows.len() as u64 {
+        return Err(sqlx::Error::Protocol(format!(
+            "{} answers stored for {} orders",
+            done.rows_affected(),
+            rows.len()
+        )));
+    }
+    Ok(bodies)
 }
 
 /// The statements of one order, on a connection inside a transaction.
