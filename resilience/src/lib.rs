@@ -38,7 +38,10 @@
 //! Every rejection is a small typed error inside tower's [`BoxError`]; [`Error::from_boxed`]
 //! turns it into an enum to `match`. Every decision is a `tracing` event and a `metrics`
 //! metric (the crate never installs a recorder), and each layer has a handle whose
-//! `snapshot()` feeds health endpoints and dashboards.
+//! `snapshot()` feeds health endpoints and dashboards, whose `subscribe()` streams the same
+//! decisions as typed events ([`events`]: free while nobody listens), and whose
+//! `reconfigure()` applies a new config value without losing state (the whole stack too:
+//! [`ResilienceLayer::reconfigure`](stack::ResilienceLayer::reconfigure)).
 //!
 //! # The stack
 //!

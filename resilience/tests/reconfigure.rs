@@ -540,3 +540,38 @@ mod bulkhead_model {
         assert_eq!(handle.snapshot().in_use, 0);
     }
 }
+
+/// Threads making requests and asking for retries while the budget is replaced under them:
+/// nothing is lost from the counters, and the last budget is the one in force.
+#[test]
+fn racing_budget_replacements_keep_the_counters() {
+    let retry = RetryHandle::new("re-budget-race", retry_config(3, Some(ONE_RETRY))).unwrap();
+    const PER_THREAD: u64 = 20_000;
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let retry = retry.clone();
+            scope.spawn(move || {
+                for _ in 0..PER_THREAD {
+                    retry.record_request();
+                    let _ = retry.withdraw();
+                }
+            });
+        }
+        for i in 0..500u32 {
+            let budget = BudgetConfig {
+                min_per_sec: i % 4,
+                ..ONE_RETRY
+            };
+            retry
+                .reconfigure(retry_config(2 + i % 3, Some(budget)))
+                .unwrap();
+        }
+    });
+    let last = BudgetConfig {
+        min_per_sec: 499 % 4,
+        ..ONE_RETRY
+    };
+    assert_eq!(retry.config(), retry_config(2 + 499 % 3, Some(last)));
+    assert_eq!(retry.budget().unwrap().config(), &last);
+    assert_eq!(retry.snapshot().requests_total, 2 * PER_THREAD);
+}

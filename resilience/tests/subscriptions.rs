@@ -1,6 +1,6 @@
 //! Subscriptions to breaker, bulkhead and retry events: the sequence and timing of what each
-//! layer reports, on the paused clock. (That nothing is built while nobody listens is a unit
-//! test of `events::Channel`.)
+//! layer reports, on the paused clock. (That nothing is built or allocated while nobody
+//! listens: `events::Channel`'s unit tests and `no_allocation.rs`.)
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! order-service: reads config, then [`service_kit::serve::run`] opens the store, starts the
-//! pending-order verifier, the sweeper of expired idempotency keys and (with
-//! `RESILIENCE_CONFIG`) the SIGHUP reload of the stack, and serves until SIGTERM/SIGINT.
+//! pending-order verifier, the sweeper of expired idempotency keys and the SIGHUP reload of
+//! the stack's `RESILIENCE_CONFIG` file, and serves until SIGTERM/SIGINT.
 
 use std::process::ExitCode;
 
@@ -38,12 +38,12 @@ async fn main() -> ExitCode {
             verifier::spawn(state.clone(), config.pending_recheck),
             sweeper.spawn(),
         ];
+        let reloader = reload::on_sighup(config.stack_file.clone(), state.users.clone())
+            .map_err(|e| format!("SIGHUP handler: {e}"))?;
         if let Some(file) = &config.stack_file {
-            let reloader = reload::on_sighup(file.clone(), state.users.clone())
-                .map_err(|e| format!("SIGHUP handler: {e}"))?;
             tracing::info!(file = %file.display(), "SIGHUP reloads the resilience config");
-            background.push(reloader);
         }
+        background.push(reloader);
         Ok(Started {
             readiness: state.readiness.clone(),
             background,

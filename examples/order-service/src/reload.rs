@@ -98,14 +98,26 @@ pub fn describe_metrics() {
     );
 }
 
-/// Reloads `path` into `users` on every SIGHUP, until the task is aborted.
-pub fn on_sighup(path: PathBuf, users: UserClient) -> std::io::Result<JoinHandle<()>> {
+/// Reloads `path` into `users` on every SIGHUP, until the task is aborted. Without a file
+/// (the built-in stack) a SIGHUP is logged, counted as an error and otherwise ignored, rather
+/// than ending the process as an unhandled SIGHUP would.
+pub fn on_sighup(path: Option<PathBuf>, users: UserClient) -> std::io::Result<JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            tracing::info!(file = %path.display(), "SIGHUP received: reloading the resilience config");
-            let _ = reload(&path, &users);
+            match &path {
+                Some(path) => {
+                    tracing::info!(file = %path.display(), "SIGHUP received: reloading the resilience config");
+                    let _ = reload(path, &users);
+                }
+                None => {
+                    metrics::counter!("config_reloads_total", "result" => "error").increment(1);
+                    tracing::warn!(
+                        "SIGHUP received, but RESILIENCE_CONFIG names no file: nothing to reload"
+                    );
+                }
+            }
         }
     }))
 }

@@ -159,7 +159,7 @@ async fn sighup_reloads_the_file() {
     let file = temp_file("stack.toml");
     std::fs::write(&file, stack(8, 2, 50.0)).unwrap();
     let (base, state) = start(&file, &user).await;
-    let handler = reload::on_sighup(file.clone(), state.users.clone()).unwrap();
+    let handler = reload::on_sighup(Some(file.clone()), state.users.clone()).unwrap();
 
     std::fs::write(&file, stack(12, 2, 50.0)).unwrap();
     let status = std::process::Command::new("kill")

@@ -10,7 +10,8 @@
 //! and the rejected `call` returns an immediately-ready error. Every service built from one
 //! [`BulkheadLayer`] (and every clone of them) shares one set of permits; a permit goes back
 //! when the response future completes or is dropped. [`BulkheadHandle`] gives snapshots and
-//! permits to code that is not a tower service.
+//! permits to code that is not a tower service, and takes a new limit while running
+//! ([`BulkheadHandle::reconfigure`]: a lowered limit never revokes a permit in use).
 //!
 //! Metrics (labelled `name`): `resilience_bulkhead_in_use` (calls running and handle permits
 //! held), `resilience_bulkhead_waiting` (gauges) and `resilience_bulkhead_rejected_total`;

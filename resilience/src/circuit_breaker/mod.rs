@@ -45,6 +45,15 @@
 //! **Disabled** lets everything through and records nothing, **MetricsOnly** records and
 //! reports calls but never rejects; `reset` returns to Closed with an empty window.
 //!
+//! # Changing the settings of a running breaker
+//!
+//! [`CircuitBreakerHandle::reconfigure`] takes a new config, validates it with the same
+//! field-path errors, and applies it without leaving the current state: new thresholds from
+//! the next call, new waits from the next open period, a resized count window keeping its
+//! most recent outcomes. The numbers a call reads are atomics of their own; a new window is
+//! published beside the old one, which is kept until the breaker is dropped (a call on
+//! another thread may still be writing to it), so calls never take a lock for it.
+//!
 //! # Cost
 //!
 //! Admitting and recording calls take no lock: only the rare transitions do (a short,

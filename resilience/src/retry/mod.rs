@@ -15,6 +15,9 @@
 //!   (retries add at most `retry_ratio` of recent requests plus a floor a second).
 //! - Dropping the caller's future drops the attempt or the sleep in progress: nothing more
 //!   is sent.
+//! - [`RetryHandle::reconfigure`] changes attempts, backoff and budget while running; the
+//!   services already built follow, and the budget keeps its balance unless its own
+//!   settings change.
 //!
 //! Metrics (labelled `name`): `resilience_retry_requests_total`,
 //! `resilience_retry_retries_total`, `resilience_retry_budget_exhausted_total`, and the
