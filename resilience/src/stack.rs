@@ -418,7 +418,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     }
 
     /// The breaker layer itself, to put into another stack (the reqwest middleware's).
-    #[cfg(feature = "http")]
+    #[cfg(feature = "reqwest")]
     pub(crate) fn circuit_breaker_layer(&self) -> Option<&CircuitBreakerLayer<C>> {
         self.breaker.as_ref()
     }

@@ -14,7 +14,7 @@
 //! `spawn_blocking` task running while an attempt that will be answered waits (tokio does not
 //! auto-advance while a blocking task runs), and leaves the clock free for an attempt that
 //! hangs, which only the attempt timeout or the deadline ends.
-#![cfg(feature = "http")]
+#![cfg(feature = "reqwest")]
 
 use std::{
     future::Future,

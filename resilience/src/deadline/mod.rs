@@ -45,7 +45,7 @@ mod scope;
 mod service;
 mod value;
 
-#[cfg(feature = "http")]
+#[cfg(feature = "reqwest")]
 pub(crate) use self::future::deadline_exceeded;
 pub(crate) use self::layer::timeouts_counter;
 pub use self::{

@@ -327,6 +327,7 @@ fn classify_link(e: &(dyn StdError + 'static)) -> Option<HttpFailureClass> {
     }
     // Its variants are `#[error(transparent)]`: the chain skips the error they wrap, so look
     // inside here rather than further down.
+    #[cfg(feature = "reqwest")]
     if let Some(e) = e.downcast_ref::<reqwest_middleware::Error>() {
         return Some(classify_middleware_error(e));
     }
@@ -507,13 +508,16 @@ mod tests {
             Err(&open)
         ));
         // A reqwest-middleware error boxed by the stack is looked inside.
-        let boxed: BoxError = Box::new(reqwest_middleware::Error::middleware(
-            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
-        ));
-        assert_eq!(
-            HttpClassifier::classify_any_error(&boxed),
-            HttpFailureClass::Connection
-        );
+        #[cfg(feature = "reqwest")]
+        {
+            let boxed: BoxError = Box::new(reqwest_middleware::Error::middleware(
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+            ));
+            assert_eq!(
+                HttpClassifier::classify_any_error(&boxed),
+                HttpFailureClass::Connection
+            );
+        }
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl<B: Clone> CloneRequest<Request<B>> for IdempotentRequests {
 
 /// For the reqwest middleware, which runs the same stack: a body that is a stream cannot be
 /// copied, and such a request is sent once.
+#[cfg(feature = "reqwest")]
 impl CloneRequest<reqwest::Request> for IdempotentRequests {
     fn clone_request(&self, req: &reqwest::Request) -> Option<reqwest::Request> {
         if is_retry_safe(req.method(), req.headers()) {

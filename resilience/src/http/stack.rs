@@ -2,9 +2,11 @@
 
 use std::{fmt::Display, hash::Hash, time::Duration};
 
+#[cfg(all(doc, feature = "reqwest"))]
+use super::ResilienceMiddleware;
 use super::{HttpClassifier, HttpRetryAfter, IdempotentRequests};
 #[cfg(doc)]
-use super::{PropagateDeadlineLayer, ResilienceMiddleware, is_retry_safe};
+use super::{PropagateDeadlineLayer, is_retry_safe};
 use crate::{
     keyed::KeyedLayer,
     stack::{ResilienceLayer, SendOnce},

@@ -89,7 +89,7 @@ mod layer;
 mod registry;
 mod service;
 
-#[cfg(feature = "http")]
+#[cfg(feature = "reqwest")]
 pub(crate) use self::layer::KeyedStacks;
 pub use self::{config::KeyedConfig, layer::KeyedLayer, service::Keyed};
 
