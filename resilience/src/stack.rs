@@ -2,7 +2,8 @@
 //!
 //! Outermost first:
 //!
-//! **rate limiter → bulkhead → deadline → retry → circuit breaker → attempt timeout → service**
+//! **rate limiter → bulkhead → deadline → retry → hedge → circuit breaker → attempt timeout →
+//! service**
 //!
 //! Why this order:
 //!
@@ -11,6 +12,13 @@
 //! - **Breaker inside retry**: every attempt passes the breaker and is recorded on its own, and
 //!   an open circuit is a rejection that retry never repeats: the caller fails fast instead of
 //!   hammering a dependency that is known to be down.
+//! - **Hedge at retry's place, just inside it**: a hedge is another attempt, so it is placed
+//!   where attempts are made. Inside the breaker's outer side, each hedged attempt passes the
+//!   breaker and is recorded on its own, and no hedge is sent while the circuit is not closed;
+//!   hedges withdraw from the retry's budget, so hedges and retries together stay within one
+//!   budget; the same clone hook decides which requests may be sent twice. Inside retry
+//!   rather than outside, a retry after a failed (hedged) attempt is hedged again, and an open
+//!   circuit met by a hedge stays a rejection retry never repeats.
 //! - **Deadline outside retry**: the caller's total patience bounds every attempt and every
 //!   backoff sleep; retry reads it ([`current_deadline`](crate::deadline::current_deadline))
 //!   and gives up rather than sleeping past it.
@@ -79,6 +87,7 @@ use crate::{
     config::{ConfigError, ConfigProblem, check_positive},
     deadline::{DeadlineLayer, DeadlineService},
     error::BoxError,
+    hedge::{Hedge, HedgeConfig, HedgeHandle, HedgeLayer, HedgeSnapshot},
     name::Name,
     rate_limit::{RateLimit, RateLimitConfig, RateLimitHandle, RateLimitLayer, RateLimitSnapshot},
     retry::{
@@ -122,6 +131,9 @@ pub struct StackConfig {
     /// Retry with backoff and budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryConfig>,
+    /// Hedged attempts, drawing on the retry's budget when a retry is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<HedgeConfig>,
     /// The circuit breaker every attempt passes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
@@ -150,6 +162,20 @@ impl StackConfig {
         }
         if let Some(c) = &self.retry {
             c.validate().map_err(|e| e.within("retry"))?;
+        }
+        if let Some(c) = &self.hedge {
+            c.validate().map_err(|e| e.within("hedge"))?;
+            let own_budget = c.budget != HedgeConfig::default().budget;
+            if self.retry.is_some() && own_budget {
+                return Err(ConfigError::new(
+                    "hedge.budget",
+                    ConfigProblem::Conflicts {
+                        other: "retry.budget".into(),
+                        reason: "with a retry, hedges draw on the retry's budget; set it there"
+                            .into(),
+                    },
+                ));
+            }
         }
         if let Some(c) = &self.circuit_breaker {
             c.validate().map_err(|e| e.within("circuit_breaker"))?;
@@ -198,6 +224,9 @@ pub struct StackSnapshot {
     pub bulkheads: Vec<BulkheadSnapshot>,
     /// One per retry.
     pub retries: Vec<RetrySnapshot>,
+    /// One per hedge.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hedges: Vec<HedgeSnapshot>,
     /// One per rate limiter.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimitSnapshot>,
@@ -224,6 +253,7 @@ pub struct ResilienceLayer<C = ErrorsAreFailures, A = (), R = Cloned> {
     bulkhead: Option<BulkheadLayer>,
     deadline: Option<DeadlineLayer>,
     retry: Option<RetryLayer<C, A, BackoffConfig, R>>,
+    hedge: Option<HedgeLayer<C, R>>,
     breaker: Option<CircuitBreakerLayer<C>>,
     attempt_timeout: Option<AttemptTimeoutLayer>,
 }
@@ -247,6 +277,28 @@ impl ResilienceLayer {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let within = |section| move |e: ConfigError| e.within(section);
+        let retry = config
+            .retry
+            .map(|c| RetryLayer::new(name.clone(), c).map_err(within("retry")))
+            .transpose()?;
+        let breaker = config
+            .circuit_breaker
+            .map(|c| CircuitBreakerLayer::named(kind(name), c).map_err(within("circuit_breaker")))
+            .transpose()?;
+        let hedge = config
+            .hedge
+            .map(|c| {
+                let handle = match &retry {
+                    Some(retry) => HedgeHandle::sharing(name.clone(), c, retry.budget()),
+                    None => HedgeHandle::new(name.clone(), c),
+                }
+                .map_err(within("hedge"))?;
+                Ok(HedgeLayer::from_handle(match &breaker {
+                    Some(breaker) => handle.with_breaker(breaker.handle()),
+                    None => handle,
+                }))
+            })
+            .transpose()?;
         Ok(Self {
             rate_limit: config
                 .rate_limit
@@ -260,16 +312,9 @@ impl ResilienceLayer {
                 .deadline
                 .map(|d| DeadlineLayer::new(d).map(|l| l.with_name(name.clone())))
                 .transpose()?,
-            retry: config
-                .retry
-                .map(|c| RetryLayer::new(name.clone(), c).map_err(within("retry")))
-                .transpose()?,
-            breaker: config
-                .circuit_breaker
-                .map(|c| {
-                    CircuitBreakerLayer::named(kind(name), c).map_err(within("circuit_breaker"))
-                })
-                .transpose()?,
+            retry,
+            hedge,
+            breaker,
             attempt_timeout: config
                 .attempt_timeout
                 .map(|d| AttemptTimeoutLayer::new(d).map(|l| l.with_name(name.clone())))
@@ -336,6 +381,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_classifier(classifier.clone())),
+            hedge: self.hedge.map(|h| h.with_classifier(classifier.clone())),
             breaker: self.breaker.map(|b| b.with_classifier(classifier)),
             attempt_timeout: self.attempt_timeout,
         }
@@ -348,6 +394,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_retry_after(retry_after)),
+            hedge: self.hedge,
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
         }
@@ -386,11 +433,14 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     ///     Ok::<_, std::io::Error>(job.0)
     /// })));
     /// ```
-    pub fn with_clone_request<R2>(self, clone_request: R2) -> ResilienceLayer<C, A, R2> {
+    pub fn with_clone_request<R2: Clone>(self, clone_request: R2) -> ResilienceLayer<C, A, R2> {
         ResilienceLayer {
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
+            hedge: self
+                .hedge
+                .map(|h| h.with_clone_request(clone_request.clone())),
             retry: self.retry.map(|r| r.with_clone_request(clone_request)),
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
@@ -410,6 +460,11 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// The retry's handle, when one is configured.
     pub fn retry(&self) -> Option<RetryHandle> {
         self.retry.as_ref().map(RetryLayer::handle)
+    }
+
+    /// The hedge's handle, when one is configured.
+    pub fn hedge(&self) -> Option<HedgeHandle> {
+        self.hedge.as_ref().map(HedgeLayer::handle)
     }
 
     /// The breaker's handle, when one is configured.
@@ -457,6 +512,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
                 .map(BulkheadHandle::snapshot)
                 .collect(),
             retries: self.retry().iter().map(RetryHandle::snapshot).collect(),
+            hedges: self.hedge().iter().map(HedgeHandle::snapshot).collect(),
             rate_limits: self
                 .rate_limit()
                 .iter()
@@ -476,6 +532,7 @@ impl<C, A, R> std::fmt::Debug for ResilienceLayer<C, A, R> {
                 &self.deadline.as_ref().map(DeadlineLayer::budget),
             )
             .field("retry", &self.retry.is_some())
+            .field("hedge", &self.hedge.is_some())
             .field("circuit_breaker", &self.breaker.is_some())
             .field(
                 "attempt_timeout",
@@ -508,8 +565,9 @@ impl<Req> CloneRequest<Req> for SendOnce {
 
 type Timed<S> = Maybe<AttemptTimeout<S>, S>;
 type Broken<S, C> = Maybe<CircuitBreaker<Timed<S>, C>, Timed<S>>;
+type Hedged<S, C, R> = Maybe<Hedge<Broken<S, C>, C, R>, Broken<S, C>>;
 type Retried<S, C, A, R> =
-    Maybe<Retry<RetryPolicy<C, A, BackoffConfig, R>, Broken<S, C>>, Broken<S, C>>;
+    Maybe<Retry<RetryPolicy<C, A, BackoffConfig, R>, Hedged<S, C, R>>, Hedged<S, C, R>>;
 type Bounded<S, C, A, R> = Maybe<DeadlineService<Retried<S, C, A, R>>, Retried<S, C, A, R>>;
 type Bulkheaded<S, C, A, R> = Maybe<Bulkhead<Bounded<S, C, A, R>>, Bounded<S, C, A, R>>;
 type Stacked<S, C, A, R> = Maybe<RateLimit<Bulkheaded<S, C, A, R>>, Bulkheaded<S, C, A, R>>;
@@ -550,7 +608,8 @@ where
     ) -> Resilience<S, C, A, R> {
         let timed = maybe(self.attempt_timeout.as_ref(), service);
         let broken = maybe(breaker, timed);
-        let retried = maybe(self.retry.as_ref(), broken);
+        let hedged = maybe(self.hedge.as_ref(), broken);
+        let retried = maybe(self.retry.as_ref(), hedged);
         let bounded = maybe(self.deadline.as_ref(), retried);
         let bulkheaded = maybe(self.bulkhead.as_ref(), bounded);
         Resilience {
@@ -744,6 +803,16 @@ mod tests {
             ("[rate_limit]\npermits = 0", "rate_limit.permits"),
             ("[rate_limit]\nburst = 0", "rate_limit.burst"),
             ("deadline = \"0s\"", "deadline"),
+            ("[hedge]\npercentile = 100.0", "hedge.percentile"),
+            (
+                "[hedge]\ndelay = \"10ms\"\npercentile = 90.0",
+                "hedge.percentile",
+            ),
+            ("[hedge]\nmax_hedges = 0", "hedge.max_hedges"),
+            (
+                "[retry]\n[hedge]\nbudget = { retry_ratio = 0.5 }",
+                "hedge.budget",
+            ),
             ("attempt_timeout = \"0s\"", "attempt_timeout"),
             (
                 "deadline = \"1s\"\nattempt_timeout = \"2s\"",
@@ -800,6 +869,7 @@ mod tests {
             bulkhead: Some(BulkheadConfig::default()),
             deadline: Some(Duration::from_millis(1500)),
             retry: Some(RetryConfig::default()),
+            hedge: Some(HedgeConfig::default()),
             circuit_breaker: Some(CircuitBreakerConfig::default()),
             attempt_timeout: Some(Duration::from_millis(300)),
         };

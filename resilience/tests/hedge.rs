@@ -356,3 +356,138 @@ mod http {
         assert_eq!(layer.snapshot().sent_total, 2);
     }
 }
+
+mod in_the_stack {
+    use super::*;
+    use resilience_layers::stack::StackConfig;
+
+    #[tokio::test(start_paused = true)]
+    async fn hedges_and_retries_share_one_budget_with_the_dependency_down() {
+        let config: StackConfig = toml::from_str(
+            r#"
+            [retry]
+            max_attempts = 3
+            backoff = { base = "5ms", max = "5ms", jitter = "none" }
+            budget = { ttl = "10s", min_per_sec = 0, retry_ratio = 0.2 }
+            [hedge]
+            delay = "10ms"
+            max_hedges = 2
+            "#,
+        )
+        .unwrap();
+        let layer = config.into_layer("down").unwrap();
+        let dep = Dependency::new();
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(dep.service::<()>(vec![50 * MS], true));
+        let requests = 100u32;
+        let mut calls = Vec::new();
+        // Staggered: retry deposits when a first attempt completes, so the budget fills
+        // as requests finish.
+        for _ in 0..requests {
+            calls.push(tokio::spawn(svc.clone().oneshot(())));
+            tokio::time::sleep(10 * MS).await;
+        }
+        for call in calls {
+            assert!(call.await.unwrap().is_err());
+        }
+        let snap = layer.snapshot();
+        let (retries, hedges) = (snap.retries[0].retries_total, snap.hedges[0].sent_total);
+        assert!(hedges > 0, "hedges went out while the budget lasted");
+        // One budget: 20 % of 100 requests, for retries and hedges together.
+        assert!(
+            retries + hedges <= 20,
+            "{retries} retries + {hedges} hedges"
+        );
+        assert_eq!(
+            u64::from(dep.calls()),
+            u64::from(requests) + retries + hedges
+        );
+        assert!(snap.hedges[0].budget_exhausted_total > 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_attempt_is_recorded_by_the_breaker_and_the_loser_dropped() {
+        let config: StackConfig = toml::from_str(
+            r#"
+            [hedge]
+            delay = "10ms"
+            [circuit_breaker]
+            minimum_calls = 100
+            "#,
+        )
+        .unwrap();
+        let layer = config.into_layer("recorded").unwrap();
+        let dep = Dependency::new();
+        let mut svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(dep.service::<()>(vec![Duration::from_secs(1), 5 * MS], false));
+        assert_eq!(svc.ready().await.unwrap().call(()).await.unwrap(), 1);
+        assert_eq!(dep.cancelled(), 1);
+        let snap = layer.snapshot();
+        assert_eq!(snap.hedges[0].won_total, 1);
+        // The winner is recorded; the dropped loser released its permit unrecorded.
+        assert_eq!(snap.breakers[0].calls, 1);
+        assert_eq!(snap.breakers[0].probes_in_flight, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_in_the_stack_stops_hedges() {
+        let config: StackConfig =
+            toml::from_str("[hedge]\ndelay = \"10ms\"\n[circuit_breaker]\n").unwrap();
+        let layer = config.into_layer("open").unwrap();
+        let dep = Dependency::new();
+        let svc = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(dep.service::<()>(vec![50 * MS], false));
+        let call = tokio::spawn(svc.oneshot(()));
+        tokio::time::advance(5 * MS).await;
+        layer.circuit_breaker().unwrap().force_open();
+        assert_eq!(call.await.unwrap().unwrap(), 0);
+        assert_eq!(dep.calls(), 1);
+        let snap = layer.snapshot();
+        assert_eq!(snap.hedges[0].sent_total, 0);
+        assert_eq!(snap.hedges[0].budget_exhausted_total, 0, "no budget taken");
+    }
+
+    #[test]
+    fn a_hedge_cannot_change_while_running() {
+        let config: StackConfig = toml::from_str("[hedge]\ndelay = \"10ms\"").unwrap();
+        let layer = config.clone().into_layer("live").unwrap();
+        assert_eq!(layer.config(), config);
+        let other: StackConfig = toml::from_str("[hedge]\ndelay = \"20ms\"").unwrap();
+        assert_eq!(layer.reconfigure(other).unwrap_err().field(), "hedge");
+    }
+
+    #[cfg(feature = "http")]
+    #[tokio::test(start_paused = true)]
+    async fn the_http_stack_never_hedges_a_post() {
+        let config: StackConfig = toml::from_str("[hedge]\ndelay = \"10ms\"").unwrap();
+        let layer = config.into_layer("http").unwrap().for_http();
+        let dep = Dependency::new();
+        let inner = dep.service::<::http::Request<String>>(vec![50 * MS], false);
+        let inner = tower::service_fn(move |req| {
+            let mut inner = inner.clone();
+            async move {
+                inner.call(req).await.map(|n| {
+                    ::http::Response::builder()
+                        .status(200)
+                        .body(n.to_string())
+                        .unwrap()
+                })
+            }
+        });
+        let mut svc = ServiceBuilder::new().layer(layer.clone()).service(inner);
+        let post = ::http::Request::post("/orders")
+            .body(String::new())
+            .unwrap();
+        svc.ready().await.unwrap().call(post).await.unwrap();
+        assert_eq!(dep.calls(), 1);
+        let get = ::http::Request::get("/orders/1")
+            .body(String::new())
+            .unwrap();
+        svc.ready().await.unwrap().call(get).await.unwrap();
+        assert_eq!(dep.calls(), 3, "the GET was hedged");
+        assert_eq!(layer.snapshot().hedges[0].sent_total, 1);
+    }
+}

@@ -10,7 +10,8 @@ use crate::retry::BudgetConfig;
 /// When a hedge is sent: after a fixed `delay`, or after the `percentile` of the latency
 /// observed so far (once `min_samples` calls completed); at most `max_hedges` per request.
 ///
-/// Set exactly one of `delay` and `percentile`. In a stack with a retry, hedges draw from
+/// Set at most one of `delay` and `percentile`; with neither, the delay is the 95th
+/// percentile. In a stack with a retry, hedges draw from
 /// the retry's budget and `budget` must be left unset there; alone, `budget` is the hedge's own
 /// (a table, `true` for the default, `false` for none).
 ///
@@ -34,7 +35,8 @@ pub struct HedgeConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub delay: Option<Duration>,
-    /// Wait for this percentile (1 to 99.99) of observed latency before each hedge.
+    /// Wait for this percentile (1 to 99.99) of observed latency before each hedge; 95 when
+    /// no `delay` is set either.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub percentile: Option<f64>,
     /// Completed calls needed before a percentile delay is trusted; no hedge before then.
@@ -51,7 +53,7 @@ impl Default for HedgeConfig {
     fn default() -> Self {
         Self {
             delay: None,
-            percentile: Some(95.0),
+            percentile: None,
             min_samples: 100,
             max_hedges: 1,
             budget: Some(BudgetConfig::default()),
@@ -59,7 +61,24 @@ impl Default for HedgeConfig {
     }
 }
 
+/// The percentile used when neither `delay` nor `percentile` is set.
+const DEFAULT_PERCENTILE: f64 = 95.0;
+
 impl HedgeConfig {
+    /// The percentile the delay follows: `None` with a fixed `delay`.
+    ///
+    /// ```
+    /// use resilience_layers::hedge::HedgeConfig;
+    ///
+    /// assert_eq!(HedgeConfig::default().effective_percentile(), Some(95.0));
+    /// ```
+    pub fn effective_percentile(&self) -> Option<f64> {
+        match self.delay {
+            Some(_) => None,
+            None => Some(self.percentile.unwrap_or(DEFAULT_PERCENTILE)),
+        }
+    }
+
     /// Checks the values; the error names the offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match (self.delay, self.percentile) {
@@ -73,17 +92,9 @@ impl HedgeConfig {
                     },
                 ));
             }
-            (None, None) => {
-                return Err(ConfigError::new(
-                    "delay",
-                    ConfigProblem::Conflicts {
-                        other: "percentile".into(),
-                        reason: "set one of them: when to send the hedge".into(),
-                    },
-                ));
-            }
             (Some(delay), None) => check_positive("delay", delay)?,
-            (None, Some(p)) => {
+            (None, p) => {
+                let p = p.unwrap_or(DEFAULT_PERCENTILE);
                 check_percent("percentile", p)?;
                 check_range("percentile", p, 1.0, 99.99)?;
                 check_positive("min_samples", self.min_samples)?;
@@ -103,11 +114,12 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let none = HedgeConfig {
-            percentile: None,
+        let both = HedgeConfig {
+            delay: Some(Duration::from_millis(5)),
+            percentile: Some(90.0),
             ..Default::default()
         };
-        assert_eq!(none.validate().unwrap_err().field(), "delay");
+        assert_eq!(both.validate().unwrap_err().field(), "percentile");
         let zero = HedgeConfig {
             delay: Some(Duration::ZERO),
             percentile: None,
@@ -150,5 +162,8 @@ mod tests {
         c.validate().unwrap();
         let back: HedgeConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+        let fixed: HedgeConfig = toml::from_str("delay = \"50ms\"").unwrap();
+        fixed.validate().unwrap();
+        assert_eq!(fixed.effective_percentile(), None);
     }
 }

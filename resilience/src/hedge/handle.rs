@@ -24,7 +24,7 @@ use crate::retry::RetryBudget;
 /// use resilience_layers::hedge::{HedgeConfig, HedgeHandle};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let config = HedgeConfig { delay: Some(Duration::from_millis(20)), percentile: None, ..Default::default() };
+/// let config = HedgeConfig { delay: Some(Duration::from_millis(20)), ..Default::default() };
 /// let hedge = HedgeHandle::new("users", config).unwrap();
 /// assert_eq!(hedge.delay(), Some(Duration::from_millis(20)));
 /// assert_eq!(hedge.snapshot().sent_total, 0);
@@ -142,7 +142,7 @@ impl HedgeHandle {
         Self {
             shared: Arc::new(Shared {
                 latency: config
-                    .percentile
+                    .effective_percentile()
                     .map(|p| LatencyWindow::new(p, config.min_samples)),
                 sent_counter: metrics::counter!("resilience_hedge_sent_total", "name" => label.clone()),
                 won_counter: metrics::counter!("resilience_hedge_won_total", "name" => label.clone()),

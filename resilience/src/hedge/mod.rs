@@ -36,7 +36,7 @@
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-//! let config = HedgeConfig { delay: Some(Duration::from_millis(20)), percentile: None, ..Default::default() };
+//! let config = HedgeConfig { delay: Some(Duration::from_millis(20)), ..Default::default() };
 //! let layer = HedgeLayer::new("users", config).unwrap();
 //! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
 //! let mut svc = ServiceBuilder::new().layer(layer.clone()).service(service_fn({

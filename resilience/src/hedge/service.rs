@@ -17,7 +17,7 @@ use crate::{classify::Classify, retry::CloneRequest};
 /// use tower::{Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-/// let config = HedgeConfig { delay: Some(Duration::from_millis(10)), percentile: None, ..Default::default() };
+/// let config = HedgeConfig { delay: Some(Duration::from_millis(10)), ..Default::default() };
 /// let handle = HedgeHandle::new("users", config).unwrap();
 /// let inner = service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) });
 /// let mut svc = Hedge::new(inner, handle, ErrorsAreFailures, Cloned);

@@ -152,10 +152,12 @@ where
             all.breakers.extend(s.breakers);
             all.bulkheads.extend(s.bulkheads);
             all.retries.extend(s.retries);
+            all.hedges.extend(s.hedges);
         }
         all.breakers.sort_by(|a, b| a.name.cmp(&b.name));
         all.bulkheads.sort_by(|a, b| a.name.cmp(&b.name));
         all.retries.sort_by(|a, b| a.name.cmp(&b.name));
+        all.hedges.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 }
