@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+mod config;
 pub mod future;
 mod handle;
 mod latency;
@@ -34,6 +35,7 @@ mod layer;
 mod service;
 
 pub use self::{
+    config::FaultConfig,
     future::ResponseFuture,
     handle::{FaultHandle, FaultSnapshot},
     latency::{MAX_REQUEST_LATENCY, RequestLatency, parse_latency},
