@@ -62,6 +62,7 @@ fn full() -> StackConfig {
         retry: Some(RetryConfig::default()),
         circuit_breaker: Some(CircuitBreakerConfig::default()),
         attempt_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
     }
 }
 
