@@ -107,14 +107,14 @@ fn layers(c: &mut Criterion) {
         ConcurrencyLimitLayer::new(1024).layer(bare()),
     );
 
-    let attempt = AttemptTimeoutLayer::new(Duration::from_secs(1)).unwrap();
+    let attempt = AttemptTimeoutLayer::new("bench", Duration::from_secs(1)).unwrap();
     bench(c, "attempt timeout", attempt.layer(bare()));
     bench(
         c,
         "tower Timeout",
         TimeoutLayer::new(Duration::from_secs(1)).layer(bare()),
     );
-    let deadline = DeadlineLayer::new(Duration::from_secs(1)).unwrap();
+    let deadline = DeadlineLayer::new("bench", Duration::from_secs(1)).unwrap();
     bench(c, "deadline", deadline.layer(bare()));
 
     let with_budget = RetryLayer::new("bench", RetryConfig::default()).unwrap();

@@ -63,6 +63,7 @@ fn full() -> StackConfig {
         hedge: None,
         circuit_breaker: Some(CircuitBreakerConfig::default()),
         attempt_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
     }
 }
 

@@ -267,6 +267,32 @@ impl fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
+/// The error a [`Fault`](crate::fault::Fault) injects in place of the inner service's answer.
+///
+/// ```
+/// use resilience_layers::fault::{FaultHandle, Fault, InjectedFault};
+/// use tower::{ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let faults = FaultHandle::new();
+/// faults.set_error_rate(1.0).unwrap();
+/// let svc = Fault::new(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }), faults);
+/// let err = svc.oneshot(()).await.unwrap_err();
+/// assert_eq!(err.to_string(), "injected fault");
+/// assert!(err.downcast_ref::<InjectedFault>().is_some());
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct InjectedFault(pub(crate) ());
+
+impl fmt::Display for InjectedFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("injected fault")
+    }
+}
+
+impl std::error::Error for InjectedFault {}
+
 /// What went wrong with a call through the layers: one of the rejections this crate adds, or
 /// the inner service's own error.
 #[derive(Debug)]
@@ -284,6 +310,8 @@ pub enum Error {
     Timeout(Elapsed),
     /// The total deadline passed.
     DeadlineExceeded(DeadlineExceeded),
+    /// A [`Fault`](crate::fault::Fault) layer failed the call on purpose.
+    InjectedFault(InjectedFault),
     /// The inner service's own error, untouched.
     Inner(BoxError),
 }
@@ -312,8 +340,12 @@ impl Error {
             Ok(e) => return Error::Timeout(*e),
             Err(e) => e,
         };
-        match err.downcast::<DeadlineExceeded>() {
-            Ok(e) => Error::DeadlineExceeded(*e),
+        let err = match err.downcast::<DeadlineExceeded>() {
+            Ok(e) => return Error::DeadlineExceeded(*e),
+            Err(e) => e,
+        };
+        match err.downcast::<InjectedFault>() {
+            Ok(e) => Error::InjectedFault(*e),
             Err(e) => Error::Inner(e),
         }
     }
@@ -356,6 +388,7 @@ impl fmt::Display for Error {
             Error::RateLimited(e) => e.fmt(f),
             Error::Timeout(e) => e.fmt(f),
             Error::DeadlineExceeded(e) => e.fmt(f),
+            Error::InjectedFault(e) => e.fmt(f),
             Error::Inner(e) => e.fmt(f),
         }
     }
@@ -436,6 +469,7 @@ mod tests {
                 Box::new(DeadlineExceeded::new(Duration::from_secs(1))),
                 "deadline",
             ),
+            (Box::new(InjectedFault(())), "injected"),
             ("plain".into(), "inner"),
         ];
         for (err, want) in cases {
@@ -457,6 +491,7 @@ mod tests {
                 }
                 Error::Timeout(_) => "timeout",
                 Error::DeadlineExceeded(_) => "deadline",
+                Error::InjectedFault(_) => "injected",
                 Error::Inner(e) => {
                     assert_eq!(e.to_string(), "plain");
                     "inner"

@@ -90,6 +90,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod bulkhead;
+mod cache_lines;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod config;
@@ -103,7 +104,7 @@ pub mod hedge;
 pub mod http;
 pub mod keyed;
 mod name;
-mod per_thread;
+mod random;
 pub mod rate_limit;
 pub mod retry;
 pub mod stack;

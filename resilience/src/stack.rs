@@ -3,7 +3,7 @@
 //! Outermost first:
 //!
 //! **rate limiter → bulkhead → deadline → retry → hedge → circuit breaker → attempt timeout →
-//! service**
+//! fault injection → service**
 //!
 //! Why this order:
 //!
@@ -30,6 +30,11 @@
 //!   mode, comes before the stack's own deadline starts: it is bounded by its `max_wait` and
 //!   by the caller's deadline in force around the stack (a `Deadline::scope`, or the one an
 //!   HTTP server took from the request).
+//!
+//! - **Fault injection innermost** (`[fault]`, off unless configured): what it injects looks
+//!   to every other piece like the dependency's own behaviour, so a demo or chaos run shows
+//!   the attempt timeout cutting injected latency, the breaker recording injected errors and
+//!   retry retrying them.
 //!
 //! Every piece is optional: a piece missing from [`StackConfig`] is not applied (the
 //! service is passed through, at the cost of one `match`). The same classifier decides for
@@ -84,8 +89,9 @@ use crate::{
     },
     classify::{Classify, ErrorsAreFailures},
     config::{ConfigError, ConfigProblem, check_positive},
-    deadline::{DeadlineLayer, DeadlineService},
+    deadline::{DeadlineLayer, DeadlineService, TimeoutHandle, TimeoutSnapshot},
     error::BoxError,
+    fault::{Fault, FaultConfig, FaultHandle, FaultLayer, FaultSnapshot},
     hedge::{Hedge, HedgeConfig, HedgeHandle, HedgeLayer, HedgeSnapshot},
     name::Name,
     rate_limit::{RateLimit, RateLimitConfig, RateLimitHandle, RateLimitLayer, RateLimitSnapshot},
@@ -142,6 +148,11 @@ pub struct StackConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub attempt_timeout: Option<Duration>,
+    /// Faults injected innermost, around the service itself: latency the attempt timeout
+    /// sees, and errors the breaker records and retry retries, as a failing dependency's
+    /// would be (for demos and chaos tests; off unless configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultConfig>,
 }
 
 impl StackConfig {
@@ -179,6 +190,9 @@ impl StackConfig {
         if let Some(c) = &self.circuit_breaker {
             c.validate().map_err(|e| e.within("circuit_breaker"))?;
         }
+        if let Some(c) = &self.fault {
+            c.validate().map_err(|e| e.within("fault"))?;
+        }
         if let Some(t) = self.attempt_timeout {
             check_positive("attempt_timeout", t)?;
             if self.deadline.is_some_and(|d| t > d) {
@@ -204,7 +218,8 @@ impl StackConfig {
 /// Snapshots of every piece of a stack, for dashboards and `GET /resilience`.
 ///
 /// Serializes as `{"breakers": [...], "bulkheads": [...], "retries": [...]}`, with
-/// `"rate_limits": [...]` when a rate limiter is configured.
+/// `"rate_limits": [...]` when a rate limiter is configured and `"timeouts": [...]` when a
+/// deadline or an attempt timeout is.
 ///
 /// ```
 /// use resilience_layers::stack::{StackConfig, StackSnapshot};
@@ -229,13 +244,54 @@ pub struct StackSnapshot {
     /// One per rate limiter.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimitSnapshot>,
+    /// The deadline's, then the attempt timeout's, when configured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeouts: Vec<TimeoutSnapshot>,
+    /// The fault injector's, when configured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSnapshot>,
+}
+
+impl StackSnapshot {
+    /// Adds `other`'s snapshots to these (a keyed layer gathers its entries' this way).
+    pub(crate) fn append(&mut self, other: StackSnapshot) {
+        // Destructured, so a new piece cannot be forgotten here.
+        let StackSnapshot {
+            breakers,
+            bulkheads,
+            retries,
+            hedges,
+            rate_limits,
+            timeouts,
+            faults,
+        } = other;
+        self.hedges.extend(hedges);
+        self.breakers.extend(breakers);
+        self.bulkheads.extend(bulkheads);
+        self.retries.extend(retries);
+        self.rate_limits.extend(rate_limits);
+        self.timeouts.extend(timeouts);
+        self.faults.extend(faults);
+    }
+
+    /// Orders each piece's snapshots by name.
+    pub(crate) fn sort_by_name(&mut self) {
+        self.breakers.sort_by(|a, b| a.name.cmp(&b.name));
+        self.bulkheads.sort_by(|a, b| a.name.cmp(&b.name));
+        self.retries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.hedges.sort_by(|a, b| a.name.cmp(&b.name));
+        self.rate_limits.sort_by(|a, b| a.name.cmp(&b.name));
+        self.timeouts
+            .sort_by(|a, b| (&a.name, a.kind.as_str()).cmp(&(&b.name, b.kind.as_str())));
+    }
 }
 
 /// Applies the whole stack, built from a [`StackConfig`]; see the [module docs](self) for
 /// the order and why.
 ///
-/// The type parameters are the retry's and breaker's hooks: `C` the classifier both share,
-/// `A` the retry's `Retry-After` reader, `R` which requests may be sent again. For HTTP, the
+/// The type parameters are the retry's and breaker's hooks: `Classifier` the one both share,
+/// `RetryAfterHook` the retry's `Retry-After` reader, `CloneRequestHook` which requests may be
+/// sent again. For HTTP, the
 /// `http` feature has all three (`HttpClassifier`, `HttpRetryAfter`, `IdempotentRequests`).
 /// On a server, where requests are never re-sent (and bodies cannot be cloned), use
 /// [`SendOnce`].
@@ -247,14 +303,19 @@ pub struct StackSnapshot {
 /// assert!(layer.circuit_breaker().is_none()); // nothing configured, nothing applied
 /// ```
 #[derive(Clone)]
-pub struct ResilienceLayer<C = ErrorsAreFailures, A = (), R = Cloned> {
+pub struct ResilienceLayer<
+    Classifier = ErrorsAreFailures,
+    RetryAfterHook = (),
+    CloneRequestHook = Cloned,
+> {
     rate_limit: Option<RateLimitLayer>,
     bulkhead: Option<BulkheadLayer>,
     deadline: Option<DeadlineLayer>,
-    retry: Option<RetryLayer<C, A, BackoffConfig, R>>,
-    hedge: Option<HedgeLayer<C, R>>,
-    breaker: Option<CircuitBreakerLayer<C>>,
+    retry: Option<RetryLayer<Classifier, RetryAfterHook, BackoffConfig, CloneRequestHook>>,
+    hedge: Option<HedgeLayer<Classifier, CloneRequestHook>>,
+    breaker: Option<CircuitBreakerLayer<Classifier>>,
     attempt_timeout: Option<AttemptTimeoutLayer>,
+    fault: Option<FaultLayer>,
 }
 
 impl ResilienceLayer {
@@ -309,20 +370,27 @@ impl ResilienceLayer {
                 .transpose()?,
             deadline: config
                 .deadline
-                .map(|d| DeadlineLayer::new(d).map(|l| l.with_name(name.clone())))
+                .map(|d| DeadlineLayer::new(name.clone(), d))
                 .transpose()?,
             retry,
             hedge,
             breaker,
             attempt_timeout: config
                 .attempt_timeout
-                .map(|d| AttemptTimeoutLayer::new(d).map(|l| l.with_name(name.clone())))
+                .map(|d| AttemptTimeoutLayer::new(name.clone(), d))
                 .transpose()?,
+            fault: config
+                .fault
+                .map(|c| c.into_handle().map(FaultLayer::new))
+                .transpose()
+                .map_err(within("fault"))?,
         })
     }
 }
 
-impl<C, A, R> ResilienceLayer<C, A, R> {
+impl<Classifier, RetryAfterHook, CloneRequestHook>
+    ResilienceLayer<Classifier, RetryAfterHook, CloneRequestHook>
+{
     /// Decides what counts as a failure, for the breaker and retry alike.
     ///
     /// **The classifier sees errors as [`BoxError`]**, not as the inner service's own error
@@ -374,7 +442,10 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     ///     Ok::<_, std::io::Error>(x)
     /// })));
     /// ```
-    pub fn with_classifier<C2: Clone>(self, classifier: C2) -> ResilienceLayer<C2, A, R> {
+    pub fn with_classifier<NewClassifier: Clone>(
+        self,
+        classifier: NewClassifier,
+    ) -> ResilienceLayer<NewClassifier, RetryAfterHook, CloneRequestHook> {
         ResilienceLayer {
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
@@ -383,11 +454,15 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
             hedge: self.hedge.map(|h| h.with_classifier(classifier.clone())),
             breaker: self.breaker.map(|b| b.with_classifier(classifier)),
             attempt_timeout: self.attempt_timeout,
+            fault: self.fault,
         }
     }
 
     /// Reads a minimum next delay from each result (HTTP `Retry-After`).
-    pub fn with_retry_after<A2>(self, retry_after: A2) -> ResilienceLayer<C, A2, R> {
+    pub fn with_retry_after<NewRetryAfterHook>(
+        self,
+        retry_after: NewRetryAfterHook,
+    ) -> ResilienceLayer<Classifier, NewRetryAfterHook, CloneRequestHook> {
         ResilienceLayer {
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
@@ -396,6 +471,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
             hedge: self.hedge,
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
+            fault: self.fault,
         }
     }
 
@@ -432,7 +508,10 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     ///     Ok::<_, std::io::Error>(job.0)
     /// })));
     /// ```
-    pub fn with_clone_request<R2: Clone>(self, clone_request: R2) -> ResilienceLayer<C, A, R2> {
+    pub fn with_clone_request<NewCloneRequestHook: Clone>(
+        self,
+        clone_request: NewCloneRequestHook,
+    ) -> ResilienceLayer<Classifier, RetryAfterHook, NewCloneRequestHook> {
         ResilienceLayer {
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
@@ -443,12 +522,31 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
             retry: self.retry.map(|r| r.with_clone_request(clone_request)),
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
+            fault: self.fault,
         }
     }
 
     /// The rate limiter's handle, when one is configured.
     pub fn rate_limit(&self) -> Option<RateLimitHandle> {
         self.rate_limit.as_ref().map(RateLimitLayer::handle)
+    }
+
+    /// The deadline's handle, when one is configured.
+    pub fn deadline(&self) -> Option<TimeoutHandle> {
+        self.deadline.as_ref().map(DeadlineLayer::handle)
+    }
+
+    /// The attempt timeout's handle, when one is configured.
+    pub fn attempt_timeout(&self) -> Option<TimeoutHandle> {
+        self.attempt_timeout
+            .as_ref()
+            .map(AttemptTimeoutLayer::handle)
+    }
+
+    /// The fault injector's handle, when `[fault]` is configured: to change the faults while
+    /// running.
+    pub fn fault(&self) -> Option<FaultHandle> {
+        self.fault.as_ref().map(FaultLayer::handle)
     }
 
     /// The bulkhead's handle, when one is configured.
@@ -473,7 +571,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
 
     /// The breaker layer itself, to put into another stack (the reqwest middleware's).
     #[cfg(feature = "reqwest")]
-    pub(crate) fn circuit_breaker_layer(&self) -> Option<&CircuitBreakerLayer<C>> {
+    pub(crate) fn circuit_breaker_layer(&self) -> Option<&CircuitBreakerLayer<Classifier>> {
         self.breaker.as_ref()
     }
 
@@ -517,11 +615,20 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
                 .iter()
                 .map(RateLimitHandle::snapshot)
                 .collect(),
+            timeouts: self
+                .deadline()
+                .into_iter()
+                .chain(self.attempt_timeout())
+                .map(|h| h.snapshot())
+                .collect(),
+            faults: self.fault().iter().map(FaultHandle::snapshot).collect(),
         }
     }
 }
 
-impl<C, A, R> std::fmt::Debug for ResilienceLayer<C, A, R> {
+impl<Classifier, RetryAfterHook, CloneRequestHook> std::fmt::Debug
+    for ResilienceLayer<Classifier, RetryAfterHook, CloneRequestHook>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResilienceLayer")
             .field("rate_limit", &self.rate_limit.is_some())
@@ -540,6 +647,7 @@ impl<C, A, R> std::fmt::Debug for ResilienceLayer<C, A, R> {
                     .as_ref()
                     .map(AttemptTimeoutLayer::timeout),
             )
+            .field("fault", &self.fault.is_some())
             .finish()
     }
 }
@@ -562,14 +670,33 @@ impl<Req> CloneRequest<Req> for SendOnce {
     }
 }
 
-type Timed<S> = Maybe<AttemptTimeout<S>, S>;
-type Broken<S, C> = Maybe<CircuitBreaker<Timed<S>, C>, Timed<S>>;
-type Hedged<S, C, R> = Maybe<Hedge<Broken<S, C>, C, R>, Broken<S, C>>;
-type Retried<S, C, A, R> =
-    Maybe<Retry<RetryPolicy<C, A, BackoffConfig, R>, Hedged<S, C, R>>, Hedged<S, C, R>>;
-type Bounded<S, C, A, R> = Maybe<DeadlineService<Retried<S, C, A, R>>, Retried<S, C, A, R>>;
-type Bulkheaded<S, C, A, R> = Maybe<Bulkhead<Bounded<S, C, A, R>>, Bounded<S, C, A, R>>;
-type Stacked<S, C, A, R> = Maybe<RateLimit<Bulkheaded<S, C, A, R>>, Bulkheaded<S, C, A, R>>;
+type WithFault<S> = Maybe<Fault<S>, S>;
+type WithAttemptTimeout<S> = Maybe<AttemptTimeout<WithFault<S>>, WithFault<S>>;
+type WithBreaker<S, Classifier> =
+    Maybe<CircuitBreaker<WithAttemptTimeout<S>, Classifier>, WithAttemptTimeout<S>>;
+type WithHedge<S, Classifier, CloneRequestHook> = Maybe<
+    Hedge<WithBreaker<S, Classifier>, Classifier, CloneRequestHook>,
+    WithBreaker<S, Classifier>,
+>;
+type WithRetry<S, Classifier, RetryAfterHook, CloneRequestHook> = Maybe<
+    Retry<
+        RetryPolicy<Classifier, RetryAfterHook, BackoffConfig, CloneRequestHook>,
+        WithHedge<S, Classifier, CloneRequestHook>,
+    >,
+    WithHedge<S, Classifier, CloneRequestHook>,
+>;
+type WithDeadline<S, Classifier, RetryAfterHook, CloneRequestHook> = Maybe<
+    DeadlineService<WithRetry<S, Classifier, RetryAfterHook, CloneRequestHook>>,
+    WithRetry<S, Classifier, RetryAfterHook, CloneRequestHook>,
+>;
+type WithBulkhead<S, Classifier, RetryAfterHook, CloneRequestHook> = Maybe<
+    Bulkhead<WithDeadline<S, Classifier, RetryAfterHook, CloneRequestHook>>,
+    WithDeadline<S, Classifier, RetryAfterHook, CloneRequestHook>,
+>;
+type Composed<S, Classifier, RetryAfterHook, CloneRequestHook> = Maybe<
+    RateLimit<WithBulkhead<S, Classifier, RetryAfterHook, CloneRequestHook>>,
+    WithBulkhead<S, Classifier, RetryAfterHook, CloneRequestHook>,
+>;
 
 fn maybe<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Maybe<L::Service, S> {
     match layer {
@@ -578,24 +705,26 @@ fn maybe<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Maybe<L::Service, S> {
     }
 }
 
-impl<S, C, A, R> Layer<S> for ResilienceLayer<C, A, R>
+impl<S, Classifier, RetryAfterHook, CloneRequestHook> Layer<S>
+    for ResilienceLayer<Classifier, RetryAfterHook, CloneRequestHook>
 where
-    C: Clone,
-    A: Clone,
-    R: Clone,
+    Classifier: Clone,
+    RetryAfterHook: Clone,
+    CloneRequestHook: Clone,
 {
-    type Service = Resilience<S, C, A, R>;
+    type Service = Resilience<S, Classifier, RetryAfterHook, CloneRequestHook>;
 
     fn layer(&self, service: S) -> Self::Service {
         self.layer_with_breaker(service, self.breaker.as_ref())
     }
 }
 
-impl<C, A, R> ResilienceLayer<C, A, R>
+impl<Classifier, RetryAfterHook, CloneRequestHook>
+    ResilienceLayer<Classifier, RetryAfterHook, CloneRequestHook>
 where
-    C: Clone,
-    A: Clone,
-    R: Clone,
+    Classifier: Clone,
+    RetryAfterHook: Clone,
+    CloneRequestHook: Clone,
 {
     /// The stack around `service` with `breaker` in the breaker's place instead of the
     /// configured one: how the reqwest middleware puts the upstream host's own breaker into
@@ -603,9 +732,10 @@ where
     pub(crate) fn layer_with_breaker<S>(
         &self,
         service: S,
-        breaker: Option<&CircuitBreakerLayer<C>>,
-    ) -> Resilience<S, C, A, R> {
-        let timed = maybe(self.attempt_timeout.as_ref(), service);
+        breaker: Option<&CircuitBreakerLayer<Classifier>>,
+    ) -> Resilience<S, Classifier, RetryAfterHook, CloneRequestHook> {
+        let faulty = maybe(self.fault.as_ref(), service);
+        let timed = maybe(self.attempt_timeout.as_ref(), faulty);
         let broken = maybe(breaker, timed);
         let hedged = maybe(self.hedge.as_ref(), broken);
         let retried = maybe(self.retry.as_ref(), hedged);
@@ -627,30 +757,38 @@ where
 /// let svc = layer.layer(service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
 /// # let _ = svc;
 /// ```
-pub struct Resilience<S, C = ErrorsAreFailures, A = (), R = Cloned> {
-    inner: Stacked<S, C, A, R>,
+pub struct Resilience<
+    S,
+    Classifier = ErrorsAreFailures,
+    RetryAfterHook = (),
+    CloneRequestHook = Cloned,
+> {
+    inner: Composed<S, Classifier, RetryAfterHook, CloneRequestHook>,
 }
 
-impl<S, C, A, R> Resilience<S, C, A, R> {
+impl<S, Classifier, RetryAfterHook, CloneRequestHook>
+    Resilience<S, Classifier, RetryAfterHook, CloneRequestHook>
+{
     /// The composed services, outermost first.
-    pub fn get_ref(&self) -> &Stacked<S, C, A, R> {
+    pub fn get_ref(&self) -> &Composed<S, Classifier, RetryAfterHook, CloneRequestHook> {
         &self.inner
     }
 
     /// The composed services, mutably.
-    pub fn get_mut(&mut self) -> &mut Stacked<S, C, A, R> {
+    pub fn get_mut(&mut self) -> &mut Composed<S, Classifier, RetryAfterHook, CloneRequestHook> {
         &mut self.inner
     }
 
     /// Unwraps the composed services.
-    pub fn into_inner(self) -> Stacked<S, C, A, R> {
+    pub fn into_inner(self) -> Composed<S, Classifier, RetryAfterHook, CloneRequestHook> {
         self.inner
     }
 }
 
-impl<S, C, A, R> Clone for Resilience<S, C, A, R>
+impl<S, Classifier, RetryAfterHook, CloneRequestHook> Clone
+    for Resilience<S, Classifier, RetryAfterHook, CloneRequestHook>
 where
-    Stacked<S, C, A, R>: Clone,
+    Composed<S, Classifier, RetryAfterHook, CloneRequestHook>: Clone,
 {
     fn clone(&self) -> Self {
         Self {
@@ -659,28 +797,33 @@ where
     }
 }
 
-impl<S, C, A, R> std::fmt::Debug for Resilience<S, C, A, R> {
+impl<S, Classifier, RetryAfterHook, CloneRequestHook> std::fmt::Debug
+    for Resilience<S, Classifier, RetryAfterHook, CloneRequestHook>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Resilience").finish_non_exhaustive()
     }
 }
 
 // The bounds are the real ones, in terms of the user's service and hooks, rather than
-// "`Stacked<S, C, A, R>: Service`": so a classifier for the wrong error type, or a request that
+// "`Composed<S, Classifier, RetryAfterHook, CloneRequestHook>: Service`": so a classifier for the wrong error type, or a request that
 // cannot be cloned, is reported as that (with the hook trait's message), instead of as an
 // unsatisfied bound on a page-long composed type. The hooks see `BoxError`, because every
 // piece inside boxes the error of the one it wraps.
-impl<S, C, A, R, Req> Service<Req> for Resilience<S, C, A, R>
+impl<S, Classifier, RetryAfterHook, CloneRequestHook, Req> Service<Req>
+    for Resilience<S, Classifier, RetryAfterHook, CloneRequestHook>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError> + Clone,
-    A: RetryAfter<S::Response, BoxError> + Clone,
-    R: CloneRequest<Req> + Clone,
+    Classifier: Classify<S::Response, BoxError> + Clone,
+    RetryAfterHook: RetryAfter<S::Response, BoxError> + Clone,
+    CloneRequestHook: CloneRequest<Req> + Clone,
 {
-    type Response = <Stacked<S, C, A, R> as Service<Req>>::Response;
+    type Response =
+        <Composed<S, Classifier, RetryAfterHook, CloneRequestHook> as Service<Req>>::Response;
     type Error = BoxError;
-    type Future = <Stacked<S, C, A, R> as Service<Req>>::Future;
+    type Future =
+        <Composed<S, Classifier, RetryAfterHook, CloneRequestHook> as Service<Req>>::Future;
 
     #[inline(always)]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -813,6 +956,8 @@ mod tests {
                 "hedge.budget",
             ),
             ("attempt_timeout = \"0s\"", "attempt_timeout"),
+            ("[fault]\nerror_rate = 1.5", "fault.error_rate"),
+            ("[fault]\nerror_rate = -0.1", "fault.error_rate"),
             (
                 "deadline = \"1s\"\nattempt_timeout = \"2s\"",
                 "attempt_timeout",
@@ -855,6 +1000,59 @@ mod tests {
         assert!(text.contains("line 2"), "{text}");
     }
 
+    /// `[fault]` sits innermost: its latency is cut by the attempt timeout, its errors are
+    /// what the breaker records and retry retries; and it follows a reconfigure.
+    #[tokio::test(start_paused = true)]
+    async fn injected_faults_look_like_the_dependencys_own() {
+        use tower::ServiceExt;
+
+        let config: StackConfig = toml::from_str(
+            "attempt_timeout = \"100ms\"\n\
+             [fault]\nerror_rate = 1.0\n\
+             [retry]\nmax_attempts = 3\nbudget = false\n\
+             [circuit_breaker]\nminimum_calls = 3\nfailure_rate_threshold = 50",
+        )
+        .unwrap();
+        let layer = config.clone().into_layer("faulty").unwrap();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        let svc = layer.layer(tower::service_fn(move |_: ()| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async { Ok::<_, std::io::Error>(()) }
+        }));
+        // Every attempt fails with the injected error: retried, then the breaker opens.
+        let err = svc.clone().oneshot(()).await.unwrap_err();
+        assert!(matches!(
+            crate::Error::from_boxed(err),
+            crate::Error::InjectedFault(_)
+        ));
+        let snapshot = layer.snapshot();
+        assert_eq!(snapshot.faults[0].injected_errors_total, 3);
+        assert_eq!(
+            snapshot.breakers[0].state,
+            crate::circuit_breaker::CircuitState::Open
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+        // Latency instead of errors, live: the attempt timeout cuts it.
+        let slow = StackConfig {
+            fault: Some(FaultConfig {
+                latency: Duration::from_secs(1),
+                error_rate: 0.0,
+            }),
+            ..config
+        };
+        layer.reconfigure(slow.clone()).unwrap();
+        assert_eq!(layer.config().fault, slow.fault);
+        layer.circuit_breaker().unwrap().reset();
+        let err = svc.oneshot(()).await.unwrap_err();
+        assert!(matches!(
+            crate::Error::from_boxed(err),
+            crate::Error::Timeout(_)
+        ));
+        assert_eq!(layer.snapshot().timeouts[0].timeouts_total, 3);
+    }
+
     #[test]
     fn unknown_fields_are_rejected() {
         assert!(toml::from_str::<StackConfig>("retries = 3").is_err());
@@ -871,6 +1069,10 @@ mod tests {
             hedge: Some(HedgeConfig::default()),
             circuit_breaker: Some(CircuitBreakerConfig::default()),
             attempt_timeout: Some(Duration::from_millis(300)),
+            fault: Some(FaultConfig {
+                latency: Duration::from_millis(20),
+                error_rate: 0.25,
+            }),
         };
         let text = toml::to_string(&config).unwrap();
         assert!(text.contains("deadline = \"1s 500ms\""), "{text}");

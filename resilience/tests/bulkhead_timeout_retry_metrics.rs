@@ -154,12 +154,8 @@ async fn timeout_metrics() {
     let capture = Capture::default();
     let (attempt, deadline) = metrics::with_local_recorder(&capture, || {
         (
-            AttemptTimeoutLayer::new(Duration::from_millis(10))
-                .unwrap()
-                .with_name("users"),
-            DeadlineLayer::new(Duration::from_millis(10))
-                .unwrap()
-                .with_name("users"),
+            AttemptTimeoutLayer::new("users", Duration::from_millis(10)).unwrap(),
+            DeadlineLayer::new("users", Duration::from_millis(10)).unwrap(),
         )
     });
     let slow = service_fn(|_: ()| async {

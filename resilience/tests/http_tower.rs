@@ -183,7 +183,7 @@ async fn failures_of_the_callers_deadline_leave_the_breaker_closed_and_are_not_r
     // by a handler behind `AcceptDeadlineLayer` does) and fails when that deadline passes.
     let client = ServiceBuilder::new()
         .layer(layer.clone())
-        .layer(DeadlineLayer::new(Duration::from_secs(30)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(30)).unwrap())
         .service(hangs);
     for _ in 0..20 {
         let start = Instant::now();
@@ -234,7 +234,7 @@ async fn a_probe_failing_on_the_callers_deadline_gives_its_slot_back() {
     .for_http();
     let client = ServiceBuilder::new()
         .layer(layer.clone())
-        .layer(DeadlineLayer::new(Duration::from_secs(30)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(30)).unwrap())
         .service(upstream);
     for _ in 0..2 {
         let res = client.clone().oneshot(get("/fail")).await.unwrap();

@@ -215,7 +215,7 @@ async fn the_deadline_spans_all_attempts() {
     // start at 1200 ms, past the 1 s deadline, so retry gives up at 900 ms with the last error.
     let dep = Dependency::failing();
     let mut svc = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(1)).unwrap())
         .layer(fixed(10, Duration::from_millis(300)))
         .service(dep.service());
     let start = Instant::now();
@@ -227,7 +227,7 @@ async fn the_deadline_spans_all_attempts() {
     // Slow attempts: the deadline cuts the third one short.
     let dep = Dependency::failing().with_latency(Duration::from_millis(400));
     let mut svc = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(1)).unwrap())
         .layer(fixed(10, Duration::ZERO))
         .service(dep.service());
     let start = Instant::now();
@@ -390,7 +390,7 @@ async fn retry_after_raises_the_delay_and_can_end_the_retries() {
     // A hint that ends past the deadline means giving up now.
     let dep = Dependency::new(vec![Ok(503), Ok(200)]);
     let mut svc = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_millis(500)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_millis(500)).unwrap())
         .layer(
             fixed(5, Duration::from_millis(100))
                 .with_classifier(classify)

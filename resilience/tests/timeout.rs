@@ -39,11 +39,7 @@ async fn attempt_timeout_fires_exactly_at_the_timeout() {
 #[tokio::test(start_paused = true)]
 async fn attempt_timeout_passes_fast_results_and_inner_errors() {
     let mut svc = ServiceBuilder::new()
-        .layer(
-            AttemptTimeoutLayer::new(Duration::from_millis(100))
-                .unwrap()
-                .with_name("t"),
-        )
+        .layer(AttemptTimeoutLayer::new("t", Duration::from_millis(100)).unwrap())
         .service(sleeper());
     assert_eq!(svc.ready().await.unwrap().call(99).await.unwrap(), 99);
     assert_eq!(svc.ready().await.unwrap().call(0).await.unwrap(), 0);
@@ -59,13 +55,15 @@ async fn attempt_timeout_passes_fast_results_and_inner_errors() {
 #[test]
 fn zero_durations_are_refused_by_name() {
     assert_eq!(
-        AttemptTimeoutLayer::new(Duration::ZERO)
+        AttemptTimeoutLayer::new("test", Duration::ZERO)
             .unwrap_err()
             .field(),
         "timeout"
     );
     assert_eq!(
-        DeadlineLayer::new(Duration::ZERO).unwrap_err().field(),
+        DeadlineLayer::new("test", Duration::ZERO)
+            .unwrap_err()
+            .field(),
         "deadline"
     );
 }
@@ -127,8 +125,8 @@ async fn a_nested_deadline_keeps_the_earlier_one() {
     let start = Instant::now();
     let spy = Spy::default();
     let mut outer_short = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
-        .layer(DeadlineLayer::new(Duration::from_secs(5)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(1)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(5)).unwrap())
         .service(spy.service());
     outer_short.ready().await.unwrap().call(()).await.unwrap();
     assert_eq!(
@@ -139,8 +137,8 @@ async fn a_nested_deadline_keeps_the_earlier_one() {
     let spy = Spy::default();
     let now = Instant::now();
     let mut inner_short = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(5)).unwrap())
-        .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(5)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(1)).unwrap())
         .service(spy.service());
     inner_short.ready().await.unwrap().call(()).await.unwrap();
     assert_eq!(
@@ -180,8 +178,8 @@ async fn deadline_scope_works_outside_tower() {
 #[tokio::test(start_paused = true)]
 async fn attempt_timeout_inside_a_deadline_fires_first_when_shorter() {
     let mut svc = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
-        .layer(AttemptTimeoutLayer::new(Duration::from_millis(200)).unwrap())
+        .layer(DeadlineLayer::new("test", Duration::from_secs(1)).unwrap())
+        .layer(AttemptTimeoutLayer::new("test", Duration::from_millis(200)).unwrap())
         .service(sleeper());
     let mut fut = task::spawn(svc.ready().await.unwrap().call(500));
     assert_pending!(fut.poll());
@@ -258,7 +256,7 @@ async fn the_deadline_keeps_its_old_paths_under_timeout() {
         .await;
     assert_eq!(seen, Some(old));
     let layer: DeadlineLayer =
-        resilience_layers::timeout::DeadlineLayer::new(Duration::from_secs(1)).unwrap();
+        resilience_layers::timeout::DeadlineLayer::new("test", Duration::from_secs(1)).unwrap();
     let svc: resilience_layers::timeout::DeadlineService<_> = layer.layer(sleeper());
     let future: resilience_layers::timeout::future::DeadlineFuture<_> =
         DeadlineService::clone(&svc).call(5);
@@ -266,4 +264,42 @@ async fn the_deadline_keeps_its_old_paths_under_timeout() {
     let scoped: resilience_layers::timeout::WithDeadline<std::future::Ready<()>> =
         old.scope(std::future::ready(()));
     scoped.await;
+}
+
+/// Each limit counts into its own handle under the name it was given, and the stack's
+/// snapshot shows both: two timeouts named alike no longer share one anonymous series.
+#[tokio::test(start_paused = true)]
+async fn each_timeout_counts_into_its_own_named_snapshot() {
+    use resilience_layers::{deadline::TimeoutKind, stack::StackConfig};
+
+    let config: StackConfig =
+        toml::from_str("deadline = \"1s\"\nattempt_timeout = \"200ms\"").unwrap();
+    let layer = config.into_layer("users").unwrap();
+    let svc = layer.layer(sleeper());
+    // A slow call: the attempt timeout fires, the deadline does not.
+    assert!(matches!(
+        Error::from_boxed(svc.clone().oneshot(5_000).await.unwrap_err()),
+        Error::Timeout(_)
+    ));
+    // A fast one: neither fires.
+    assert_eq!(svc.clone().oneshot(10).await.unwrap(), 10);
+    let timeouts = layer.snapshot().timeouts;
+    let counted: Vec<_> = timeouts
+        .iter()
+        .map(|t| (t.name.as_str(), t.kind, t.limit, t.timeouts_total))
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            ("users", TimeoutKind::Deadline, Duration::from_secs(1), 0),
+            ("users", TimeoutKind::Attempt, Duration::from_millis(200), 1),
+        ]
+    );
+
+    // The deadline alone, past its budget: only its own count moves.
+    let deadline = DeadlineLayer::new("orders", Duration::from_millis(300)).unwrap();
+    let err = deadline.layer(sleeper()).oneshot(1_000).await.unwrap_err();
+    assert!(matches!(Error::from_boxed(err), Error::DeadlineExceeded(_)));
+    assert_eq!(deadline.handle().snapshot().timeouts_total, 1);
+    assert_eq!(layer.deadline().unwrap().snapshot().timeouts_total, 0);
 }

@@ -58,12 +58,12 @@ pub fn bulkhead() -> impl Service<u64> + Clone + Send {
 }
 
 pub fn attempt_timeout() -> impl Service<u64> + Clone + Send {
-    let layer = AttemptTimeoutLayer::new(Duration::from_secs(1)).expect("timeout");
+    let layer = AttemptTimeoutLayer::new("bench", Duration::from_secs(1)).expect("timeout");
     ServiceBuilder::new().layer(layer).service(bare())
 }
 
 pub fn deadline() -> impl Service<u64> + Clone + Send {
-    let layer = DeadlineLayer::new(Duration::from_secs(1)).expect("deadline");
+    let layer = DeadlineLayer::new("bench", Duration::from_secs(1)).expect("deadline");
     ServiceBuilder::new().layer(layer).service(bare())
 }
 
@@ -81,6 +81,7 @@ pub fn stack() -> impl Service<u64> + Clone + Send {
         retry: Some(retry_config()),
         circuit_breaker: Some(breaker_config()),
         attempt_timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
     };
     let layer = config.into_layer("bench").expect("stack");
     ServiceBuilder::new().layer(layer).service(bare())

@@ -14,11 +14,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{BulkheadConfig, BulkheadEvent};
 use crate::{
+    cache_lines::{StripedCounter, ThreadView},
     config::{ConfigError, nanos},
     error::{BoxError, BulkheadFull},
     events::{Channel, Subscription},
     name::Name,
-    per_thread::{StripedCounter, ThreadView},
 };
 
 /// A cloneable handle on one bulkhead: its name, a [`snapshot`](Self::snapshot), and

@@ -13,7 +13,7 @@ use super::{
     BulkheadHandle, BulkheadPermit, ResponseFuture,
     handle::{View, Waiting},
 };
-use crate::{error::BoxError, per_thread::ThreadView};
+use crate::{cache_lines::ThreadView, error::BoxError};
 
 /// Limits how many calls run at once; a caller that waits longer than `max_wait` for a permit
 /// gets [`BulkheadFull`](crate::error::BulkheadFull) instead of queueing forever.

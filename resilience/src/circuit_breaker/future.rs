@@ -30,20 +30,20 @@ pin_project! {
     /// assert_eq!(fut.await.unwrap(), 7);
     /// # });
     /// ```
-    pub struct ResponseFuture<F, C = ErrorsAreFailures> {
+    pub struct ResponseFuture<F, Classifier = ErrorsAreFailures> {
         #[pin]
-        kind: Kind<F, C>,
+        kind: Kind<F, Classifier>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, C> {
+    enum Kind<F, Classifier> {
         Called {
             #[pin]
             future: F,
             permit: Option<CallPermit>,
-            classifier: C,
+            classifier: Classifier,
         },
         Rejected {
             error: Option<BoxError>,
@@ -51,9 +51,9 @@ pin_project! {
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
+impl<F, Classifier> ResponseFuture<F, Classifier> {
     #[inline]
-    pub(crate) fn called(future: F, permit: CallPermit, classifier: C) -> Self {
+    pub(crate) fn called(future: F, permit: CallPermit, classifier: Classifier) -> Self {
         Self {
             kind: Kind::Called {
                 future,
@@ -70,11 +70,11 @@ impl<F, C> ResponseFuture<F, C> {
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, Classifier, T, E> Future for ResponseFuture<F, Classifier>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
-    C: Classify<T, E>,
+    Classifier: Classify<T, E>,
 {
     type Output = Result<T, BoxError>;
 
@@ -99,7 +99,7 @@ where
     }
 }
 
-impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
+impl<F, Classifier> std::fmt::Debug for ResponseFuture<F, Classifier> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {
             Kind::Called { .. } => "called",

@@ -13,12 +13,12 @@ use super::config::CircuitBreakerConfig;
 use super::event::CircuitEvent;
 use super::snapshot::CircuitSnapshot;
 use super::state::{CallKind, CircuitState, Hooks, RawPermit, Rejected, StateMachine};
+use crate::cache_lines::{StripedCounter, ThreadView};
 use crate::classify::Outcome;
 use crate::config::ConfigError;
 use crate::error::{BoxError, CircuitOpen, HalfOpenFull};
 use crate::events::{Channel, Subscription};
 use crate::name::Name;
-use crate::per_thread::{StripedCounter, ThreadView};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Metrics and events for one named breaker. Every handle is registered once, here; the

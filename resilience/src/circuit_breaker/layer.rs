@@ -31,9 +31,9 @@ use crate::name::Name;
 /// # Ok::<(), resilience_layers::ConfigError>(())
 /// ```
 #[derive(Clone)]
-pub struct CircuitBreakerLayer<C = ErrorsAreFailures> {
+pub struct CircuitBreakerLayer<Classifier = ErrorsAreFailures> {
     shared: Arc<Shared>,
-    classifier: C,
+    classifier: Classifier,
 }
 
 impl CircuitBreakerLayer {
@@ -58,13 +58,16 @@ impl CircuitBreakerLayer {
     }
 }
 
-impl<C> CircuitBreakerLayer<C> {
+impl<Classifier> CircuitBreakerLayer<Classifier> {
     /// Decides success, failure or ignored with `classifier` instead.
     ///
     /// Alone, the breaker hands the classifier the inner service's own error type; inside a
     /// [`ResilienceLayer`](crate::stack::ResilienceLayer), or around another layer of this
     /// crate, that type is [`BoxError`](crate::BoxError).
-    pub fn with_classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
+    pub fn with_classifier<NewClassifier>(
+        self,
+        classifier: NewClassifier,
+    ) -> CircuitBreakerLayer<NewClassifier> {
         CircuitBreakerLayer {
             shared: self.shared,
             classifier,
@@ -77,15 +80,15 @@ impl<C> CircuitBreakerLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
-    type Service = CircuitBreaker<S, C>;
+impl<S, Classifier: Clone> Layer<S> for CircuitBreakerLayer<Classifier> {
+    type Service = CircuitBreaker<S, Classifier>;
 
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreaker::from_shared(inner, self.shared.clone(), self.classifier.clone())
     }
 }
 
-impl<C> std::fmt::Debug for CircuitBreakerLayer<C> {
+impl<Classifier> std::fmt::Debug for CircuitBreakerLayer<Classifier> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
             .field("handle", &self.handle())

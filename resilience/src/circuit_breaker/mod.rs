@@ -123,7 +123,7 @@
 
 mod config;
 mod event;
-mod future;
+pub mod future;
 mod handle;
 mod layer;
 mod params;

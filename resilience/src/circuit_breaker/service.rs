@@ -37,10 +37,10 @@ use crate::error::BoxError;
 /// assert!(matches!(Error::from_boxed(err), Error::CircuitOpen(_)));
 /// # });
 /// ```
-pub struct CircuitBreaker<S, C = ErrorsAreFailures> {
+pub struct CircuitBreaker<S, Classifier = ErrorsAreFailures> {
     inner: S,
     local: Arc<Local>,
-    classifier: C,
+    classifier: Classifier,
     decision: Decision,
 }
 
@@ -58,8 +58,8 @@ impl<S> CircuitBreaker<S> {
     }
 }
 
-impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>, classifier: C) -> Self {
+impl<S, Classifier> CircuitBreaker<S, Classifier> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>, classifier: Classifier) -> Self {
         Self {
             inner,
             local: Local::new(shared),
@@ -69,7 +69,10 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 
     /// Decides success, failure or ignored with `classifier` instead.
-    pub fn with_classifier<C2>(self, classifier: C2) -> CircuitBreaker<S, C2> {
+    pub fn with_classifier<NewClassifier>(
+        self,
+        classifier: NewClassifier,
+    ) -> CircuitBreaker<S, NewClassifier> {
         CircuitBreaker {
             inner: self.inner,
             local: self.local,
@@ -99,15 +102,15 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+impl<S, Classifier, Req> Service<Req> for CircuitBreaker<S, Classifier>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error> + Clone,
+    Classifier: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = ResponseFuture<S::Future, Classifier>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // Ask the breaker first (again, if an earlier poll was rejected: the wait may be
@@ -147,7 +150,7 @@ where
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+impl<S: Clone, Classifier: Clone> Clone for CircuitBreaker<S, Classifier> {
     /// A clone reports to the same breaker but starts undecided: a permit (a half-open probe
     /// slot, perhaps) reserved by this service's `poll_ready` belongs to its next `call`, and
     /// must neither be duplicated nor leak into a clone that may never call.
@@ -165,7 +168,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     }
 }
 
-impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+impl<S: fmt::Debug, Classifier> fmt::Debug for CircuitBreaker<S, Classifier> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)

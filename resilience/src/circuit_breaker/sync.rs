@@ -21,4 +21,4 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-pub(crate) use crate::per_thread::Padded;
+pub(crate) use crate::cache_lines::Padded;

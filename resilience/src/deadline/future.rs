@@ -7,11 +7,11 @@ use std::{
     time::Duration,
 };
 
-use metrics::Counter;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::TimeoutCounter;
 use super::{
     Deadline, current_deadline,
     scope::{Lazy, Scope},
@@ -30,7 +30,7 @@ pin_project! {
         sleep: Option<Pin<Box<Sleep>>>,
         deadline: Lazy,
         given: Duration,
-        counter: Counter,
+        counter: TimeoutCounter,
     }
 }
 
@@ -44,7 +44,7 @@ impl<F> DeadlineFuture<F> {
         inner: &mut S,
         req: Req,
         budget: Duration,
-        counter: &Counter,
+        counter: &TimeoutCounter,
     ) -> Self
     where
         S: Service<Req, Future = F>,
@@ -79,7 +79,7 @@ impl<F> DeadlineFuture<F> {
     }
 
     /// A future that fails at once: the deadline passed before the call was made.
-    pub(crate) fn expired(given: Duration, counter: Counter) -> Self {
+    pub(crate) fn expired(given: Duration, counter: TimeoutCounter) -> Self {
         Self {
             inner: None,
             sleep: None,
@@ -123,7 +123,7 @@ where
 /// Counts a call whose deadline passed, logs it, and builds the error its caller sees, as
 /// the attempt timeout does for an attempt.
 #[cold]
-pub(crate) fn deadline_exceeded(budget: Duration, counter: &Counter) -> BoxError {
+pub(crate) fn deadline_exceeded(budget: Duration, counter: &TimeoutCounter) -> BoxError {
     counter.increment(1);
     tracing::debug!(target: "resilience", budget = ?budget, "deadline exceeded");
     DeadlineExceeded::new(budget).into()

@@ -3,7 +3,7 @@ use std::{sync::Arc, time::Duration};
 use metrics::Counter;
 use tower::Layer;
 
-use super::DeadlineService;
+use super::{DeadlineService, TimeoutHandle, TimeoutKind};
 use crate::config::{ConfigError, check_positive};
 
 /// Applies a [`DeadlineService`] to services: a total time limit for the whole call.
@@ -12,40 +12,38 @@ use crate::config::{ConfigError, check_positive};
 /// use std::time::Duration;
 /// use resilience_layers::deadline::DeadlineLayer;
 ///
-/// let layer = DeadlineLayer::new(Duration::from_secs(2)).unwrap().with_name("users");
+/// let layer = DeadlineLayer::new("users", Duration::from_secs(2)).unwrap();
 /// assert_eq!(layer.budget(), Duration::from_secs(2));
+/// assert_eq!(layer.handle().name(), "users");
 /// ```
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
-    budget: Duration,
-    counter: Counter,
+    handle: TimeoutHandle,
 }
 
 impl DeadlineLayer {
-    /// Each call gets `budget` in total; zero is a [`ConfigError`] on the field `deadline`.
-    pub fn new(budget: Duration) -> Result<Self, ConfigError> {
+    /// Each call gets `budget` in total; `name` labels the `resilience_timeouts_total` series
+    /// and the snapshot. Zero is a [`ConfigError`] on the field `deadline`.
+    pub fn new(name: impl Into<Arc<str>>, budget: Duration) -> Result<Self, ConfigError> {
         check_positive("deadline", budget)?;
         Ok(Self {
-            budget,
-            counter: timeouts_counter("default", "deadline"),
+            handle: TimeoutHandle::new(name.into(), TimeoutKind::Deadline, budget),
         })
-    }
-
-    /// Labels the `resilience_timeouts_total` metric with `name` (default `"default"`).
-    #[must_use]
-    pub fn with_name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.counter = timeouts_counter(&name.into(), "deadline");
-        self
     }
 
     /// The total time each call is given.
     pub fn budget(&self) -> Duration {
-        self.budget
+        self.handle.limit()
+    }
+
+    /// Its name, limit and count of calls past their deadline.
+    pub fn handle(&self) -> TimeoutHandle {
+        self.handle.clone()
     }
 
     /// Marks its series as updated; see [`keyed`](crate::keyed).
     pub(crate) fn touch_metrics(&self) {
-        self.counter.increment(0);
+        self.handle.counter().increment(0);
     }
 }
 
@@ -53,7 +51,7 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = DeadlineService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService::with_counter(inner, self.budget, self.counter.clone())
+        DeadlineService::with_counter(inner, self.budget(), self.handle.counter().clone())
     }
 }
 

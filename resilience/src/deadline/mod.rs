@@ -26,7 +26,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let mut svc = ServiceBuilder::new()
-//!     .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap().with_name("users"))
+//!     .layer(DeadlineLayer::new("users", Duration::from_secs(1)).unwrap())
 //!     .service(service_fn(|ms: u64| async move {
 //!         // Inner code sees how long it has left.
 //!         let left = current_deadline().expect("set by the layer").remaining();
@@ -40,6 +40,7 @@
 //! ```
 
 pub mod future;
+mod handle;
 mod layer;
 mod scope;
 mod service;
@@ -47,8 +48,9 @@ mod value;
 
 #[cfg(feature = "reqwest")]
 pub(crate) use self::future::deadline_exceeded;
-pub(crate) use self::layer::timeouts_counter;
+pub(crate) use self::{handle::TimeoutCounter, layer::timeouts_counter};
 pub use self::{
+    handle::{TimeoutHandle, TimeoutKind, TimeoutSnapshot},
     layer::DeadlineLayer,
     scope::{WithDeadline, current_deadline},
     service::DeadlineService,

@@ -129,7 +129,7 @@ impl Drop for Scope {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let mut svc = ServiceBuilder::new()
-///     .layer(DeadlineLayer::new(Duration::from_secs(2)).unwrap())
+///     .layer(DeadlineLayer::new("users", Duration::from_secs(2)).unwrap())
 ///     .service(service_fn(|_: ()| async { Ok::<_, std::io::Error>(current_deadline()) }));
 /// let seen = svc.ready().await.unwrap().call(()).await.unwrap().unwrap();
 /// assert!(seen.remaining() <= Duration::from_secs(2));

@@ -3,10 +3,9 @@ use std::{
     time::Duration,
 };
 
-use metrics::Counter;
 use tower::Service;
 
-use super::{future::DeadlineFuture, layer::timeouts_counter};
+use super::{TimeoutCounter, future::DeadlineFuture, layer::timeouts_counter};
 use crate::error::BoxError;
 
 /// Gives a whole call (retries and backoff included) a total time; past it the call fails
@@ -41,16 +40,20 @@ use crate::error::BoxError;
 pub struct DeadlineService<S> {
     inner: S,
     budget: Duration,
-    counter: Counter,
+    counter: TimeoutCounter,
 }
 
 impl<S> DeadlineService<S> {
     /// Wraps `inner` so each call is given `budget` in total.
     pub fn new(inner: S, budget: Duration) -> Self {
-        Self::with_counter(inner, budget, timeouts_counter("default", "deadline"))
+        Self::with_counter(
+            inner,
+            budget,
+            TimeoutCounter::new(timeouts_counter("default", "deadline")),
+        )
     }
 
-    pub(super) fn with_counter(inner: S, budget: Duration, counter: Counter) -> Self {
+    pub(super) fn with_counter(inner: S, budget: Duration, counter: TimeoutCounter) -> Self {
         Self {
             inner,
             budget,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     config::ConfigError,
-    retry::{SplitMix64, random_seed},
+    random::{SplitMix64, random_seed},
 };
 
 /// The switches of a [`FaultLayer`](super::FaultLayer): added latency and an error rate,

@@ -12,9 +12,9 @@ use super::{Fault, FaultHandle};
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Clone)]
-pub struct FaultLayer<H = ()> {
+pub struct FaultLayer<LatencyHook = ()> {
     handle: FaultHandle,
-    latency: H,
+    latency: LatencyHook,
 }
 
 impl FaultLayer {
@@ -27,9 +27,17 @@ impl FaultLayer {
     }
 }
 
-impl<H> FaultLayer<H> {
+impl<LatencyHook> FaultLayer<LatencyHook> {
+    /// The handle its services obey.
+    pub fn handle(&self) -> FaultHandle {
+        self.handle.clone()
+    }
+
     /// Also lets each request ask for latency (see [`RequestLatency`](super::RequestLatency)).
-    pub fn with_request_latency<H2>(self, latency: H2) -> FaultLayer<H2> {
+    pub fn with_request_latency<NewLatencyHook>(
+        self,
+        latency: NewLatencyHook,
+    ) -> FaultLayer<NewLatencyHook> {
         FaultLayer {
             handle: self.handle,
             latency,
@@ -37,8 +45,8 @@ impl<H> FaultLayer<H> {
     }
 }
 
-impl<S, H: Clone> Layer<S> for FaultLayer<H> {
-    type Service = Fault<S, H>;
+impl<S, LatencyHook: Clone> Layer<S> for FaultLayer<LatencyHook> {
+    type Service = Fault<S, LatencyHook>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Fault::new(inner, self.handle.clone()).with_request_latency(self.latency.clone())

@@ -27,44 +27,19 @@
 //! # }
 //! ```
 
-mod future;
+mod config;
+pub mod future;
 mod handle;
 mod latency;
 mod layer;
 mod service;
 
-use std::fmt;
-
 pub use self::{
+    config::FaultConfig,
     future::ResponseFuture,
     handle::{FaultHandle, FaultSnapshot},
     latency::{MAX_REQUEST_LATENCY, RequestLatency, parse_latency},
     layer::FaultLayer,
     service::Fault,
 };
-
-/// The error a [`Fault`] injects in place of the inner service's answer.
-///
-/// ```
-/// use resilience_layers::fault::{FaultHandle, Fault, InjectedFault};
-/// use tower::{ServiceExt, service_fn};
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let faults = FaultHandle::new();
-/// faults.set_error_rate(1.0).unwrap();
-/// let svc = Fault::new(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }), faults);
-/// let err = svc.oneshot(()).await.unwrap_err();
-/// assert_eq!(err.to_string(), "injected fault");
-/// assert!(err.downcast_ref::<InjectedFault>().is_some());
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct InjectedFault(());
-
-impl fmt::Display for InjectedFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("injected fault")
-    }
-}
-
-impl std::error::Error for InjectedFault {}
+pub use crate::error::InjectedFault;

@@ -28,10 +28,10 @@ use crate::error::BoxError;
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Fault<S, H = ()> {
+pub struct Fault<S, LatencyHook = ()> {
     inner: S,
     handle: FaultHandle,
-    latency: H,
+    latency: LatencyHook,
 }
 
 impl<S> Fault<S> {
@@ -45,9 +45,12 @@ impl<S> Fault<S> {
     }
 }
 
-impl<S, H> Fault<S, H> {
+impl<S, LatencyHook> Fault<S, LatencyHook> {
     /// Also lets each request ask for latency.
-    pub fn with_request_latency<H2>(self, latency: H2) -> Fault<S, H2> {
+    pub fn with_request_latency<NewLatencyHook>(
+        self,
+        latency: NewLatencyHook,
+    ) -> Fault<S, NewLatencyHook> {
         Fault {
             inner: self.inner,
             handle: self.handle,
@@ -71,11 +74,11 @@ impl<S, H> Fault<S, H> {
     }
 }
 
-impl<S, H, Req> Service<Req> for Fault<S, H>
+impl<S, LatencyHook, Req> Service<Req> for Fault<S, LatencyHook>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    H: RequestLatency<Req>,
+    LatencyHook: RequestLatency<Req>,
 {
     type Response = S::Response;
     type Error = BoxError;

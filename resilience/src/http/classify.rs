@@ -307,6 +307,7 @@ fn classify_link(e: &(dyn StdError + 'static)) -> Option<HttpFailureClass> {
     if let Some(e) = e.downcast_ref::<crate::Error>() {
         return Some(match e {
             crate::Error::Inner(inner) => classify_std_error(&**inner),
+            crate::Error::InjectedFault(e) => classify_std_error(e),
             crate::Error::Timeout(_) => HttpFailureClass::Timeout,
             crate::Error::DeadlineExceeded(_) => HttpFailureClass::DeadlineExceeded,
             _ => HttpFailureClass::Rejected,

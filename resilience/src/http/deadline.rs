@@ -21,12 +21,11 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use metrics::Counter;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::{
-    deadline::{current_deadline, future::DeadlineFuture, timeouts_counter},
+    deadline::{TimeoutCounter, current_deadline, future::DeadlineFuture, timeouts_counter},
     error::BoxError,
 };
 
@@ -116,7 +115,7 @@ pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
 pub struct AcceptDeadlineLayer {
     max: Option<Duration>,
     min_budget: Duration,
-    counter: Counter,
+    counter: TimeoutCounter,
 }
 
 impl Default for AcceptDeadlineLayer {
@@ -173,7 +172,7 @@ impl AcceptDeadlineLayer {
     }
 
     fn named(name: &str) -> Self {
-        let counter = timeouts_counter(name, "deadline");
+        let counter = TimeoutCounter::new(timeouts_counter(name, "deadline"));
         Self {
             max: None,
             min_budget: Duration::ZERO,
@@ -212,7 +211,7 @@ pub struct AcceptDeadline<S> {
     inner: S,
     max: Option<Duration>,
     min_budget: Duration,
-    counter: Counter,
+    counter: TimeoutCounter,
 }
 
 impl<S> AcceptDeadline<S> {
@@ -330,7 +329,7 @@ where
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let client = ServiceBuilder::new()
-///     .layer(DeadlineLayer::new(Duration::from_secs(2)).unwrap())
+///     .layer(DeadlineLayer::new("users", Duration::from_secs(2)).unwrap())
 ///     .layer(PropagateDeadlineLayer::new())
 ///     .service(service_fn(|req: Request<()>| async move {
 ///         Ok::<_, Infallible>(Response::new(req.headers()[DEADLINE_HEADER].clone()))

@@ -11,7 +11,6 @@ use std::{
 };
 
 use http::{Extensions, StatusCode, header};
-use metrics::Counter;
 use reqwest::{Request, Response, ResponseBuilderExt, Url};
 use reqwest_middleware::{Middleware, Next};
 use tokio::time::Instant;
@@ -24,7 +23,7 @@ use super::{
 use crate::{
     circuit_breaker::CircuitBreakerHandle,
     config::ConfigError,
-    deadline::{current_deadline, deadline_exceeded, timeouts_counter},
+    deadline::{TimeoutCounter, current_deadline, deadline_exceeded, timeouts_counter},
     error::BoxError,
     keyed::{KeyedConfig, KeyedStacks},
     stack::{ResilienceLayer, StackConfig, StackSnapshot},
@@ -119,7 +118,7 @@ struct Shared {
     breakers: Option<KeyedStacks<String, HttpClassifier, HttpRetryAfter, IdempotentRequests>>,
     key_by: KeyBy,
     /// For a `504` that answers the budget an attempt was sent.
-    deadline_timeouts: Counter,
+    deadline_timeouts: TimeoutCounter,
 }
 
 /// Which breaker a request meets: its key, or `None` for no breaker.
@@ -257,7 +256,7 @@ impl ResilienceMiddlewareBuilder {
                 stack,
                 breakers,
                 key_by,
-                deadline_timeouts: timeouts_counter(&name, "deadline"),
+                deadline_timeouts: TimeoutCounter::new(timeouts_counter(&name, "deadline")),
             }),
         })
     }
@@ -414,7 +413,7 @@ struct SendThrough<'a> {
     next: Next<'a>,
     extensions: Extensions,
     last: Arc<Mutex<Option<Extensions>>>,
-    deadline_timeouts: Counter,
+    deadline_timeouts: TimeoutCounter,
 }
 
 type Attempt<'a> = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send + 'a>>;

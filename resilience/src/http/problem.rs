@@ -104,6 +104,7 @@ impl ProblemDetails {
                 crate::Error::RateLimited(e) => Self::known(e),
                 crate::Error::Timeout(e) => Self::known(e),
                 crate::Error::DeadlineExceeded(e) => Self::known(e),
+                crate::Error::InjectedFault(e) => Some(Self::from_error(e)),
                 crate::Error::Inner(e) => Some(Self::from_error(&**e)),
             };
         }

@@ -149,15 +149,9 @@ where
     pub(crate) fn snapshot(&self) -> StackSnapshot {
         let mut all = StackSnapshot::default();
         for s in self.registry.map(|_, v| v.snapshot()) {
-            all.breakers.extend(s.breakers);
-            all.bulkheads.extend(s.bulkheads);
-            all.retries.extend(s.retries);
-            all.hedges.extend(s.hedges);
+            all.append(s);
         }
-        all.breakers.sort_by(|a, b| a.name.cmp(&b.name));
-        all.bulkheads.sort_by(|a, b| a.name.cmp(&b.name));
-        all.retries.sort_by(|a, b| a.name.cmp(&b.name));
-        all.hedges.sort_by(|a, b| a.name.cmp(&b.name));
+        all.sort_by_name();
         all
     }
 }

@@ -14,12 +14,12 @@ use tokio::time::Instant;
 
 use super::{Decision, RateLimitConfig, RateLimitEvent, RateLimiter};
 use crate::{
+    cache_lines::StripedCounter,
     config::ConfigError,
     deadline::current_deadline,
     error::{BoxError, RateLimited},
     events::{Channel, Subscription},
     name::Name,
-    per_thread::StripedCounter,
 };
 
 /// A cloneable handle on one rate limiter: its name, a [`snapshot`](Self::snapshot), and

@@ -3,13 +3,10 @@
 //! Pure arithmetic, no tokio and no clock: each [`Backoff`] is an iterator with its own small
 //! random generator, seeded per request so that clients that failed together spread out.
 
-use std::{
-    hash::BuildHasher,
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use super::{BackoffConfig, Jitter};
+use crate::random::{SplitMix64, random_seed};
 
 /// Successive delays for one request's retries, from a [`BackoffConfig`]. Never ends;
 /// `max_attempts` bounds how many are taken.
@@ -177,36 +174,6 @@ where
 
     fn make_backoff(&self) -> I::IntoIter {
         self.0.clone().into_iter()
-    }
-}
-
-/// A distinct, unpredictable seed per call, without a `rand` dependency: std's per-process
-/// random hash keys mixed with a counter.
-pub(crate) fn random_seed() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    std::hash::RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// SplitMix64 (Steele, Lea and Flood): tiny, fast, and good enough to spread delays.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(pub(crate) u64);
-
-impl SplitMix64 {
-    /// The step between states: a sequence shared by many callers can be drawn from one
-    /// atomic by adding this and stepping from the value it held (see `FaultHandle`).
-    pub(crate) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(Self::GAMMA);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 

@@ -9,8 +9,8 @@ use metrics::Counter;
 use tower::retry::budget::{Budget as _, TpsBudget};
 
 use super::BudgetConfig;
+use crate::cache_lines::StripedCounter;
 use crate::config::ConfigError;
-use crate::per_thread::StripedCounter;
 
 /// A retry budget shared by every request of one client: each request deposits, each retry
 /// withdraws, and a retry with nothing to withdraw does not happen.

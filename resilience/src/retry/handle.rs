@@ -12,9 +12,9 @@ use metrics::{Counter, Histogram};
 use serde::{Deserialize, Serialize};
 
 use super::{Backoff, BackoffConfig, RetryBudget, RetryConfig, RetryEvent};
+use crate::cache_lines::{StripedCounter, ThreadView};
 use crate::config::ConfigError;
 use crate::events::{Channel, Subscription};
-use crate::per_thread::{StripedCounter, ThreadView};
 use crate::versions::Versions;
 
 /// A cloneable handle on one retry's shared parts: its config, its budget and its counters.

@@ -20,11 +20,15 @@ use crate::{classify::ErrorsAreFailures, config::ConfigError};
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct RetryLayer<C = ErrorsAreFailures, A = (), B = BackoffConfig, R = Cloned>
-where
-    B: MakeBackoff,
+pub struct RetryLayer<
+    Classifier = ErrorsAreFailures,
+    RetryAfterHook = (),
+    BackoffSource = BackoffConfig,
+    CloneRequestHook = Cloned,
+> where
+    BackoffSource: MakeBackoff,
 {
-    policy: RetryPolicy<C, A, B, R>,
+    policy: RetryPolicy<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>,
 }
 
 impl RetryLayer {
@@ -36,27 +40,38 @@ impl RetryLayer {
     }
 }
 
-impl<C, A, B: MakeBackoff, R> RetryLayer<C, A, B, R> {
+impl<Classifier, RetryAfterHook, BackoffSource: MakeBackoff, CloneRequestHook>
+    RetryLayer<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>
+{
     /// Decides what counts as a failure with `classifier` (use the breaker's).
     ///
     /// The classifier sees the wrapped service's error type: [`BoxError`](crate::BoxError)
     /// when that is a layer of this crate (as inside a
     /// [`ResilienceLayer`](crate::stack::ResilienceLayer)).
-    pub fn with_classifier<C2>(self, classifier: C2) -> RetryLayer<C2, A, B, R> {
+    pub fn with_classifier<NewClassifier>(
+        self,
+        classifier: NewClassifier,
+    ) -> RetryLayer<NewClassifier, RetryAfterHook, BackoffSource, CloneRequestHook> {
         RetryLayer {
             policy: self.policy.with_classifier(classifier),
         }
     }
 
     /// Reads a minimum next delay from each result; see [`RetryAfter`](super::RetryAfter).
-    pub fn with_retry_after<A2>(self, retry_after: A2) -> RetryLayer<C, A2, B, R> {
+    pub fn with_retry_after<NewRetryAfterHook>(
+        self,
+        retry_after: NewRetryAfterHook,
+    ) -> RetryLayer<Classifier, NewRetryAfterHook, BackoffSource, CloneRequestHook> {
         RetryLayer {
             policy: self.policy.with_retry_after(retry_after),
         }
     }
 
     /// Takes the delays from any cloneable iterable of durations.
-    pub fn with_backoff<I>(self, delays: I) -> RetryLayer<C, A, FromIter<I>, R>
+    pub fn with_backoff<I>(
+        self,
+        delays: I,
+    ) -> RetryLayer<Classifier, RetryAfterHook, FromIter<I>, CloneRequestHook>
     where
         I: IntoIterator<Item = Duration> + Clone,
     {
@@ -66,7 +81,10 @@ impl<C, A, B: MakeBackoff, R> RetryLayer<C, A, B, R> {
     }
 
     /// Decides which requests may be sent again; see [`CloneRequest`](super::CloneRequest).
-    pub fn with_clone_request<R2>(self, clone_request: R2) -> RetryLayer<C, A, B, R2> {
+    pub fn with_clone_request<NewCloneRequestHook>(
+        self,
+        clone_request: NewCloneRequestHook,
+    ) -> RetryLayer<Classifier, RetryAfterHook, BackoffSource, NewCloneRequestHook> {
         RetryLayer {
             policy: self.policy.with_clone_request(clone_request),
         }
@@ -88,12 +106,16 @@ impl<C, A, B: MakeBackoff, R> RetryLayer<C, A, B, R> {
     }
 
     /// The policy each service gets a clone of.
-    pub fn policy(&self) -> &RetryPolicy<C, A, B, R> {
+    pub fn policy(
+        &self,
+    ) -> &RetryPolicy<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook> {
         &self.policy
     }
 }
 
-impl<C, A, B: MakeBackoff, R> std::fmt::Debug for RetryLayer<C, A, B, R> {
+impl<Classifier, RetryAfterHook, BackoffSource: MakeBackoff, CloneRequestHook> std::fmt::Debug
+    for RetryLayer<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetryLayer")
             .field("policy", &self.policy)
@@ -101,14 +123,16 @@ impl<C, A, B: MakeBackoff, R> std::fmt::Debug for RetryLayer<C, A, B, R> {
     }
 }
 
-impl<S, C, A, B, R> Layer<S> for RetryLayer<C, A, B, R>
+impl<S, Classifier, RetryAfterHook, BackoffSource, CloneRequestHook> Layer<S>
+    for RetryLayer<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>
 where
-    C: Clone,
-    A: Clone,
-    B: MakeBackoff + Clone,
-    R: Clone,
+    Classifier: Clone,
+    RetryAfterHook: Clone,
+    BackoffSource: MakeBackoff + Clone,
+    CloneRequestHook: Clone,
 {
-    type Service = Retry<RetryPolicy<C, A, B, R>, S>;
+    type Service =
+        Retry<RetryPolicy<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>, S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Retry::new(self.policy.clone(), inner)

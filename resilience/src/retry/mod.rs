@@ -61,7 +61,6 @@ mod handle;
 mod layer;
 mod policy;
 
-pub(crate) use self::backoff::{SplitMix64, random_seed};
 pub use self::{
     backoff::{Backoff, FromIter, MakeBackoff},
     budget::RetryBudget,

@@ -49,15 +49,19 @@ use crate::{
 ///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
 /// # let _ = svc;
 /// ```
-pub struct RetryPolicy<C = ErrorsAreFailures, A = (), B = BackoffConfig, R = Cloned>
-where
-    B: MakeBackoff,
+pub struct RetryPolicy<
+    Classifier = ErrorsAreFailures,
+    RetryAfterHook = (),
+    BackoffSource = BackoffConfig,
+    CloneRequestHook = Cloned,
+> where
+    BackoffSource: MakeBackoff,
 {
     handle: RetryHandle,
-    classifier: C,
-    retry_after: A,
-    make_backoff: B,
-    clone_request: R,
+    classifier: Classifier,
+    retry_after: RetryAfterHook,
+    make_backoff: BackoffSource,
+    clone_request: CloneRequestHook,
     /// True when the delays come from the handle's configured backoff (so they follow a
     /// reconfiguration), false once the policy was given its own.
     follows_handle: bool,
@@ -66,7 +70,7 @@ where
     /// This request's delays, made (and boxed) on its first retry (per-request state). Boxed
     /// because tower keeps the policy inside every call's future: a request that needs
     /// retrying can afford an allocation, every first attempt should not carry the bytes.
-    backoff: Option<Box<B::Backoff>>,
+    backoff: Option<Box<BackoffSource::Backoff>>,
 }
 
 impl RetryPolicy {
@@ -87,9 +91,14 @@ impl RetryPolicy {
     }
 }
 
-impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
+impl<Classifier, RetryAfterHook, BackoffSource: MakeBackoff, CloneRequestHook>
+    RetryPolicy<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>
+{
     /// Decides what counts as a failure (and so may be retried) with `classifier`.
-    pub fn with_classifier<C2>(self, classifier: C2) -> RetryPolicy<C2, A, B, R> {
+    pub fn with_classifier<NewClassifier>(
+        self,
+        classifier: NewClassifier,
+    ) -> RetryPolicy<NewClassifier, RetryAfterHook, BackoffSource, CloneRequestHook> {
         RetryPolicy {
             handle: self.handle,
             classifier,
@@ -103,7 +112,10 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
     }
 
     /// Reads a minimum next delay from each result (HTTP `Retry-After`).
-    pub fn with_retry_after<A2>(self, retry_after: A2) -> RetryPolicy<C, A2, B, R> {
+    pub fn with_retry_after<NewRetryAfterHook>(
+        self,
+        retry_after: NewRetryAfterHook,
+    ) -> RetryPolicy<Classifier, NewRetryAfterHook, BackoffSource, CloneRequestHook> {
         RetryPolicy {
             handle: self.handle,
             classifier: self.classifier,
@@ -118,7 +130,10 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
 
     /// Takes the delays from any cloneable iterable of durations (a `backon` backoff, a
     /// `Vec`) instead of the configured backoff; when it ends, retrying stops.
-    pub fn with_backoff<I>(self, delays: I) -> RetryPolicy<C, A, FromIter<I>, R>
+    pub fn with_backoff<I>(
+        self,
+        delays: I,
+    ) -> RetryPolicy<Classifier, RetryAfterHook, FromIter<I>, CloneRequestHook>
     where
         I: IntoIterator<Item = Duration> + Clone,
     {
@@ -126,7 +141,10 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
     }
 
     /// Takes the delays from any [`MakeBackoff`].
-    pub fn with_make_backoff<B2: MakeBackoff>(self, make_backoff: B2) -> RetryPolicy<C, A, B2, R> {
+    pub fn with_make_backoff<NewBackoffSource: MakeBackoff>(
+        self,
+        make_backoff: NewBackoffSource,
+    ) -> RetryPolicy<Classifier, RetryAfterHook, NewBackoffSource, CloneRequestHook> {
         RetryPolicy {
             handle: self.handle,
             classifier: self.classifier,
@@ -141,7 +159,10 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
 
     /// Decides which requests may be sent again (idempotency): `None` from the hook means
     /// "send once".
-    pub fn with_clone_request<R2>(self, clone_request: R2) -> RetryPolicy<C, A, B, R2> {
+    pub fn with_clone_request<NewCloneRequestHook>(
+        self,
+        clone_request: NewCloneRequestHook,
+    ) -> RetryPolicy<Classifier, RetryAfterHook, BackoffSource, NewCloneRequestHook> {
         RetryPolicy {
             handle: self.handle,
             classifier: self.classifier,
@@ -162,8 +183,8 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
     /// Decides about one result; `Some(delay)` means retry after `delay`.
     fn decide<Res, E>(&mut self, result: Result<&Res, &E>) -> Option<Duration>
     where
-        C: Classify<Res, E>,
-        A: RetryAfter<Res, E>,
+        Classifier: Classify<Res, E>,
+        RetryAfterHook: RetryAfter<Res, E>,
         E: 'static,
     {
         let attempts = self.attempts;
@@ -215,12 +236,13 @@ impl<C, A, B: MakeBackoff, R> RetryPolicy<C, A, B, R> {
     }
 }
 
-impl<C, A, B, R> Clone for RetryPolicy<C, A, B, R>
+impl<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook> Clone
+    for RetryPolicy<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>
 where
-    C: Clone,
-    A: Clone,
-    B: MakeBackoff + Clone,
-    R: Clone,
+    Classifier: Clone,
+    RetryAfterHook: Clone,
+    BackoffSource: MakeBackoff + Clone,
+    CloneRequestHook: Clone,
 {
     fn clone(&self) -> Self {
         // Not derived: tower clones the policy once per request, and each request must start
@@ -238,12 +260,13 @@ where
     }
 }
 
-impl<Req, Res, E, C, A, B, R> Policy<Req, Res, E> for RetryPolicy<C, A, B, R>
+impl<Req, Res, E, Classifier, RetryAfterHook, BackoffSource, CloneRequestHook> Policy<Req, Res, E>
+    for RetryPolicy<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>
 where
-    C: Classify<Res, E>,
-    A: RetryAfter<Res, E>,
-    B: MakeBackoff,
-    R: CloneRequest<Req>,
+    Classifier: Classify<Res, E>,
+    RetryAfterHook: RetryAfter<Res, E>,
+    BackoffSource: MakeBackoff,
+    CloneRequestHook: CloneRequest<Req>,
     E: 'static,
 {
     type Future = Delay;
@@ -260,7 +283,9 @@ where
     }
 }
 
-impl<C, A, B: MakeBackoff, R> std::fmt::Debug for RetryPolicy<C, A, B, R> {
+impl<Classifier, RetryAfterHook, BackoffSource: MakeBackoff, CloneRequestHook> std::fmt::Debug
+    for RetryPolicy<Classifier, RetryAfterHook, BackoffSource, CloneRequestHook>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetryPolicy")
             .field("name", &self.handle.name())

@@ -5,6 +5,7 @@ use crate::{
     bulkhead::BulkheadHandle,
     circuit_breaker::CircuitBreakerHandle,
     config::{ConfigError, ConfigProblem},
+    fault::FaultConfig,
     retry::RetryHandle,
     timeout::{AttemptTimeoutLayer, DeadlineLayer},
 };
@@ -27,6 +28,10 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
                 .attempt_timeout
                 .as_ref()
                 .map(AttemptTimeoutLayer::timeout),
+            fault: self.fault().map(|h| FaultConfig {
+                latency: h.latency(),
+                error_rate: h.error_rate(),
+            }),
         }
     }
 
@@ -74,6 +79,13 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
                 .reconfigure(c)
                 .map_err(|e| e.within("circuit_breaker"))?;
         }
+        if let (Some(handle), Some(c)) = (self.fault(), config.fault) {
+            // Validated above, so setting the rate cannot fail.
+            handle
+                .set_error_rate(c.error_rate)
+                .map_err(|e| e.within("fault"))?;
+            handle.set_latency(c.latency);
+        }
         Ok(())
     }
 }
@@ -119,6 +131,7 @@ pub(crate) fn check_live_change(
             running.attempt_timeout.is_some(),
             new.attempt_timeout.is_some(),
         ),
+        ("fault", running.fault.is_some(), new.fault.is_some()),
     ];
     for (field, was, is) in pieces {
         match (was, is) {

@@ -7,13 +7,15 @@ use std::{
     time::Duration,
 };
 
-use metrics::Counter;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 /// The [`DeadlineService`](crate::deadline::DeadlineService)'s future, at its old path.
 pub use crate::deadline::future::DeadlineFuture;
-use crate::error::{BoxError, Elapsed};
+use crate::{
+    deadline::TimeoutCounter,
+    error::{BoxError, Elapsed},
+};
 
 pin_project! {
     /// The [`AttemptTimeout`](super::AttemptTimeout)'s future.
@@ -25,13 +27,13 @@ pin_project! {
         // the timer nor carry its 100-odd bytes through every layer's future.
         sleep: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
-        counter: Counter,
+        counter: TimeoutCounter,
     }
 }
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(super) fn new(inner: F, timeout: Duration, counter: Counter) -> Self {
+    pub(super) fn new(inner: F, timeout: Duration, counter: TimeoutCounter) -> Self {
         Self {
             inner,
             sleep: None,
@@ -66,7 +68,7 @@ where
 /// Counts an attempt that ran out of time, logs it, and builds the error its caller sees:
 /// the one place for what an attempt timeout reports.
 #[cold]
-pub(crate) fn attempt_timed_out(timeout: Duration, counter: &Counter) -> BoxError {
+pub(crate) fn attempt_timed_out(timeout: Duration, counter: &TimeoutCounter) -> BoxError {
     counter.increment(1);
     tracing::debug!(target: "resilience", timeout = ?timeout, "attempt timed out");
     Elapsed::new(timeout).into()

@@ -1,12 +1,11 @@
 use std::{sync::Arc, time::Duration};
 
-use metrics::Counter;
 use tower::Layer;
 
 use super::AttemptTimeout;
 use crate::{
     config::{ConfigError, check_positive},
-    deadline::timeouts_counter,
+    deadline::{TimeoutHandle, TimeoutKind},
 };
 
 /// Applies an [`AttemptTimeout`] to services.
@@ -15,41 +14,38 @@ use crate::{
 /// use std::time::Duration;
 /// use resilience_layers::timeout::AttemptTimeoutLayer;
 ///
-/// let layer = AttemptTimeoutLayer::new(Duration::from_millis(500)).unwrap().with_name("users");
+/// let layer = AttemptTimeoutLayer::new("users", Duration::from_millis(500)).unwrap();
 /// assert_eq!(layer.timeout(), Duration::from_millis(500));
-/// assert!(AttemptTimeoutLayer::new(Duration::ZERO).is_err());
+/// assert!(AttemptTimeoutLayer::new("users", Duration::ZERO).is_err());
 /// ```
 #[derive(Debug, Clone)]
 pub struct AttemptTimeoutLayer {
-    timeout: Duration,
-    counter: Counter,
+    handle: TimeoutHandle,
 }
 
 impl AttemptTimeoutLayer {
-    /// Each attempt gets `timeout`; zero is a [`ConfigError`] on the field `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, ConfigError> {
+    /// Each attempt gets `timeout`; `name` labels the `resilience_timeouts_total` series and
+    /// the snapshot. Zero is a [`ConfigError`] on the field `timeout`.
+    pub fn new(name: impl Into<Arc<str>>, timeout: Duration) -> Result<Self, ConfigError> {
         check_positive("timeout", timeout)?;
         Ok(Self {
-            timeout,
-            counter: timeouts_counter("default", "attempt"),
+            handle: TimeoutHandle::new(name.into(), TimeoutKind::Attempt, timeout),
         })
-    }
-
-    /// Labels the `resilience_timeouts_total` metric with `name` (default `"default"`).
-    #[must_use]
-    pub fn with_name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.counter = timeouts_counter(&name.into(), "attempt");
-        self
     }
 
     /// The per-attempt timeout.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.handle.limit()
+    }
+
+    /// Its name, limit and count of attempts that timed out.
+    pub fn handle(&self) -> TimeoutHandle {
+        self.handle.clone()
     }
 
     /// Marks its series as updated; see [`keyed`](crate::keyed).
     pub(crate) fn touch_metrics(&self) {
-        self.counter.increment(0);
+        self.handle.counter().increment(0);
     }
 }
 
@@ -57,6 +53,6 @@ impl<S> Layer<S> for AttemptTimeoutLayer {
     type Service = AttemptTimeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AttemptTimeout::with_counter(inner, self.timeout, self.counter.clone())
+        AttemptTimeout::with_counter(inner, self.timeout(), self.handle.counter().clone())
     }
 }

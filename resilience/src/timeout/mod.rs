@@ -20,8 +20,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let mut svc = ServiceBuilder::new()
-//!     .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
-//!     .layer(AttemptTimeoutLayer::new(Duration::from_millis(300)).unwrap())
+//!     .layer(DeadlineLayer::new("users", Duration::from_secs(1)).unwrap())
+//!     .layer(AttemptTimeoutLayer::new("users", Duration::from_millis(300)).unwrap())
 //!     .service(service_fn(|ms: u64| async move {
 //!         tokio::time::sleep(Duration::from_millis(ms)).await;
 //!         Ok::<_, std::io::Error>(ms)

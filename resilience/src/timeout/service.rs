@@ -3,11 +3,13 @@ use std::{
     time::Duration,
 };
 
-use metrics::Counter;
 use tower::Service;
 
 use super::future::ResponseFuture;
-use crate::{deadline::timeouts_counter, error::BoxError};
+use crate::{
+    deadline::{TimeoutCounter, timeouts_counter},
+    error::BoxError,
+};
 
 /// Fails one attempt with [`Elapsed`](crate::error::Elapsed) when it takes longer than its
 /// timeout, dropping (cancelling) the inner future.
@@ -35,16 +37,20 @@ use crate::{deadline::timeouts_counter, error::BoxError};
 pub struct AttemptTimeout<S> {
     inner: S,
     timeout: Duration,
-    counter: Counter,
+    counter: TimeoutCounter,
 }
 
 impl<S> AttemptTimeout<S> {
     /// Wraps `inner` so each call is given `timeout`.
     pub fn new(inner: S, timeout: Duration) -> Self {
-        Self::with_counter(inner, timeout, timeouts_counter("default", "attempt"))
+        Self::with_counter(
+            inner,
+            timeout,
+            TimeoutCounter::new(timeouts_counter("default", "attempt")),
+        )
     }
 
-    pub(super) fn with_counter(inner: S, timeout: Duration, counter: Counter) -> Self {
+    pub(super) fn with_counter(inner: S, timeout: Duration, counter: TimeoutCounter) -> Self {
         Self {
             inner,
             timeout,
