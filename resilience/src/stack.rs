@@ -2,9 +2,19 @@
 //!
 //! Outermost first:
 //!
-//! **rate limiter → bulkhead → deadline → retry → circuit breaker → attempt timeout → service**
+//! **cache → rate limiter → bulkhead → deadline → retry → circuit breaker → attempt timeout →
+//! service**
 //!
 //! Why this order:
+//!
+//! - **Cache outermost** (outside the fallback too, where one is configured): a fresh hit
+//!   costs nothing else, no rate-limit token, no bulkhead permit, no retry budget, no breaker
+//!   record; and every failure of what is inside (an open circuit, a full bulkhead, a
+//!   deadline, retries exhausted) reaches it, so a stale answer (stale-if-error) is the first
+//!   choice on error, before any fallback. Inside retry it would answer stale per attempt and
+//!   hide failures from the retry; inside the breaker it would answer while the circuit
+//!   records nothing. It needs a key function of the request, so the stack builds it
+//!   ([`ResilienceLayer::cache_layer`]) and the caller puts it outside.
 //!
 //! - **Attempt timeout inside the breaker**: a hung attempt is cut off and the breaker records
 //!   it as a failure, so a dependency that hangs trips the circuit just like one that errors.
@@ -71,6 +81,7 @@ pub(crate) use reload::check_live_change;
 
 use crate::{
     bulkhead::{Bulkhead, BulkheadConfig, BulkheadHandle, BulkheadLayer, BulkheadSnapshot},
+    cache::{CacheConfig, CacheLayer, DefaultPolicy},
     circuit_breaker::{
         CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
         CircuitSnapshot,
@@ -107,6 +118,11 @@ use crate::{
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StackConfig {
+    /// A response cache with stale-if-error, outside every other piece (off unless
+    /// configured). It needs a key function, so the stack does not apply it itself: build it
+    /// with [`ResilienceLayer::cache_layer`] and put it outside the stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
     /// A cap on logical requests per period (off unless configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitConfig>,
@@ -139,6 +155,9 @@ impl StackConfig {
     /// Beyond each piece's own rules, an `attempt_timeout` longer than the `deadline` is
     /// refused: the deadline would always fire first, which is never what was meant.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.cache {
+            c.validate().map_err(|e| e.within("cache"))?;
+        }
         if let Some(c) = &self.rate_limit {
             c.validate().map_err(|e| e.within("rate_limit"))?;
         }
@@ -220,6 +239,9 @@ pub struct StackSnapshot {
 /// ```
 #[derive(Clone)]
 pub struct ResilienceLayer<C = ErrorsAreFailures, A = (), R = Cloned> {
+    name: Arc<str>,
+    cache: Option<CacheConfig>,
+    classifier: C,
     rate_limit: Option<RateLimitLayer>,
     bulkhead: Option<BulkheadLayer>,
     deadline: Option<DeadlineLayer>,
@@ -248,6 +270,9 @@ impl ResilienceLayer {
         config.validate()?;
         let within = |section| move |e: ConfigError| e.within(section);
         Ok(Self {
+            name: name.clone(),
+            cache: config.cache,
+            classifier: ErrorsAreFailures,
             rate_limit: config
                 .rate_limit
                 .map(|c| RateLimitLayer::new(name.clone(), c).map_err(within("rate_limit")))
@@ -332,6 +357,9 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// ```
     pub fn with_classifier<C2: Clone>(self, classifier: C2) -> ResilienceLayer<C2, A, R> {
         ResilienceLayer {
+            name: self.name,
+            cache: self.cache,
+            classifier: classifier.clone(),
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
@@ -344,6 +372,9 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// Reads a minimum next delay from each result (HTTP `Retry-After`).
     pub fn with_retry_after<A2>(self, retry_after: A2) -> ResilienceLayer<C, A2, R> {
         ResilienceLayer {
+            name: self.name,
+            cache: self.cache,
+            classifier: self.classifier,
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
@@ -388,6 +419,9 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// ```
     pub fn with_clone_request<R2>(self, clone_request: R2) -> ResilienceLayer<C, A, R2> {
         ResilienceLayer {
+            name: self.name,
+            cache: self.cache,
+            classifier: self.classifier,
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
@@ -395,6 +429,54 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
         }
+    }
+
+    /// The `[cache]` section's configuration, when one is given.
+    pub fn cache_config(&self) -> Option<&CacheConfig> {
+        self.cache.as_ref()
+    }
+
+    /// Builds the cache of the `[cache]` section, keyed by `key`, to put **outside** this
+    /// stack; `None` when no cache is configured. It shares the stack's name (its metrics'
+    /// `name` label) and classifier (what is stored, what is answered stale).
+    ///
+    /// Each call builds a new, empty store: call it once, and clone the layer.
+    ///
+    /// ```
+    /// use resilience_layers::stack::StackConfig;
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config: StackConfig = toml::from_str(r#"
+    ///     [cache]
+    ///     ttl = "30s"
+    ///     stale_if_error = "10m"
+    ///     [circuit_breaker]
+    /// "#).unwrap();
+    /// let stack = config.into_layer("users").unwrap();
+    /// let cache = stack.cache_layer(|id: &u32| Some(*id)).unwrap();
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(cache.clone())
+    ///     .layer(stack)
+    ///     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 2) }));
+    /// assert_eq!(svc.clone().oneshot(21).await.unwrap(), 42);
+    /// assert_eq!(svc.oneshot(21).await.unwrap(), 42);
+    /// assert_eq!(cache.handle().snapshot().hits_total, 1);
+    /// # }
+    /// ```
+    pub fn cache_layer<Key, Response, KeyFn>(
+        &self,
+        key: KeyFn,
+    ) -> Option<CacheLayer<Key, Response, KeyFn, DefaultPolicy, C>>
+    where
+        Key: std::hash::Hash + Eq + Send + Sync + 'static,
+        Response: Send + Sync + 'static,
+        C: Clone,
+    {
+        let config = self.cache.clone()?;
+        let layer = CacheLayer::new(self.name.clone(), config, key)
+            .expect("validated with the stack's config");
+        Some(layer.with_classifier(self.classifier.clone()))
     }
 
     /// The rate limiter's handle, when one is configured.
@@ -469,6 +551,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
 impl<C, A, R> std::fmt::Debug for ResilienceLayer<C, A, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResilienceLayer")
+            .field("cache", &self.cache.is_some())
             .field("rate_limit", &self.rate_limit.is_some())
             .field("bulkhead", &self.bulkhead.is_some())
             .field(
@@ -742,6 +825,12 @@ mod tests {
             ),
             ("[bulkhead]\nmax_concurrent = 0", "bulkhead.max_concurrent"),
             ("[rate_limit]\npermits = 0", "rate_limit.permits"),
+            ("[cache]\nmax_entries = 0", "cache.max_entries"),
+            ("[cache]\nttl = \"0s\"", "cache.ttl"),
+            (
+                "[cache]\nmax_entries = 10\nmax_bytes = 5",
+                "cache.max_bytes",
+            ),
             ("[rate_limit]\nburst = 0", "rate_limit.burst"),
             ("deadline = \"0s\"", "deadline"),
             ("attempt_timeout = \"0s\"", "attempt_timeout"),
@@ -796,6 +885,7 @@ mod tests {
     #[test]
     fn toml_and_json_round_trip() {
         let config = StackConfig {
+            cache: Some(CacheConfig::default()),
             rate_limit: Some(RateLimitConfig::default()),
             bulkhead: Some(BulkheadConfig::default()),
             deadline: Some(Duration::from_millis(1500)),
