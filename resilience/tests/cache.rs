@@ -321,3 +321,100 @@ async fn a_leader_given_up_does_not_strand_its_waiters() {
     assert_eq!(waiter.await.unwrap().unwrap(), "v1");
     assert_eq!(up.calls(), 2);
 }
+
+#[cfg(feature = "http")]
+mod http_edge {
+    use super::*;
+    use resilience_layers::http::{HttpCachePolicy, HttpClassifier, request_cache_key};
+
+    type Req = http::Request<()>;
+    type Res = http::Response<String>;
+
+    /// `/store` answers `max-age=2`, `/secret` `no-store`, `/missing` 404; 503 when down.
+    fn upstream(
+        calls: Arc<AtomicU32>,
+        down: Arc<AtomicBool>,
+    ) -> impl Service<Req, Response = Res, Error = std::io::Error, Future: Send> + Clone + Send + 'static
+    {
+        service_fn(move |req: Req| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let down = down.load(Ordering::SeqCst);
+            async move {
+                let mut res = http::Response::builder();
+                res = match req.uri().path() {
+                    _ if down => res.status(503),
+                    "/store" => res.header("cache-control", "max-age=2"),
+                    "/secret" => res.header("cache-control", "no-store"),
+                    _ => res.status(404),
+                };
+                Ok(res.body("body".to_string()).unwrap())
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cache_control_age_and_cache_status() {
+        let (calls, down) = (
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let layer = CacheLayer::new("t-http", config(), request_cache_key::<()>)
+            .unwrap()
+            .with_policy(HttpCachePolicy::default())
+            .with_classifier(HttpClassifier::default());
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(upstream(calls.clone(), down.clone()));
+        let get = |path: &str| http::Request::get(path).body(()).unwrap();
+        let n = || calls.load(Ordering::SeqCst);
+
+        // max-age honoured: fresh for 2 s (not the configured 10 s).
+        let first = svc.clone().oneshot(get("/store")).await.unwrap();
+        assert!(
+            first.headers().get("cache-status").is_none(),
+            "a miss is not marked"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let hit = svc.clone().oneshot(get("/store")).await.unwrap();
+        assert_eq!(n(), 1);
+        assert_eq!(hit.headers()["age"], "1");
+        assert_eq!(hit.headers()["cache-status"], "resilience; hit; ttl=1");
+        assert_eq!(
+            hit.extensions().get::<CacheStatus>().unwrap().served,
+            Served::Hit
+        );
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        svc.clone().oneshot(get("/store")).await.unwrap();
+        assert_eq!(n(), 2, "past max-age a call is made");
+
+        // no-store and 404: never stored.
+        for _ in 0..2 {
+            svc.clone().oneshot(get("/secret")).await.unwrap();
+            assert_eq!(
+                svc.clone().oneshot(get("/missing")).await.unwrap().status(),
+                404
+            );
+        }
+        assert_eq!(n(), 6);
+
+        // 503 from the upstream (a failure to HttpClassifier): answered stale, marked.
+        down.store(true, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let stale = svc.clone().oneshot(get("/store")).await.unwrap();
+        assert_eq!(stale.status(), 200);
+        assert_eq!(stale.headers()["age"], "5");
+        assert_eq!(
+            stale.headers()["cache-status"],
+            "resilience; hit; ttl=-3; detail=stale-if-error"
+        );
+        assert!(stale.headers().contains_key("warning"));
+        // The unseen 404 path gets the upstream's 503 as it is.
+        assert_eq!(
+            svc.clone().oneshot(get("/missing")).await.unwrap().status(),
+            503
+        );
+        // POST is not cached at all.
+        let post = http::Request::post("/store").body(()).unwrap();
+        assert_eq!(svc.clone().oneshot(post).await.unwrap().status(), 503);
+    }
+}
