@@ -207,7 +207,7 @@ where
         shared.count(Count::Miss);
         let result = inner.oneshot(req).await.map_err(Into::into);
         let outcome = self.classifier.classify(result.as_ref());
-        let failed = outcome.is_failure() || result.as_ref().is_err_and(|e| is_rejection(e));
+        let failed = outcome.is_failure() || result.as_ref().is_err_and(is_rejection);
         let published = match (&result, outcome) {
             (Ok(response), Outcome::Success) => self.store(&key, response).await,
             _ => Published::Nothing,
