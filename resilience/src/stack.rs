@@ -76,7 +76,6 @@ use tower::{Layer, Service};
 
 mod reload;
 
-#[cfg(feature = "http")]
 pub(crate) use reload::check_live_change;
 
 use crate::{
