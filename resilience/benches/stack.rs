@@ -53,6 +53,7 @@ fn future_size<S: Service<u64>>(svc: &mut S) -> usize {
 
 fn full() -> StackConfig {
     StackConfig {
+        cache: None,
         rate_limit: None,
         bulkhead: Some(BulkheadConfig {
             max_concurrent: 100,

@@ -90,6 +90,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod bulkhead;
+pub mod cache;
 mod cache_lines;
 pub mod circuit_breaker;
 pub mod classify;

@@ -2,10 +2,19 @@
 //!
 //! Outermost first:
 //!
-//! **rate limiter → bulkhead → deadline → retry → hedge → circuit breaker → attempt timeout →
-//! fault injection → service**
+//! **cache → rate limiter → bulkhead → deadline → retry → hedge → circuit breaker → attempt
+//! timeout → fault injection → service**
 //!
 //! Why this order:
+//!
+//! - **Cache outermost** (outside the fallback too, where one is configured): a fresh hit
+//!   costs nothing else, no rate-limit token, no bulkhead permit, no retry budget, no breaker
+//!   record; and every failure of what is inside (an open circuit, a full bulkhead, a
+//!   deadline, retries exhausted) reaches it, so a stale answer (stale-if-error) is the first
+//!   choice on error, before any fallback. Inside retry it would answer stale per attempt and
+//!   hide failures from the retry; inside the breaker it would answer while the circuit
+//!   records nothing. It needs a key function of the request, so the stack builds it
+//!   ([`ResilienceLayer::cache_layer`]) and the caller puts it outside.
 //!
 //! - **Attempt timeout inside the breaker**: a hung attempt is cut off and the breaker records
 //!   it as a failure, so a dependency that hangs trips the circuit just like one that errors.
@@ -24,7 +33,7 @@
 //!   and gives up rather than sleeping past it.
 //! - **Bulkhead outside the deadline and retry**: it bounds whole logical requests, retries
 //!   included, so a slow dependency cannot make retries multiply the calls in flight.
-//! - **Rate limiter outermost**: a call it sheds costs nothing else, no bulkhead permit, no
+//! - **Rate limiter outermost of what the stack runs itself**: a call it sheds costs nothing else, no bulkhead permit, no
 //!   deadline timer, no retry budget, no breaker record, and it counts logical requests (a
 //!   server's quota is per request its clients send, not per attempt). Its wait, in wait
 //!   mode, comes before the stack's own deadline starts: it is bounded by its `max_wait` and
@@ -83,6 +92,7 @@ pub(crate) use reload::check_live_change;
 
 use crate::{
     bulkhead::{Bulkhead, BulkheadConfig, BulkheadHandle, BulkheadLayer, BulkheadSnapshot},
+    cache::{CacheConfig, CacheLayer, DefaultPolicy},
     circuit_breaker::{
         CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
         CircuitSnapshot,
@@ -121,6 +131,11 @@ use crate::{
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StackConfig {
+    /// A response cache with stale-if-error, outside every other piece (off unless
+    /// configured). It needs a key function, so the stack does not apply it itself: build it
+    /// with [`ResilienceLayer::cache_layer`] and put it outside the stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
     /// A cap on logical requests per period (off unless configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitConfig>,
@@ -161,6 +176,9 @@ impl StackConfig {
     /// Beyond each piece's own rules, an `attempt_timeout` longer than the `deadline` is
     /// refused: the deadline would always fire first, which is never what was meant.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.cache {
+            c.validate().map_err(|e| e.within("cache"))?;
+        }
         if let Some(c) = &self.rate_limit {
             c.validate().map_err(|e| e.within("rate_limit"))?;
         }
@@ -308,6 +326,9 @@ pub struct ResilienceLayer<
     RetryAfterHook = (),
     CloneRequestHook = Cloned,
 > {
+    name: Arc<str>,
+    cache: Option<CacheConfig>,
+    classifier: Classifier,
     rate_limit: Option<RateLimitLayer>,
     bulkhead: Option<BulkheadLayer>,
     deadline: Option<DeadlineLayer>,
@@ -360,6 +381,9 @@ impl ResilienceLayer {
             })
             .transpose()?;
         Ok(Self {
+            name: name.clone(),
+            cache: config.cache,
+            classifier: ErrorsAreFailures,
             rate_limit: config
                 .rate_limit
                 .map(|c| RateLimitLayer::new(name.clone(), c).map_err(within("rate_limit")))
@@ -447,6 +471,9 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
         classifier: NewClassifier,
     ) -> ResilienceLayer<NewClassifier, RetryAfterHook, CloneRequestHook> {
         ResilienceLayer {
+            name: self.name,
+            cache: self.cache,
+            classifier: classifier.clone(),
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
@@ -464,6 +491,9 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
         retry_after: NewRetryAfterHook,
     ) -> ResilienceLayer<Classifier, NewRetryAfterHook, CloneRequestHook> {
         ResilienceLayer {
+            name: self.name,
+            cache: self.cache,
+            classifier: self.classifier,
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
@@ -513,6 +543,9 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
         clone_request: NewCloneRequestHook,
     ) -> ResilienceLayer<Classifier, RetryAfterHook, NewCloneRequestHook> {
         ResilienceLayer {
+            name: self.name,
+            cache: self.cache,
+            classifier: self.classifier,
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
@@ -524,6 +557,54 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
             attempt_timeout: self.attempt_timeout,
             fault: self.fault,
         }
+    }
+
+    /// The `[cache]` section's configuration, when one is given.
+    pub fn cache_config(&self) -> Option<&CacheConfig> {
+        self.cache.as_ref()
+    }
+
+    /// Builds the cache of the `[cache]` section, keyed by `key`, to put **outside** this
+    /// stack; `None` when no cache is configured. It shares the stack's name (its metrics'
+    /// `name` label) and classifier (what is stored, what is answered stale).
+    ///
+    /// Each call builds a new, empty store: call it once, and clone the layer.
+    ///
+    /// ```
+    /// use resilience_layers::stack::StackConfig;
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config: StackConfig = toml::from_str(r#"
+    ///     [cache]
+    ///     ttl = "30s"
+    ///     stale_if_error = "10m"
+    ///     [circuit_breaker]
+    /// "#).unwrap();
+    /// let stack = config.into_layer("users").unwrap();
+    /// let cache = stack.cache_layer(|id: &u32| Some(*id)).unwrap();
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(cache.clone())
+    ///     .layer(stack)
+    ///     .service(service_fn(|id: u32| async move { Ok::<_, std::io::Error>(id * 2) }));
+    /// assert_eq!(svc.clone().oneshot(21).await.unwrap(), 42);
+    /// assert_eq!(svc.oneshot(21).await.unwrap(), 42);
+    /// assert_eq!(cache.handle().snapshot().hits_total, 1);
+    /// # }
+    /// ```
+    pub fn cache_layer<Key, Response, KeyFn>(
+        &self,
+        key: KeyFn,
+    ) -> Option<CacheLayer<Key, Response, KeyFn, DefaultPolicy, Classifier>>
+    where
+        Key: std::hash::Hash + Eq + Send + Sync + 'static,
+        Response: Send + Sync + 'static,
+        Classifier: Clone,
+    {
+        let config = self.cache.clone()?;
+        let layer = CacheLayer::new(self.name.clone(), config, key)
+            .expect("validated with the stack's config");
+        Some(layer.with_classifier(self.classifier.clone()))
     }
 
     /// The rate limiter's handle, when one is configured.
@@ -631,6 +712,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook> std::fmt::Debug
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResilienceLayer")
+            .field("cache", &self.cache.is_some())
             .field("rate_limit", &self.rate_limit.is_some())
             .field("bulkhead", &self.bulkhead.is_some())
             .field(
@@ -943,6 +1025,12 @@ mod tests {
             ),
             ("[bulkhead]\nmax_concurrent = 0", "bulkhead.max_concurrent"),
             ("[rate_limit]\npermits = 0", "rate_limit.permits"),
+            ("[cache]\nmax_entries = 0", "cache.max_entries"),
+            ("[cache]\nttl = \"0s\"", "cache.ttl"),
+            (
+                "[cache]\nmax_entries = 10\nmax_bytes = 5",
+                "cache.max_bytes",
+            ),
             ("[rate_limit]\nburst = 0", "rate_limit.burst"),
             ("deadline = \"0s\"", "deadline"),
             ("[hedge]\npercentile = 100.0", "hedge.percentile"),
@@ -1062,6 +1150,7 @@ mod tests {
     #[test]
     fn toml_and_json_round_trip() {
         let config = StackConfig {
+            cache: Some(CacheConfig::default()),
             rate_limit: Some(RateLimitConfig::default()),
             bulkhead: Some(BulkheadConfig::default()),
             deadline: Some(Duration::from_millis(1500)),

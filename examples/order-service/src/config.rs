@@ -6,7 +6,7 @@ use std::{
 };
 
 use reqwest::Url;
-use resilience_layers::stack::StackConfig;
+use resilience_layers::{cache::CacheConfig, stack::StackConfig};
 use service_kit::{
     config::{Common, ConfigErrors, Env},
     store::Backend,
@@ -86,6 +86,22 @@ pub struct Config {
     pub idempotency_retention: Duration,
     /// `ORDER_WRITE_BATCH`, `ORDER_WRITE_QUEUE`, `ORDER_WRITERS`: the group commit.
     pub writes: WriterConfig,
+    /// `USER_CACHE` (`on`|`off`), `USER_CACHE_TTL`, `USER_CACHE_STALE`,
+    /// `USER_CACHE_MAX_ENTRIES`: the cache of positive user verifications
+    /// ([`crate::users`]); `None` with `USER_CACHE=off`.
+    pub user_cache: Option<CacheConfig>,
+}
+
+/// The user cache when `USER_CACHE` is not set: a user verified in the last 5 minutes needs
+/// no user-service round trip, and while user-service cannot answer, a user verified in the
+/// last hour is still taken as existing; at most 100,000 users (about 10 MB).
+pub fn default_user_cache() -> CacheConfig {
+    CacheConfig {
+        max_entries: 100_000,
+        max_bytes: 100_000 * 100,
+        ttl: Duration::from_secs(5 * 60),
+        stale_if_error: Duration::from_secs(60 * 60),
+    }
 }
 
 impl Config {
@@ -97,7 +113,9 @@ impl Config {
     /// `ORDER_WRITE_BATCH` (most orders per commit, 256, 1 to 4096), `ORDER_WRITE_QUEUE`
     /// (most orders waiting for a commit before new ones get 503, 1024, 1 to 65536),
     /// `ORDER_WRITERS` (transactions committing side by side: 1 on SQLite, which has one
-    /// writer connection; 1 to 8 on PostgreSQL, 2 by default), and the common settings.
+    /// writer connection; 1 to 8 on PostgreSQL, 2 by default), `USER_CACHE` (`on`|`off`,
+    /// on by default), `USER_CACHE_TTL` (`5m`), `USER_CACHE_STALE` (`1h`; `0s` turns
+    /// stale answers off), `USER_CACHE_MAX_ENTRIES` (100000), and the common settings.
     pub fn from_env(mut env: Env) -> Result<Self, ConfigErrors> {
         let common = Common::read(
             &mut env,
@@ -158,8 +176,29 @@ impl Config {
             queue: env.int_in("ORDER_WRITE_QUEUE", WriterConfig::QUEUE as u64, 1, 65536) as usize,
             writers: env.int_in("ORDER_WRITERS", default_writers, 1, writers_max) as usize,
         };
+        let cache_on = env.choice("USER_CACHE", "on", &["on", "off"]) == "on";
+        let defaults = default_user_cache();
+        let day = Duration::from_secs(24 * 60 * 60);
+        let max_entries = env.int_in(
+            "USER_CACHE_MAX_ENTRIES",
+            defaults.max_entries,
+            1,
+            10_000_000,
+        );
+        let user_cache = CacheConfig {
+            max_entries,
+            max_bytes: max_entries.saturating_mul(100),
+            ttl: env.duration("USER_CACHE_TTL", defaults.ttl, Duration::from_secs(1), day),
+            stale_if_error: env.duration(
+                "USER_CACHE_STALE",
+                defaults.stale_if_error,
+                Duration::ZERO,
+                7 * day,
+            ),
+        };
         env.finish()?;
         Ok(Self {
+            user_cache: cache_on.then_some(user_cache),
             common,
             user_service_urls,
             degraded,

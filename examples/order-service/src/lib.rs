@@ -99,7 +99,8 @@ impl AppState {
         Ok(Self {
             orders: OrderWriter::spawn(store.clone(), config.writes, render_order),
             store,
-            users: UserClient::new(config.user_service_urls.clone(), config.stack.as_ref())?,
+            users: UserClient::new(config.user_service_urls.clone(), config.stack.as_ref())?
+                .with_cache(config.user_cache.clone())?,
             in_flight: Default::default(),
             readiness: Readiness::new(),
             degraded: config.degraded,
@@ -588,6 +589,10 @@ pub struct ResilienceReport {
     /// The retry and its budget.
     #[schema(value_type = Vec<Object>)]
     pub retries: Vec<RetrySnapshot>,
+    /// The user cache's figures (absent with `USER_CACHE=off`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub user_cache: Option<resilience_layers::cache::CacheSnapshot>,
 }
 
 /// Snapshot of the resilience stack in front of user-service.
@@ -604,6 +609,7 @@ pub async fn resilience_report(State(state): State<AppState>) -> Json<Resilience
         breakers: s.breakers,
         bulkheads: s.bulkheads,
         retries: s.retries,
+        user_cache: state.users.cache_snapshot(),
     })
 }
 

@@ -10,6 +10,14 @@
 //! caller's deadline running out ([`LookupError::DeadlineExceeded`]: ours, or user-service
 //! answering that the budget we sent was too short), and order-service's own limit on
 //! concurrent lookups ([`LookupError::Overloaded`]: the bulkhead, shared by every instance).
+//!
+//! In front of all that, a cache of positive verifications (`USER_CACHE`, on by default;
+//! [`resilience_layers::cache`]), keyed by user id: a user found in the last `ttl` is found
+//! again with no round trip (and concurrent lookups of one user make one), and while no
+//! instance can answer (or the deadline or the bulkhead refuse the lookup) a user found in
+//! the last `ttl + stale_if_error` is still taken as existing. Only `Found` is stored: a
+//! `NotFound` is passed on, never stored, and drops a stored `Found` for that user, so a user
+//! that does not exist is never served as existing.
 
 use std::{
     sync::{
@@ -28,7 +36,13 @@ use resilience_layers::{
     stack::{StackConfig, StackSnapshot},
 };
 use service_kit::context::{RequestContext, outgoing};
+use tower::{ServiceExt, util::BoxCloneSyncService};
 use tracing::Instrument;
+
+use resilience_layers::{
+    BoxError, Outcome,
+    cache::{CacheConfig, CacheHandle, CacheLayer, CacheSnapshot},
+};
 
 /// What user-service said about a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +66,8 @@ pub enum LookupError {
         max_concurrent: usize,
     },
 }
+
+impl std::error::Error for LookupError {}
 
 impl std::fmt::Display for LookupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,13 +102,45 @@ pub struct Circuit {
     pub state: CircuitState,
 }
 
-/// The client; clones share the connection pool, the breakers and the round-robin position.
+/// The client; clones share the connection pool, the breakers, the round-robin position and
+/// the cache.
 #[derive(Debug, Clone)]
 pub struct UserClient {
     client: ClientWithMiddleware,
     resilience: Option<ResilienceMiddleware>,
     instances: Arc<[Url]>,
     next: Arc<AtomicUsize>,
+    cache: Option<UserCache>,
+}
+
+type CachedLookup = BoxCloneSyncService<(i64, Option<RequestContext>), Lookup, BoxError>;
+
+/// The lookup through the cache, and the cache's handle.
+#[derive(Clone)]
+struct UserCache {
+    lookup: CachedLookup,
+    handle: CacheHandle<i64, Lookup>,
+}
+
+impl std::fmt::Debug for UserCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCache")
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+/// The cache's name: its metrics' `name` label.
+pub const USER_CACHE: &str = "user-service-users";
+
+/// What the user cache stores and answers stale: `Found` is stored; `NotFound` is neither
+/// stored nor a failure; every lookup error is a failure (answered stale when it can be).
+fn classify_lookup(result: Result<&Lookup, &BoxError>) -> Outcome {
+    match result {
+        Ok(Lookup::Found) => Outcome::Success,
+        Ok(Lookup::NotFound) => Outcome::Ignored,
+        Err(_) => Outcome::Failure,
+    }
 }
 
 /// The middleware's name: breakers are `user-service@host:port`.
@@ -127,11 +175,75 @@ impl UserClient {
             resilience,
             instances: instances.into(),
             next: Arc::new(AtomicUsize::new(0)),
+            cache: None,
         })
     }
 
-    /// Asks the instances, round robin with failover, whether `user_id` exists.
+    /// Puts the lookups through a cache built from `config` (none when `None`).
+    pub fn with_cache(mut self, config: Option<CacheConfig>) -> Result<Self, String> {
+        let Some(config) = config else {
+            self.cache = None;
+            return Ok(self);
+        };
+        let layer = CacheLayer::new(USER_CACHE, config, |req: &(i64, Option<RequestContext>)| {
+            Some(req.0)
+        })
+        .map_err(|e| format!("user cache: {e}"))?
+        .with_classifier(classify_lookup);
+        let handle = layer.handle();
+        let bare = Self {
+            cache: None,
+            ..self.clone()
+        };
+        let lookup = tower::ServiceBuilder::new()
+            .layer(layer)
+            .service(tower::service_fn(
+                move |(user_id, ctx): (i64, Option<RequestContext>)| {
+                    let bare = bare.clone();
+                    async move { bare.lookup_upstream(user_id, ctx.as_ref()).await }
+                },
+            ));
+        self.cache = Some(UserCache {
+            lookup: BoxCloneSyncService::new(lookup),
+            handle,
+        });
+        Ok(self)
+    }
+
+    /// The user cache's figures; `None` with `USER_CACHE=off`.
+    pub fn cache_snapshot(&self) -> Option<CacheSnapshot> {
+        self.cache.as_ref().map(|c| c.handle.snapshot())
+    }
+
+    /// Whether `user_id` exists: from the cache when it knows (fresh, or stale while
+    /// user-service cannot answer), else from user-service.
     pub async fn lookup(
+        &self,
+        user_id: i64,
+        ctx: Option<&RequestContext>,
+    ) -> Result<Lookup, LookupError> {
+        let Some(cache) = &self.cache else {
+            return self.lookup_upstream(user_id, ctx).await;
+        };
+        let result = cache.lookup.clone().oneshot((user_id, ctx.cloned())).await;
+        match result {
+            Ok(Lookup::NotFound) => {
+                cache.handle.invalidate(&user_id).await;
+                Ok(Lookup::NotFound)
+            }
+            Ok(found) => Ok(found),
+            Err(e) => Err(match e.downcast::<LookupError>() {
+                Ok(e) => *e,
+                Err(e) => LookupError::Unavailable(Unavailable {
+                    retry_after: Duration::from_secs(1),
+                    reason: e.to_string(),
+                }),
+            }),
+        }
+    }
+
+    /// Asks the instances, round robin with failover, whether `user_id` exists.
+    async fn lookup_upstream(
         &self,
         user_id: i64,
         ctx: Option<&RequestContext>,

@@ -140,11 +140,14 @@ async fn a_full_bulkhead_is_503_naming_order_services_own_limit() {
         max_concurrent: 1,
         ..default_stack().bulkhead.unwrap()
     });
-    let state = order_state_on(
+    // Without the user cache: it would coalesce the second lookup of the same user into the
+    // first (one call, no second permit asked for), which is not what this test is about.
+    let state = order_state_with(
         service_kit::store::testing::sqlite(&order_service::store::MIGRATIONS).await,
         vec![users.url()],
         DegradedMode::Accept,
         Some(stack),
+        None,
     );
     let app = app(state.clone());
     let first = tokio::spawn({

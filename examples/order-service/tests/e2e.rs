@@ -24,7 +24,9 @@ struct OrderService {
 impl OrderService {
     async fn start(urls: Vec<reqwest::Url>) -> Self {
         let store = testing::sqlite(&order_service::store::MIGRATIONS).await;
-        let state = order_state_on(store, urls, DegradedMode::Fail, Some(fast_stack()));
+        // Without the user cache (USER_CACHE=off): these tests follow every lookup to
+        // user-service and its breakers; tests/user_cache.rs covers the cache in front.
+        let state = order_state_with(store, urls, DegradedMode::Fail, Some(fast_stack()), None);
         Self {
             base: serve_order(state.clone()).await,
             state,

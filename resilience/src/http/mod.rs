@@ -92,6 +92,7 @@
 //! # run().unwrap();
 //! ```
 
+mod cache;
 mod classify;
 mod deadline;
 mod idempotency;
@@ -110,6 +111,7 @@ pub use self::middleware::{
 };
 
 pub use self::{
+    cache::{CACHE_STATUS, HttpCachePolicy, cache_control_freshness, request_cache_key},
     classify::{HttpClassifier, HttpFailureClass},
     deadline::{
         AcceptDeadline, AcceptDeadlineFuture, AcceptDeadlineLayer, DEADLINE_HEADER,

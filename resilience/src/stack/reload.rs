@@ -15,6 +15,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// [`reconfigure`](Self::reconfigure) since applied.
     pub fn config(&self) -> StackConfig {
         StackConfig {
+            cache: self.cache.clone(),
             rate_limit: self.rate_limit().map(|h| h.config().clone()),
             bulkhead: self.bulkhead().as_ref().map(BulkheadHandle::config),
             deadline: self.deadline.as_ref().map(DeadlineLayer::budget),
@@ -104,6 +105,7 @@ pub(crate) fn check_live_change(
         ))
     };
     let pieces = [
+        ("cache", running.cache.is_some(), new.cache.is_some()),
         (
             "rate_limit",
             running.rate_limit.is_some(),
@@ -139,6 +141,9 @@ pub(crate) fn check_live_change(
             (true, false) => return restart(field, "cannot be removed"),
             _ => {}
         }
+    }
+    if running.cache != new.cache {
+        return restart("cache", "cannot change");
     }
     if running.rate_limit != new.rate_limit {
         return restart("rate_limit", "cannot change");

@@ -155,10 +155,23 @@ pub fn order_state_on(
     degraded: DegradedMode,
     stack: Option<StackConfig>,
 ) -> AppState {
+    let cache = order_service::config::default_user_cache();
+    order_state_with(store, urls, degraded, stack, Some(cache))
+}
+
+/// order-service state over `store`, with `user_cache` (`None`: `USER_CACHE=off`).
+pub fn order_state_with(
+    store: Store,
+    urls: Vec<Url>,
+    degraded: DegradedMode,
+    stack: Option<StackConfig>,
+    user_cache: Option<resilience_layers::cache::CacheConfig>,
+) -> AppState {
     let mut config = Config::from_env(Env::from_pairs([("BODY_LIMIT_BYTES", "1024")])).unwrap();
     config.user_service_urls = urls;
     config.degraded = degraded;
     config.stack = stack;
+    config.user_cache = user_cache;
     AppState::new(store, &config).unwrap()
 }
 
