@@ -61,6 +61,7 @@ fn full() -> StackConfig {
         }),
         deadline: Some(Duration::from_secs(5)),
         retry: Some(RetryConfig::default()),
+        hedge: None,
         circuit_breaker: Some(CircuitBreakerConfig::default()),
         attempt_timeout: Some(Duration::from_secs(1)),
         ..Default::default()

@@ -99,6 +99,7 @@ pub mod deadline;
 pub mod error;
 pub mod events;
 pub mod fault;
+pub mod hedge;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

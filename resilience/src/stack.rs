@@ -2,8 +2,8 @@
 //!
 //! Outermost first:
 //!
-//! **cache → rate limiter → bulkhead → deadline → retry → circuit breaker → attempt timeout →
-//! fault injection → service**
+//! **cache → rate limiter → bulkhead → deadline → retry → hedge → circuit breaker → attempt
+//! timeout → fault injection → service**
 //!
 //! Why this order:
 //!
@@ -21,6 +21,13 @@
 //! - **Breaker inside retry**: every attempt passes the breaker and is recorded on its own, and
 //!   an open circuit is a rejection that retry never repeats: the caller fails fast instead of
 //!   hammering a dependency that is known to be down.
+//! - **Hedge at retry's place, just inside it**: a hedge is another attempt, so it is placed
+//!   where attempts are made. Inside the breaker's outer side, each hedged attempt passes the
+//!   breaker and is recorded on its own, and no hedge is sent while the circuit is not closed;
+//!   hedges withdraw from the retry's budget, so hedges and retries together stay within one
+//!   budget; the same clone hook decides which requests may be sent twice. Inside retry
+//!   rather than outside, a retry after a failed (hedged) attempt is hedged again, and an open
+//!   circuit met by a hedge stays a rejection retry never repeats.
 //! - **Deadline outside retry**: the caller's total patience bounds every attempt and every
 //!   backoff sleep; retry reads it ([`current_deadline`](crate::deadline::current_deadline))
 //!   and gives up rather than sleeping past it.
@@ -95,6 +102,7 @@ use crate::{
     deadline::{DeadlineLayer, DeadlineService, TimeoutHandle, TimeoutSnapshot},
     error::BoxError,
     fault::{Fault, FaultConfig, FaultHandle, FaultLayer, FaultSnapshot},
+    hedge::{Hedge, HedgeConfig, HedgeHandle, HedgeLayer, HedgeSnapshot},
     name::Name,
     rate_limit::{RateLimit, RateLimitConfig, RateLimitHandle, RateLimitLayer, RateLimitSnapshot},
     retry::{
@@ -143,6 +151,9 @@ pub struct StackConfig {
     /// Retry with backoff and budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryConfig>,
+    /// Hedged attempts, drawing on the retry's budget when a retry is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<HedgeConfig>,
     /// The circuit breaker every attempt passes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
@@ -179,6 +190,20 @@ impl StackConfig {
         }
         if let Some(c) = &self.retry {
             c.validate().map_err(|e| e.within("retry"))?;
+        }
+        if let Some(c) = &self.hedge {
+            c.validate().map_err(|e| e.within("hedge"))?;
+            let own_budget = c.budget != HedgeConfig::default().budget;
+            if self.retry.is_some() && own_budget {
+                return Err(ConfigError::new(
+                    "hedge.budget",
+                    ConfigProblem::Conflicts {
+                        other: "retry.budget".into(),
+                        reason: "with a retry, hedges draw on the retry's budget; set it there"
+                            .into(),
+                    },
+                ));
+            }
         }
         if let Some(c) = &self.circuit_breaker {
             c.validate().map_err(|e| e.within("circuit_breaker"))?;
@@ -231,6 +256,9 @@ pub struct StackSnapshot {
     pub bulkheads: Vec<BulkheadSnapshot>,
     /// One per retry.
     pub retries: Vec<RetrySnapshot>,
+    /// One per hedge.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hedges: Vec<HedgeSnapshot>,
     /// One per rate limiter.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimitSnapshot>,
@@ -250,10 +278,12 @@ impl StackSnapshot {
             breakers,
             bulkheads,
             retries,
+            hedges,
             rate_limits,
             timeouts,
             faults,
         } = other;
+        self.hedges.extend(hedges);
         self.breakers.extend(breakers);
         self.bulkheads.extend(bulkheads);
         self.retries.extend(retries);
@@ -267,6 +297,7 @@ impl StackSnapshot {
         self.breakers.sort_by(|a, b| a.name.cmp(&b.name));
         self.bulkheads.sort_by(|a, b| a.name.cmp(&b.name));
         self.retries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.hedges.sort_by(|a, b| a.name.cmp(&b.name));
         self.rate_limits.sort_by(|a, b| a.name.cmp(&b.name));
         self.timeouts
             .sort_by(|a, b| (&a.name, a.kind.as_str()).cmp(&(&b.name, b.kind.as_str())));
@@ -302,6 +333,7 @@ pub struct ResilienceLayer<
     bulkhead: Option<BulkheadLayer>,
     deadline: Option<DeadlineLayer>,
     retry: Option<RetryLayer<Classifier, RetryAfterHook, BackoffConfig, CloneRequestHook>>,
+    hedge: Option<HedgeLayer<Classifier, CloneRequestHook>>,
     breaker: Option<CircuitBreakerLayer<Classifier>>,
     attempt_timeout: Option<AttemptTimeoutLayer>,
     fault: Option<FaultLayer>,
@@ -326,6 +358,28 @@ impl ResilienceLayer {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let within = |section| move |e: ConfigError| e.within(section);
+        let retry = config
+            .retry
+            .map(|c| RetryLayer::new(name.clone(), c).map_err(within("retry")))
+            .transpose()?;
+        let breaker = config
+            .circuit_breaker
+            .map(|c| CircuitBreakerLayer::named(kind(name), c).map_err(within("circuit_breaker")))
+            .transpose()?;
+        let hedge = config
+            .hedge
+            .map(|c| {
+                let handle = match &retry {
+                    Some(retry) => HedgeHandle::sharing(name.clone(), c, retry.budget()),
+                    None => HedgeHandle::new(name.clone(), c),
+                }
+                .map_err(within("hedge"))?;
+                Ok(HedgeLayer::from_handle(match &breaker {
+                    Some(breaker) => handle.with_breaker(breaker.handle()),
+                    None => handle,
+                }))
+            })
+            .transpose()?;
         Ok(Self {
             name: name.clone(),
             cache: config.cache,
@@ -342,16 +396,9 @@ impl ResilienceLayer {
                 .deadline
                 .map(|d| DeadlineLayer::new(name.clone(), d))
                 .transpose()?,
-            retry: config
-                .retry
-                .map(|c| RetryLayer::new(name.clone(), c).map_err(within("retry")))
-                .transpose()?,
-            breaker: config
-                .circuit_breaker
-                .map(|c| {
-                    CircuitBreakerLayer::named(kind(name), c).map_err(within("circuit_breaker"))
-                })
-                .transpose()?,
+            retry,
+            hedge,
+            breaker,
             attempt_timeout: config
                 .attempt_timeout
                 .map(|d| AttemptTimeoutLayer::new(name.clone(), d))
@@ -431,6 +478,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_classifier(classifier.clone())),
+            hedge: self.hedge.map(|h| h.with_classifier(classifier.clone())),
             breaker: self.breaker.map(|b| b.with_classifier(classifier)),
             attempt_timeout: self.attempt_timeout,
             fault: self.fault,
@@ -450,6 +498,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_retry_after(retry_after)),
+            hedge: self.hedge,
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
             fault: self.fault,
@@ -489,7 +538,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
     ///     Ok::<_, std::io::Error>(job.0)
     /// })));
     /// ```
-    pub fn with_clone_request<NewCloneRequestHook>(
+    pub fn with_clone_request<NewCloneRequestHook: Clone>(
         self,
         clone_request: NewCloneRequestHook,
     ) -> ResilienceLayer<Classifier, RetryAfterHook, NewCloneRequestHook> {
@@ -500,6 +549,9 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
             rate_limit: self.rate_limit,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
+            hedge: self
+                .hedge
+                .map(|h| h.with_clone_request(clone_request.clone())),
             retry: self.retry.map(|r| r.with_clone_request(clone_request)),
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
@@ -588,6 +640,11 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
         self.retry.as_ref().map(RetryLayer::handle)
     }
 
+    /// The hedge's handle, when one is configured.
+    pub fn hedge(&self) -> Option<HedgeHandle> {
+        self.hedge.as_ref().map(HedgeLayer::handle)
+    }
+
     /// The breaker's handle, when one is configured.
     pub fn circuit_breaker(&self) -> Option<CircuitBreakerHandle> {
         self.breaker.as_ref().map(CircuitBreakerLayer::handle)
@@ -633,6 +690,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
                 .map(BulkheadHandle::snapshot)
                 .collect(),
             retries: self.retry().iter().map(RetryHandle::snapshot).collect(),
+            hedges: self.hedge().iter().map(HedgeHandle::snapshot).collect(),
             rate_limits: self
                 .rate_limit()
                 .iter()
@@ -662,6 +720,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook> std::fmt::Debug
                 &self.deadline.as_ref().map(DeadlineLayer::budget),
             )
             .field("retry", &self.retry.is_some())
+            .field("hedge", &self.hedge.is_some())
             .field("circuit_breaker", &self.breaker.is_some())
             .field(
                 "attempt_timeout",
@@ -697,12 +756,16 @@ type WithFault<S> = Maybe<Fault<S>, S>;
 type WithAttemptTimeout<S> = Maybe<AttemptTimeout<WithFault<S>>, WithFault<S>>;
 type WithBreaker<S, Classifier> =
     Maybe<CircuitBreaker<WithAttemptTimeout<S>, Classifier>, WithAttemptTimeout<S>>;
+type WithHedge<S, Classifier, CloneRequestHook> = Maybe<
+    Hedge<WithBreaker<S, Classifier>, Classifier, CloneRequestHook>,
+    WithBreaker<S, Classifier>,
+>;
 type WithRetry<S, Classifier, RetryAfterHook, CloneRequestHook> = Maybe<
     Retry<
         RetryPolicy<Classifier, RetryAfterHook, BackoffConfig, CloneRequestHook>,
-        WithBreaker<S, Classifier>,
+        WithHedge<S, Classifier, CloneRequestHook>,
     >,
-    WithBreaker<S, Classifier>,
+    WithHedge<S, Classifier, CloneRequestHook>,
 >;
 type WithDeadline<S, Classifier, RetryAfterHook, CloneRequestHook> = Maybe<
     DeadlineService<WithRetry<S, Classifier, RetryAfterHook, CloneRequestHook>>,
@@ -756,7 +819,8 @@ where
         let faulty = maybe(self.fault.as_ref(), service);
         let timed = maybe(self.attempt_timeout.as_ref(), faulty);
         let broken = maybe(breaker, timed);
-        let retried = maybe(self.retry.as_ref(), broken);
+        let hedged = maybe(self.hedge.as_ref(), broken);
+        let retried = maybe(self.retry.as_ref(), hedged);
         let bounded = maybe(self.deadline.as_ref(), retried);
         let bulkheaded = maybe(self.bulkhead.as_ref(), bounded);
         Resilience {
@@ -969,6 +1033,16 @@ mod tests {
             ),
             ("[rate_limit]\nburst = 0", "rate_limit.burst"),
             ("deadline = \"0s\"", "deadline"),
+            ("[hedge]\npercentile = 100.0", "hedge.percentile"),
+            (
+                "[hedge]\ndelay = \"10ms\"\npercentile = 90.0",
+                "hedge.percentile",
+            ),
+            ("[hedge]\nmax_hedges = 0", "hedge.max_hedges"),
+            (
+                "[retry]\n[hedge]\nbudget = { retry_ratio = 0.5 }",
+                "hedge.budget",
+            ),
             ("attempt_timeout = \"0s\"", "attempt_timeout"),
             ("[fault]\nerror_rate = 1.5", "fault.error_rate"),
             ("[fault]\nerror_rate = -0.1", "fault.error_rate"),
@@ -1081,6 +1155,7 @@ mod tests {
             bulkhead: Some(BulkheadConfig::default()),
             deadline: Some(Duration::from_millis(1500)),
             retry: Some(RetryConfig::default()),
+            hedge: Some(HedgeConfig::default()),
             circuit_breaker: Some(CircuitBreakerConfig::default()),
             attempt_timeout: Some(Duration::from_millis(300)),
             fault: Some(FaultConfig {

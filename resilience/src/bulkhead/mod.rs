@@ -41,6 +41,7 @@
 //! # }
 //! ```
 
+mod adaptive;
 mod config;
 mod event;
 pub mod future;

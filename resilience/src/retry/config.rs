@@ -199,7 +199,7 @@ impl BudgetConfig {
 
 /// `budget = false` (none), `true` (the default) or a table; written back as `false` or a
 /// table, so every value survives a round trip through TOML.
-mod budget_switch {
+pub(crate) mod budget_switch {
     use std::fmt;
 
     use serde::{
@@ -209,7 +209,7 @@ mod budget_switch {
 
     use super::BudgetConfig;
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         budget: &Option<BudgetConfig>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -219,7 +219,7 @@ mod budget_switch {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<BudgetConfig>, D::Error> {
         d.deserialize_any(Switch)

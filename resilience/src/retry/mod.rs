@@ -71,5 +71,6 @@ pub use self::{
     layer::RetryLayer,
     policy::{CloneRequest, Cloned, GIVE_UP, RetryAfter, RetryPolicy},
 };
+pub(crate) use self::{config::budget_switch, policy::is_rejection};
 /// The service [`RetryLayer`] builds: tower's own, driven by a [`RetryPolicy`].
 pub use tower::retry::Retry;

@@ -295,7 +295,7 @@ impl<Classifier, RetryAfterHook, BackoffSource: MakeBackoff, CloneRequestHook> s
 }
 
 /// True when `err` is one of this crate's rejections (directly, boxed, or as [`crate::Error`]).
-fn is_rejection<E: 'static>(err: &E) -> bool {
+pub(crate) fn is_rejection<E: 'static>(err: &E) -> bool {
     let any: &dyn Any = err;
     if let Some(boxed) = any.downcast_ref::<BoxError>() {
         return error::is_rejection(&**boxed);

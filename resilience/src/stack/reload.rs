@@ -20,6 +20,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
             bulkhead: self.bulkhead().as_ref().map(BulkheadHandle::config),
             deadline: self.deadline.as_ref().map(DeadlineLayer::budget),
             retry: self.retry().as_ref().map(RetryHandle::config),
+            hedge: self.hedge().map(|h| h.config().clone()),
             circuit_breaker: self
                 .circuit_breaker()
                 .as_ref()
@@ -116,6 +117,7 @@ pub(crate) fn check_live_change(
             new.bulkhead.is_some(),
         ),
         ("retry", running.retry.is_some(), new.retry.is_some()),
+        ("hedge", running.hedge.is_some(), new.hedge.is_some()),
         (
             "circuit_breaker",
             running.circuit_breaker.is_some(),
@@ -145,6 +147,15 @@ pub(crate) fn check_live_change(
     }
     if running.rate_limit != new.rate_limit {
         return restart("rate_limit", "cannot change");
+    }
+    if running.hedge != new.hedge {
+        return restart("hedge", "cannot change");
+    }
+    if running.hedge.is_some()
+        && running.retry.as_ref().map(|r| r.budget) != new.retry.as_ref().map(|r| r.budget)
+    {
+        // The hedge holds the budget it was built with: a new one would split the two.
+        return restart("retry.budget", "cannot change with a hedge");
     }
     if running.deadline != new.deadline {
         return restart("deadline", "cannot change");

@@ -1,0 +1,276 @@
+//! The future of a hedged call: the first attempt, and the hedges sent while it runs.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower::Service;
+
+use super::HedgeHandle;
+use crate::{classify::Classify, retry::CloneRequest};
+
+pin_project! {
+    /// The future [`Hedge`](super::Hedge) returns. The first attempt lives in it unboxed; a
+    /// request that may be hedged boxes its plan (timer, request copy, service), and each
+    /// hedge sent is boxed: the allocations are paid by calls that can hedge.
+    ///
+    /// When it completes, or is dropped, every attempt still in flight is dropped with it.
+    pub struct ResponseFuture<S, Req, C, R>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        primary: S::Future,
+        primary_started: Instant,
+        primary_done: bool,
+        plan: Option<Box<Plan<S, Req, R>>>,
+        handle: HedgeHandle,
+        classifier: C,
+        // The failure returned if no attempt answers well; a rejection is kept only while
+        // no real failure came.
+        failure: Option<(Result<S::Response, S::Error>, bool)>,
+    }
+}
+
+struct Plan<S: Service<Req>, Req, R> {
+    delay: Duration,
+    sleep: Pin<Box<Sleep>>,
+    /// The template each hedge copies.
+    request: Req,
+    clone_request: R,
+    svc: S,
+    /// Hedges sent so far.
+    sent: u32,
+    /// False once no more hedges will be sent.
+    more: bool,
+    /// The budget was taken for the next hedge, which waits for the service to be ready.
+    permitted: bool,
+    attempts: Vec<Attempt<S::Future>>,
+}
+
+struct Attempt<F> {
+    future: Pin<Box<F>>,
+    started: Instant,
+    number: u32,
+}
+
+impl<S, Req, C, R> ResponseFuture<S, Req, C, R>
+where
+    S: Service<Req>,
+{
+    pub(super) fn new(
+        primary: S::Future,
+        primary_started: Instant,
+        plan: Option<(Duration, Req, S, R)>,
+        handle: HedgeHandle,
+        classifier: C,
+    ) -> Self {
+        let max = handle.max_hedges();
+        Self {
+            primary,
+            primary_started,
+            primary_done: false,
+            plan: plan.map(|(delay, request, svc, clone_request)| {
+                Box::new(Plan {
+                    delay,
+                    sleep: Box::pin(tokio::time::sleep(delay)),
+                    request,
+                    clone_request,
+                    svc,
+                    sent: 0,
+                    more: max > 0,
+                    permitted: false,
+                    attempts: Vec::new(),
+                })
+            }),
+            handle,
+            classifier,
+            failure: None,
+        }
+    }
+}
+
+/// What to do with one attempt's result.
+fn settle<T, E: 'static, C: Classify<T, E>>(
+    result: Result<T, E>,
+    number: u32,
+    started: Instant,
+    handle: &HedgeHandle,
+    classifier: &C,
+    failure: &mut Option<(Result<T, E>, bool)>,
+) -> Option<Result<T, E>> {
+    let rejected = result
+        .as_ref()
+        .is_err_and(|e| crate::retry::is_rejection(e));
+    if rejected {
+        // Never reached the dependency: neither a latency sample nor a winner.
+        if failure.is_none() {
+            *failure = Some((result, true));
+        }
+        return None;
+    }
+    handle.record_latency(started.elapsed());
+    if classifier.classify(result.as_ref()).is_failure() {
+        if failure.as_ref().is_none_or(|(_, rejection)| *rejection) || number == 1 {
+            *failure = Some((result, false));
+        }
+        return None;
+    }
+    if number > 1 {
+        handle.record_won(number);
+    }
+    Some(result)
+}
+
+impl<S, Req, C, R> Future for ResponseFuture<S, Req, C, R>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error>,
+    R: CloneRequest<Req>,
+    S::Error: 'static,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            if !*this.primary_done {
+                if let Poll::Ready(result) = this.primary.as_mut().poll(cx) {
+                    *this.primary_done = true;
+                    if let Some(won) = settle(
+                        result,
+                        1,
+                        *this.primary_started,
+                        this.handle,
+                        this.classifier,
+                        this.failure,
+                    ) {
+                        // Dropping the plan drops every hedge in flight.
+                        *this.plan = None;
+                        return Poll::Ready(won);
+                    }
+                }
+            }
+            let Some(plan) = this.plan.as_mut() else {
+                if !*this.primary_done {
+                    return Poll::Pending;
+                }
+                let (result, _) = this
+                    .failure
+                    .take()
+                    .expect("a finished attempt left its result");
+                return Poll::Ready(result);
+            };
+            let mut i = 0;
+            while i < plan.attempts.len() {
+                let attempt = &mut plan.attempts[i];
+                if let Poll::Ready(result) = attempt.future.as_mut().poll(cx) {
+                    let (number, started) = (attempt.number, attempt.started);
+                    plan.attempts.swap_remove(i);
+                    if let Some(won) = settle(
+                        result,
+                        number,
+                        started,
+                        this.handle,
+                        this.classifier,
+                        this.failure,
+                    ) {
+                        *this.plan = None;
+                        return Poll::Ready(won);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            if *this.primary_done && plan.attempts.is_empty() {
+                // Everything sent has answered badly: no hedge is sent after a failure (the
+                // retry above decides about that).
+                *this.plan = None;
+                let (result, _) = this
+                    .failure
+                    .take()
+                    .expect("a finished attempt left its result");
+                return Poll::Ready(result);
+            }
+            if plan.more && send_hedge(plan, this.handle, cx) {
+                continue; // poll the new attempt once, so it registers its waker
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+/// Sends the next hedge if its time has come; true when one was sent.
+fn send_hedge<S, Req, R>(
+    plan: &mut Plan<S, Req, R>,
+    handle: &HedgeHandle,
+    cx: &mut Context<'_>,
+) -> bool
+where
+    S: Service<Req>,
+    R: CloneRequest<Req>,
+{
+    if plan.sleep.as_mut().poll(cx).is_pending() {
+        return false;
+    }
+    if !plan.permitted {
+        if !handle.permit_hedge() {
+            plan.more = false;
+            return false;
+        }
+        plan.permitted = true;
+    }
+    let ready: Poll<Result<(), S::Error>> = (|| {
+        ready!(plan.svc.poll_ready(cx))?;
+        Poll::Ready(Ok(()))
+    })();
+    match ready {
+        Poll::Pending => return false,
+        Poll::Ready(Err(_)) => {
+            // The service cannot take another call; the attempts in flight carry on.
+            plan.more = false;
+            return false;
+        }
+        Poll::Ready(Ok(())) => {}
+    }
+    let Some(request) = plan.clone_request.clone_request(&plan.request) else {
+        plan.more = false;
+        return false;
+    };
+    plan.permitted = false;
+    plan.sent += 1;
+    let number = plan.sent + 1;
+    handle.record_sent(number);
+    plan.attempts.push(Attempt {
+        future: Box::pin(plan.svc.call(request)),
+        started: Instant::now(),
+        number,
+    });
+    if plan.sent >= handle.max_hedges() {
+        plan.more = false;
+    } else {
+        let next = Instant::now() + plan.delay;
+        plan.sleep.as_mut().reset(next);
+    }
+    true
+}
+
+impl<S, Req, C, R> std::fmt::Debug for ResponseFuture<S, Req, C, R>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("primary_done", &self.primary_done)
+            .field(
+                "hedges_in_flight",
+                &self.plan.as_ref().map_or(0, |p| p.attempts.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
