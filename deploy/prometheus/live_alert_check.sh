@@ -114,11 +114,16 @@ user=$(curl -sf --max-time 5 -X POST "http://$USER_SERVICE_ADDR/users" -H 'conte
   -d "{\"name\":\"alert check\",\"email\":\"alert-check-$$-$RANDOM@example.com\"}" | jq -r .id) ||
   die "could not create a user"
 orders=0
+# Every other order is for a user id nobody created: order-service's user cache cannot answer
+# it, so it makes a lookup (404 while user-service is up; a failure, which the breaker counts,
+# while it is down).
 send_order() {
   orders=$((orders + 1))
+  local who=$user
+  [ $((orders % 2)) = 0 ] && who=$((900000000 + orders))
   curl -s -o /dev/null --max-time 3 -X POST "http://$ORDER_SERVICE_ADDR/orders" \
     -H 'content-type: application/json' -H "Idempotency-Key: alert-check-$$-$orders" \
-    -d "{\"user_id\":$user,\"product_id\":\"alert-check\",\"quantity\":1}" || true
+    -d "{\"user_id\":$who,\"product_id\":\"alert-check\",\"quantity\":1}" || true
 }
 for _ in 1 2 3; do send_order; done
 firing_before=$(firing | tr '\n' ' ')
