@@ -14,6 +14,9 @@
 //! | bulkhead | [`bulkhead`] | one slow dependency taking every task and connection |
 //! | keyed | [`keyed`] | one failing host or noisy tenant taking the others with it: a stack per key, in a bounded registry |
 //! | rate limiter | [`rate_limit`] | more calls per second than a server can serve or an upstream allows; sheds or paces them |
+//! | cache | [`cache`] | a round trip for an answer seen moments ago, and an error when a recent good answer exists (stale-if-error); concurrent misses make one call |
+//! | hedge | [`hedge`] | one slow attempt setting the tail latency: a second attempt after a delay, the first good answer wins |
+//! | fault injection | [`fault`] | finding out in production what a slow or failing dependency does: latency and errors on demand |
 //!
 //! What counts as a failure is decided once, by a [`Classify`] value shared by the breaker and
 //! retry ([`classify`]); HTTP responses are classified by the `http` feature ([`http`]
