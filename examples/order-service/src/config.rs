@@ -96,13 +96,25 @@ pub struct Config {
 /// no user-service round trip, and while user-service cannot answer, a user verified in the
 /// last hour is still taken as existing; at most 100,000 users (about 10 MB).
 pub fn default_user_cache() -> CacheConfig {
+    user_cache(
+        100_000,
+        Duration::from_secs(5 * 60),
+        Duration::from_secs(60 * 60),
+    )
+}
+
+/// A user cache of `max_entries` users, each counted at [`USER_CACHE_ENTRY_BYTES`].
+fn user_cache(max_entries: u64, ttl: Duration, stale_if_error: Duration) -> CacheConfig {
     CacheConfig {
-        max_entries: 100_000,
-        max_bytes: 100_000 * 100,
-        ttl: Duration::from_secs(5 * 60),
-        stale_if_error: Duration::from_secs(60 * 60),
+        max_entries,
+        max_bytes: max_entries.saturating_mul(USER_CACHE_ENTRY_BYTES),
+        ttl,
+        stale_if_error,
     }
 }
+
+/// What one cached verification is counted as (key, entry and moka's bookkeeping, rounded up).
+const USER_CACHE_ENTRY_BYTES: u64 = 100;
 
 impl Config {
     /// Reads and validates: `ORDER_SERVICE_ADDR` (127.0.0.1:5002), `ORDER_SERVICE_DATABASE_URL`
@@ -185,17 +197,16 @@ impl Config {
             1,
             10_000_000,
         );
-        let user_cache = CacheConfig {
+        let user_cache = user_cache(
             max_entries,
-            max_bytes: max_entries.saturating_mul(100),
-            ttl: env.duration("USER_CACHE_TTL", defaults.ttl, Duration::from_secs(1), day),
-            stale_if_error: env.duration(
+            env.duration("USER_CACHE_TTL", defaults.ttl, Duration::from_secs(1), day),
+            env.duration(
                 "USER_CACHE_STALE",
                 defaults.stale_if_error,
                 Duration::ZERO,
                 7 * day,
             ),
-        };
+        );
         env.finish()?;
         Ok(Self {
             user_cache: cache_on.then_some(user_cache),

@@ -14,7 +14,7 @@ use super::{
     handle::{Count, InFlight, Published, Shared},
     state::Entry,
 };
-use crate::{BoxError, Classify, Outcome};
+use crate::{BoxError, Classify, Outcome, error};
 
 /// A response cache with stale-if-error and request coalescing; see the
 /// [module docs](super).
@@ -207,7 +207,7 @@ where
         shared.count(Count::Miss);
         let result = inner.oneshot(req).await.map_err(Into::into);
         let outcome = self.classifier.classify(result.as_ref());
-        let failed = outcome.is_failure() || result.as_ref().is_err_and(is_rejection);
+        let failed = outcome.is_failure() || result.as_ref().is_err_and(is_refusal);
         let published = match (&result, outcome) {
             (Ok(response), Outcome::Success) => self.store(&key, response).await,
             _ => Published::Nothing,
@@ -304,16 +304,11 @@ where
     }
 }
 
-/// The stack's own rejections (open circuit, full bulkhead, timeouts): failures to answer
-/// stale whatever the classifier says of them.
-fn is_rejection(err: &BoxError) -> bool {
-    use crate::error::{
-        BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, HalfOpenFull, RateLimited,
-    };
-    err.is::<CircuitOpen>()
-        || err.is::<HalfOpenFull>()
-        || err.is::<BulkheadFull>()
-        || err.is::<RateLimited>()
-        || err.is::<Elapsed>()
-        || err.is::<DeadlineExceeded>()
+/// The stack's own refusals (a rejection, an attempt timeout, a deadline), anywhere in the
+/// error's chain: failures to answer stale whatever the classifier says of them.
+fn is_refusal(err: &BoxError) -> bool {
+    let err: &(dyn std::error::Error + 'static) = &**err;
+    error::is_rejection(err)
+        || error::is_timeout(err)
+        || error::chain(err).any(|e| e.is::<error::DeadlineExceeded>())
 }

@@ -3,7 +3,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -225,11 +225,7 @@ where
         }
         plan.permitted = true;
     }
-    let ready: Poll<Result<(), S::Error>> = (|| {
-        ready!(plan.svc.poll_ready(cx))?;
-        Poll::Ready(Ok(()))
-    })();
-    match ready {
+    match plan.svc.poll_ready(cx) {
         Poll::Pending => return false,
         Poll::Ready(Err(_)) => {
             // The service cannot take another call; the attempts in flight carry on.

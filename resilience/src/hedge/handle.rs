@@ -12,6 +12,7 @@ use metrics::Counter;
 use serde::{Deserialize, Serialize};
 
 use super::{HedgeConfig, HedgeEvent, latency::LatencyWindow};
+use crate::cache_lines::StripedCounter;
 use crate::circuit_breaker::{CircuitBreakerHandle, CircuitState};
 use crate::config::ConfigError;
 use crate::events::{Channel, Subscription};
@@ -46,7 +47,8 @@ struct Shared {
     deposits: bool,
     /// Not hedging while this breaker is not closed.
     breaker: Option<CircuitBreakerHandle>,
-    requests: AtomicU64,
+    /// Written by every call: a stripe per thread, as the retry's request count.
+    requests: StripedCounter,
     sent: AtomicU64,
     won: AtomicU64,
     refused: AtomicU64,
@@ -152,7 +154,7 @@ impl HedgeHandle {
                 budget,
                 deposits,
                 breaker,
-                requests: AtomicU64::new(0),
+                requests: StripedCounter::default(),
                 sent: AtomicU64::new(0),
                 won: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
@@ -195,7 +197,7 @@ impl HedgeHandle {
     #[inline]
     pub(super) fn record_request(&self) {
         let s = &*self.shared;
-        s.requests.fetch_add(1, Relaxed);
+        s.requests.add(1);
         if s.deposits {
             if let Some(budget) = &s.budget {
                 budget.deposit();
@@ -269,7 +271,7 @@ impl HedgeHandle {
         let s = &*self.shared;
         HedgeSnapshot {
             name: s.name.to_string(),
-            requests_total: s.requests.load(Relaxed),
+            requests_total: s.requests.sum(),
             sent_total: s.sent.load(Relaxed),
             won_total: s.won.load(Relaxed),
             budget_exhausted_total: s.refused.load(Relaxed),
