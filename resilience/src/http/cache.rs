@@ -153,8 +153,14 @@ pub fn cache_control_freshness(headers: &http::HeaderMap) -> Freshness {
     }
 }
 
-/// A cache key for HTTP requests: the URI of a `GET` or `HEAD`, `None` (not cached) for
-/// any other method.
+/// The longest URI [`request_cache_key`] keys on: the key is not counted in the cache's byte
+/// bound, so a client sending long URIs could otherwise grow it up to `max_entries` of them.
+pub const MAX_CACHE_KEY_URI: usize = 2048;
+
+/// A cache key for HTTP requests: the URI of a `GET` or `HEAD`; `None` (not cached) for any
+/// other method, for a URI longer than [`MAX_CACHE_KEY_URI`], and for a request carrying
+/// `Authorization` or `Cookie`, whose answer may be that caller's alone (RFC 9111 §3.5: a
+/// shared cache must not reuse it for another caller).
 ///
 /// ```
 /// use resilience_layers::http::request_cache_key;
@@ -163,8 +169,21 @@ pub fn cache_control_freshness(headers: &http::HeaderMap) -> Freshness {
 /// assert_eq!(request_cache_key(&get).as_deref(), Some("GET http://users/users/7"));
 /// let post = http::Request::post("http://users/users").body(()).unwrap();
 /// assert_eq!(request_cache_key(&post), None);
+/// let personal = http::Request::get("http://users/users/7")
+///     .header("authorization", "Bearer t")
+///     .body(())
+///     .unwrap();
+/// assert_eq!(request_cache_key(&personal), None);
+/// let long = format!("http://users/users/{}", "7".repeat(4096));
+/// assert_eq!(request_cache_key(&http::Request::get(long).body(()).unwrap()), None);
 /// ```
 pub fn request_cache_key<B>(request: &Request<B>) -> Option<String> {
-    (request.method() == Method::GET || request.method() == Method::HEAD)
-        .then(|| format!("{} {}", request.method(), request.uri()))
+    let cacheable = request.method() == Method::GET || request.method() == Method::HEAD;
+    let personal = request.headers().contains_key(header::AUTHORIZATION)
+        || request.headers().contains_key(header::COOKIE);
+    if !cacheable || personal {
+        return None;
+    }
+    let uri = request.uri().to_string();
+    (uri.len() <= MAX_CACHE_KEY_URI).then(|| format!("{} {uri}", request.method()))
 }

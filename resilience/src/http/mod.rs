@@ -111,7 +111,10 @@ pub use self::middleware::{
 };
 
 pub use self::{
-    cache::{CACHE_STATUS, HttpCachePolicy, cache_control_freshness, request_cache_key},
+    cache::{
+        CACHE_STATUS, HttpCachePolicy, MAX_CACHE_KEY_URI, cache_control_freshness,
+        request_cache_key,
+    },
     classify::{HttpClassifier, HttpFailureClass},
     deadline::{
         AcceptDeadline, AcceptDeadlineFuture, AcceptDeadlineLayer, DEADLINE_HEADER,
