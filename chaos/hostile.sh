@@ -645,16 +645,19 @@ local_rejections() {
 }
 
 attack_overload() {
-  local user out up_before up_after rejected_before
+  local out up_before up_after rejected_before
   settle
-  user=$(new_user overload) || return 1
   up_before=$(http GET "$USER_URL/health/ready")
   rejected_before=$(local_rejections)
   out=$OUT/overload.json
   log "overload: 300 concurrent POST /orders (at most 5 s), GET /nonexistent meanwhile"
+  # Every order names its own user id, one nobody created ("9000000" then the order's number):
+  # order-service's user cache and its coalescing would otherwise turn 300 lookups of one user
+  # into one, and the burst would never reach the lookup bulkhead this attack is about. Each
+  # is answered 422 (no such user) or, past the bulkhead, 503 naming order-service itself.
   tools load --url "$ORDER_URL" --method POST --path /orders --count 300 --concurrency 300 \
     --max-seconds 5 --timeout 5 --run "$RUN_ID" --header 'Idempotency-Key: hostile-overload-{run}-{i}' \
-    --body "{\"user_id\":$user,\"product_id\":\"hostile-burst\",\"quantity\":1}" \
+    --body '{"user_id":9000000{i},"product_id":"hostile-burst","quantity":1}' \
     --match 'user.service is unavailable' --match-status 503 --probe /nonexistent >"$out" || return 1
   up_after=$(http GET "$USER_URL/health/ready")
   check overload blame \
