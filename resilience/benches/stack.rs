@@ -55,6 +55,7 @@ fn full() -> StackConfig {
     StackConfig {
         cache: None,
         rate_limit: None,
+        fallback: None,
         bulkhead: Some(BulkheadConfig {
             max_concurrent: 100,
             ..Default::default()

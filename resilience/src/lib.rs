@@ -12,6 +12,7 @@
 //! | total deadline | [`deadline`] | no call, retries included, outlives the caller's patience; the time left travels downstream |
 //! | attempt timeout | [`timeout`] | waiting forever on one hung attempt |
 //! | bulkhead | [`bulkhead`] | one slow dependency taking every task and connection |
+//! | fallback | [`fallback`] | an error where a degraded answer would do: answers chosen outcomes from a closure, a service or a static response, and says so |
 //! | keyed | [`keyed`] | one failing host or noisy tenant taking the others with it: a stack per key, in a bounded registry |
 //! | rate limiter | [`rate_limit`] | more calls per second than a server can serve or an upstream allows; sheds or paces them |
 //! | cache | [`cache`] | a round trip for an answer seen moments ago, and an error when a recent good answer exists (stale-if-error); concurrent misses make one call |
@@ -101,6 +102,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod events;
+pub mod fallback;
 pub mod fault;
 pub mod hedge;
 #[cfg(feature = "http")]

@@ -2,8 +2,8 @@
 //!
 //! Outermost first:
 //!
-//! **cache → rate limiter → bulkhead → deadline → retry → hedge → circuit breaker → attempt
-//! timeout → fault injection → service**
+//! **cache → fallback → rate limiter → bulkhead → deadline → retry → hedge → circuit breaker
+//! → attempt timeout → fault injection → service**
 //!
 //! Why this order:
 //!
@@ -15,6 +15,22 @@
 //!   hide failures from the retry; inside the breaker it would answer while the circuit
 //!   records nothing. It needs a key function of the request, so the stack builds it
 //!   ([`ResilienceLayer::cache_layer`]) and the caller puts it outside.
+//!
+//! - **Fallback outside everything else the stack runs** (and inside the cache): it answers
+//!   what the pieces inside end in, an open circuit, the final failure after every retry, a
+//!   full bulkhead, a deadline passed, a rate limit met. Inside retry it would turn each
+//!   failed attempt into a success, so retry would never retry and the breaker would never
+//!   see the failures; its answer is for the caller, after the stack has done all it can.
+//!   Outside the rate limiter, whether a call over quota gets a degraded answer or the
+//!   rejection (`429` with `Retry-After` at an HTTP edge) is the config's choice: `on` lists
+//!   `rate_limited` or not. Inside the cache, a stale answer is the first choice on error and
+//!   the fallback the second, and its answer is marked ([`FromFallback`]) so a cache can
+//!   refuse to store it. Its answer is code (a closure, a service, a static response), so
+//!   like the cache it is built by the stack ([`ResilienceLayer::fallback_layer`]) and put
+//!   outside by the caller. That also keeps the composed type as it is: each optional piece
+//!   inside the stack's one type costs the compiler about twice the work of the one before.
+//!
+//! [`FromFallback`]: crate::fallback::FromFallback
 //!
 //! - **Attempt timeout inside the breaker**: a hung attempt is cut off and the breaker records
 //!   it as a failure, so a dependency that hangs trips the circuit just like one that errors.
@@ -101,6 +117,7 @@ use crate::{
     config::{ConfigError, ConfigProblem, check_positive},
     deadline::{DeadlineLayer, DeadlineService, TimeoutHandle, TimeoutSnapshot},
     error::BoxError,
+    fallback::{FallbackConfig, FallbackHandle, FallbackLayer, FallbackSnapshot, NoFallback},
     fault::{Fault, FaultConfig, FaultHandle, FaultLayer, FaultSnapshot},
     hedge::{Hedge, HedgeConfig, HedgeHandle, HedgeLayer, HedgeSnapshot},
     name::Name,
@@ -139,6 +156,10 @@ pub struct StackConfig {
     /// A cap on logical requests per period (off unless configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitConfig>,
+    /// Which outcomes a fallback answers (the answer itself is given in code, with
+    /// [`ResilienceLayer::fallback_layer`]; without that the section has no effect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackConfig>,
     /// A cap on concurrent logical requests (retries included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulkhead: Option<BulkheadConfig>,
@@ -181,6 +202,9 @@ impl StackConfig {
         }
         if let Some(c) = &self.rate_limit {
             c.validate().map_err(|e| e.within("rate_limit"))?;
+        }
+        if let Some(c) = &self.fallback {
+            c.validate().map_err(|e| e.within("fallback"))?;
         }
         if let Some(c) = &self.bulkhead {
             c.validate().map_err(|e| e.within("bulkhead"))?;
@@ -268,6 +292,9 @@ pub struct StackSnapshot {
     /// The fault injector's, when configured.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultSnapshot>,
+    /// The fallback's, when one is configured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<FallbackSnapshot>,
 }
 
 impl StackSnapshot {
@@ -282,6 +309,7 @@ impl StackSnapshot {
             rate_limits,
             timeouts,
             faults,
+            fallbacks,
         } = other;
         self.hedges.extend(hedges);
         self.breakers.extend(breakers);
@@ -290,6 +318,7 @@ impl StackSnapshot {
         self.rate_limits.extend(rate_limits);
         self.timeouts.extend(timeouts);
         self.faults.extend(faults);
+        self.fallbacks.extend(fallbacks);
     }
 
     /// Orders each piece's snapshots by name.
@@ -299,6 +328,7 @@ impl StackSnapshot {
         self.retries.sort_by(|a, b| a.name.cmp(&b.name));
         self.hedges.sort_by(|a, b| a.name.cmp(&b.name));
         self.rate_limits.sort_by(|a, b| a.name.cmp(&b.name));
+        self.fallbacks.sort_by(|a, b| a.name.cmp(&b.name));
         self.timeouts
             .sort_by(|a, b| (&a.name, a.kind.as_str()).cmp(&(&b.name, b.kind.as_str())));
     }
@@ -330,6 +360,7 @@ pub struct ResilienceLayer<
     cache: Option<CacheConfig>,
     classifier: Classifier,
     rate_limit: Option<RateLimitLayer>,
+    fallback: Option<FallbackLayer<NoFallback, Classifier>>,
     bulkhead: Option<BulkheadLayer>,
     deadline: Option<DeadlineLayer>,
     retry: Option<RetryLayer<Classifier, RetryAfterHook, BackoffConfig, CloneRequestHook>>,
@@ -388,6 +419,12 @@ impl ResilienceLayer {
                 .rate_limit
                 .map(|c| RateLimitLayer::new(name.clone(), c).map_err(within("rate_limit")))
                 .transpose()?,
+            fallback: config
+                .fallback
+                .map(|c| {
+                    FallbackLayer::new(name.clone(), c, NoFallback).map_err(within("fallback"))
+                })
+                .transpose()?,
             bulkhead: config
                 .bulkhead
                 .map(|c| BulkheadLayer::named(kind(name), c).map_err(within("bulkhead")))
@@ -415,7 +452,7 @@ impl ResilienceLayer {
 impl<Classifier, RetryAfterHook, CloneRequestHook>
     ResilienceLayer<Classifier, RetryAfterHook, CloneRequestHook>
 {
-    /// Decides what counts as a failure, for the breaker and retry alike.
+    /// Decides what counts as a failure, for the breaker, retry and the fallback alike.
     ///
     /// **The classifier sees errors as [`BoxError`]**, not as the inner service's own error
     /// type: every piece of the stack boxes the error of the one it wraps (so that a
@@ -475,6 +512,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
             cache: self.cache,
             classifier: classifier.clone(),
             rate_limit: self.rate_limit,
+            fallback: self.fallback.map(|f| f.with_classifier(classifier.clone())),
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_classifier(classifier.clone())),
@@ -495,6 +533,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
             cache: self.cache,
             classifier: self.classifier,
             rate_limit: self.rate_limit,
+            fallback: self.fallback,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             retry: self.retry.map(|r| r.with_retry_after(retry_after)),
@@ -547,6 +586,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
             cache: self.cache,
             classifier: self.classifier,
             rate_limit: self.rate_limit,
+            fallback: self.fallback,
             bulkhead: self.bulkhead,
             deadline: self.deadline,
             hedge: self
@@ -607,6 +647,49 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
         Some(layer.with_classifier(self.classifier.clone()))
     }
 
+    /// Builds the fallback of the `[fallback]` section, answering with `answer`, to put
+    /// **outside** this stack (inside the cache, if there is one); `None` when no fallback is
+    /// configured. The config says when (which outcomes), the code says what: a closure
+    /// `Fn(Fault<Response>) -> Response`, a [`FallbackService`](crate::fallback::FallbackService),
+    /// or (HTTP) a [`StaticResponse`](crate::http::StaticResponse). It shares the stack's
+    /// name, classifier (what `failure` means) and counts (the stack's
+    /// [`snapshot`](Self::snapshot) and [`fallback`](Self::fallback) handle).
+    ///
+    /// ```
+    /// use resilience_layers::{fallback::Fault, stack::StackConfig};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let config: StackConfig = toml::from_str(r#"
+    ///     [fallback]
+    ///     on = ["circuit_open", "failure"]
+    ///     [retry]
+    ///     max_attempts = 2
+    /// "#).unwrap();
+    /// let stack = config.into_layer("prices").unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .option_layer(stack.fallback_layer(|_: Fault<u32>| 0))
+    ///     .layer(stack.clone())
+    ///     .service(service_fn(|_: ()| async { Err::<u32, _>(std::io::Error::other("down")) }));
+    /// assert_eq!(svc.ready().await.unwrap().call(()).await.unwrap(), 0); // after 2 attempts
+    /// assert_eq!(stack.snapshot().fallbacks[0].served_total, 1);
+    /// # }
+    /// ```
+    pub fn fallback_layer<Answer>(
+        &self,
+        answer: Answer,
+    ) -> Option<FallbackLayer<Answer, Classifier>>
+    where
+        Classifier: Clone,
+    {
+        self.fallback.clone().map(|f| f.with_fallback(answer))
+    }
+
+    /// The fallback's handle, when one is configured.
+    pub fn fallback(&self) -> Option<FallbackHandle> {
+        self.fallback.as_ref().map(FallbackLayer::handle)
+    }
+
     /// The rate limiter's handle, when one is configured.
     pub fn rate_limit(&self) -> Option<RateLimitHandle> {
         self.rate_limit.as_ref().map(RateLimitLayer::handle)
@@ -659,6 +742,9 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
     /// Marks every metric series of the stack as updated, without changing a value: see
     /// [`keyed`](crate::keyed) for why live entries of a keyed layer need it.
     pub(crate) fn touch_metrics(&self) {
+        if let Some(f) = &self.fallback {
+            f.handle().touch_metrics();
+        }
         if let Some(b) = &self.bulkhead {
             b.handle().touch_metrics();
         }
@@ -703,6 +789,11 @@ impl<Classifier, RetryAfterHook, CloneRequestHook>
                 .map(|h| h.snapshot())
                 .collect(),
             faults: self.fault().iter().map(FaultHandle::snapshot).collect(),
+            fallbacks: self
+                .fallback()
+                .iter()
+                .map(FallbackHandle::snapshot)
+                .collect(),
         }
     }
 }
@@ -714,6 +805,7 @@ impl<Classifier, RetryAfterHook, CloneRequestHook> std::fmt::Debug
         f.debug_struct("ResilienceLayer")
             .field("cache", &self.cache.is_some())
             .field("rate_limit", &self.rate_limit.is_some())
+            .field("fallback", &self.fallback.is_some())
             .field("bulkhead", &self.bulkhead.is_some())
             .field(
                 "deadline",
@@ -1152,6 +1244,10 @@ mod tests {
         let config = StackConfig {
             cache: Some(CacheConfig::default()),
             rate_limit: Some(RateLimitConfig::default()),
+            fallback: Some(FallbackConfig::on([
+                crate::fallback::FallbackOutcome::CircuitOpen,
+                crate::fallback::FallbackOutcome::Failure,
+            ])),
             bulkhead: Some(BulkheadConfig::default()),
             deadline: Some(Duration::from_millis(1500)),
             retry: Some(RetryConfig::default()),

@@ -417,4 +417,36 @@ mod http_edge {
         let post = http::Request::post("/store").body(()).unwrap();
         assert_eq!(svc.clone().oneshot(post).await.unwrap().status(), 503);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_from_the_fallback_is_never_stored() {
+        use resilience_layers::fallback::{FallbackOutcome, FromFallback};
+        let calls = Arc::new(AtomicU32::new(0));
+        let layer = CacheLayer::new("t-http-fallback", config(), request_cache_key::<()>)
+            .unwrap()
+            .with_policy(HttpCachePolicy::default())
+            .with_classifier(HttpClassifier::default());
+        let counted = calls.clone();
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(move |_: Req| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let mut res = http::Response::new("degraded".to_string());
+                    res.extensions_mut().insert(FromFallback {
+                        outcome: FallbackOutcome::CircuitOpen,
+                    });
+                    Ok::<_, std::io::Error>(res)
+                }
+            }));
+        for _ in 0..3 {
+            let res = svc
+                .clone()
+                .oneshot(http::Request::get("/users/1").body(()).unwrap())
+                .await
+                .unwrap();
+            assert!(res.headers().get("cache-status").is_none());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "each call went through");
+    }
 }

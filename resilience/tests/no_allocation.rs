@@ -80,5 +80,42 @@ fn main() {
         received += 1;
     }
     assert_eq!(received, 104, "every rejection was reported");
+    fallback_allocates_nothing_on_the_happy_path();
     println!("no_allocation: ok");
+}
+
+/// A stack with a fallback given: a success allocates nothing (the fallback's future is never
+/// made), and an open circuit answered by the fallback allocates the rejection only.
+fn fallback_allocates_nothing_on_the_happy_path() {
+    let config: StackConfig = toml::from_str(
+        "[fallback]\non = [\"circuit_open\", \"failure\"]\n[retry]\n[circuit_breaker]\n",
+    )
+    .unwrap();
+    let layer = config.into_layer("no-alloc-fallback").unwrap();
+    let fallback = layer
+        .fallback_layer(|_: resilience_layers::fallback::Fault<u32>| 0)
+        .unwrap();
+    let mut svc = fallback.layer(layer.layer(service_fn(|x: u32| {
+        std::future::ready(Ok::<_, BoxError>(x + 1))
+    })));
+    let mut calls = |n: u32| {
+        allocations(|| {
+            for i in 0..n {
+                assert_eq!(call(&mut svc, i).unwrap(), i + 1);
+            }
+        })
+    };
+    calls(16);
+    assert_eq!(calls(1000), 0, "a success through a stack with a fallback");
+    layer.circuit_breaker().unwrap().force_open();
+    let mut answered = |n: u32| {
+        allocations(|| {
+            for i in 0..n {
+                assert_eq!(call(&mut svc, i).unwrap(), 0);
+            }
+        })
+    };
+    answered(4);
+    assert_eq!(answered(100), 100, "an answered rejection: its error only");
+    assert_eq!(layer.fallback().unwrap().snapshot().served_total, 104);
 }

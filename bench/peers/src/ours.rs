@@ -76,6 +76,7 @@ pub fn retry() -> impl Service<u64> + Clone + Send {
 pub fn stack() -> impl Service<u64> + Clone + Send {
     let config = StackConfig {
         rate_limit: None,
+        fallback: None,
         bulkhead: Some(bulkhead_config()),
         deadline: Some(Duration::from_secs(2)),
         retry: Some(retry_config()),

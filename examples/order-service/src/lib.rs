@@ -11,7 +11,8 @@
 //!
 //! The user is verified through [`users::UserClient`] (round robin over `USER_SERVICE_URLS`,
 //! one circuit breaker per instance). When no instance can answer, the default is to fail fast
-//! with 503 and `Retry-After`; with `DEGRADED_MODE=accept` the order is stored as `pending` and
+//! with 503 and `Retry-After`; with `DEGRADED_MODE=accept` (the library's fallback layer around
+//! the lookup, [`users::degraded_lookup`]) the order is stored as `pending` and
 //! the [`verifier`] settles it (`confirmed` or `rejected`) once user-service answers again. A
 //! user that does not exist is 422 in every mode.
 
@@ -39,6 +40,7 @@ use axum::{
 use resilience_layers::{
     bulkhead::BulkheadSnapshot,
     circuit_breaker::{CircuitSnapshot, CircuitState},
+    deps::tower::{Layer, ServiceExt},
     fault::FaultHandle,
     retry::RetrySnapshot,
 };
@@ -58,7 +60,7 @@ use crate::{
     group_commit::OrderWriter,
     idempotency::{InFlight, ScopedKey},
     store::{Inserted, NewOrder, StoredResponse},
-    users::{Lookup, LookupError, UserClient},
+    users::{DegradedLookup, Lookup, LookupError, LookupService, UserCheck, UserClient},
 };
 
 /// The service's name in logs, health, metrics and `/resilience`.
@@ -79,6 +81,8 @@ pub struct AppState {
     pub readiness: Readiness,
     /// What to do when user-service cannot answer.
     pub degraded: DegradedMode,
+    /// The degraded mode's fallback around the lookup, applied when `degraded` is `Accept`.
+    pub degraded_lookup: DegradedLookup,
     /// `ADMIN_TOKEN`.
     pub admin_token: Option<String>,
     /// Largest accepted body.
@@ -104,6 +108,7 @@ impl AppState {
             in_flight: Default::default(),
             readiness: Readiness::new(),
             degraded: config.degraded,
+            degraded_lookup: users::degraded_lookup(),
             admin_token: config.common.admin_token.clone(),
             body_limit: config.common.body_limit,
             min_deadline: config.common.min_deadline,
@@ -435,25 +440,41 @@ pub async fn create_order(
     }
 
     let ctx = service_kit::context::current();
-    let status = match state.users.lookup(body.user_id, ctx.as_ref()).await {
-        Ok(Lookup::Found) => OrderStatus::Confirmed,
-        Ok(Lookup::NotFound) => return Err(unknown_user(body.user_id)),
-        // Neither says anything about user-service, so neither becomes a pending order.
-        Err(LookupError::DeadlineExceeded) => return Err(deadline_exceeded()),
-        Err(LookupError::Overloaded { max_concurrent }) => {
-            return Err(overloaded(max_concurrent));
+    // Degraded mode is the library's fallback around the lookup (`users::degraded_lookup`).
+    let lookup = LookupService::new(state.users.clone());
+    let checked = match state.degraded {
+        DegradedMode::Accept => {
+            state
+                .degraded_lookup
+                .layer(lookup)
+                .oneshot((body.user_id, ctx))
+                .await
         }
-        Err(LookupError::Unavailable(u)) => match state.degraded {
-            DegradedMode::Accept => {
-                tracing::warn!(reason = %u.reason, "user-service unavailable; accepting order as pending");
-                OrderStatus::Pending
+        DegradedMode::Fail => lookup.oneshot((body.user_id, ctx)).await,
+    };
+    let status = match checked {
+        Ok(UserCheck::Answered(Lookup::Found)) => OrderStatus::Confirmed,
+        Ok(UserCheck::Answered(Lookup::NotFound)) => return Err(unknown_user(body.user_id)),
+        Ok(UserCheck::Unverified(_)) => OrderStatus::Pending,
+        Err(e) => match e.downcast::<LookupError>().map(|e| *e) {
+            // Neither says anything about user-service, so neither becomes a pending order.
+            Ok(LookupError::DeadlineExceeded) => return Err(deadline_exceeded()),
+            Ok(LookupError::Overloaded { max_concurrent }) => {
+                return Err(overloaded(max_concurrent));
             }
-            DegradedMode::Fail => {
+            Ok(LookupError::Unavailable(u)) => {
                 tracing::warn!(reason = %u.reason, "user-service unavailable; failing fast");
                 metrics::counter!("orders_rejected_unavailable_total").increment(1);
                 return Err(Problem::unavailable(
                     "user-service is unavailable, so the user cannot be verified; the order was not stored",
                     u.retry_after,
+                ));
+            }
+            Err(other) => {
+                tracing::error!(error = %other, "user lookup failed");
+                return Err(Problem::unavailable(
+                    "the user cannot be verified; the order was not stored",
+                    Duration::from_secs(1),
                 ));
             }
         },

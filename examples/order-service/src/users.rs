@@ -20,29 +20,30 @@
 //! that does not exist is never served as existing.
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    task::{Context, Poll},
     time::{Duration, SystemTime},
 };
 
 use reqwest::{StatusCode, Url};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use resilience_layers::{
-    Error,
+    BoxError, Classify, Error, Outcome,
+    cache::{CacheConfig, CacheHandle, CacheLayer, CacheSnapshot},
     circuit_breaker::CircuitState,
+    deps::tower::Service,
+    fallback::{Fallback, FallbackConfig, FallbackLayer, FallbackOutcome, Fault, FromFallback},
     http::{ResilienceMiddleware, into_error, parse_retry_after},
     stack::{StackConfig, StackSnapshot},
 };
 use service_kit::context::{RequestContext, outgoing};
 use tower::{ServiceExt, util::BoxCloneSyncService};
 use tracing::Instrument;
-
-use resilience_layers::{
-    BoxError, Outcome,
-    cache::{CacheConfig, CacheHandle, CacheLayer, CacheSnapshot},
-};
 
 /// What user-service said about a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,5 +362,101 @@ fn describe(err: &Error) -> String {
             .unwrap_or(&**e)
             .to_string(),
         other => other.to_string(),
+    }
+}
+
+/// What the order handler learns about a user: user-service's answer, or, in degraded mode
+/// (`DEGRADED_MODE=accept`), the fallback's "not verified yet" when no instance could answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCheck {
+    /// user-service answered.
+    Answered(Lookup),
+    /// No instance could answer and degraded mode accepted the order unverified (the
+    /// library's fallback served this answer).
+    Unverified(FromFallback),
+}
+
+/// [`UserClient::lookup`] as a tower service, so the library's layers can wrap it: the
+/// request is the user id and the caller's context.
+#[derive(Debug, Clone)]
+pub struct LookupService {
+    client: UserClient,
+}
+
+impl LookupService {
+    /// Looks users up through `client`.
+    pub fn new(client: UserClient) -> Self {
+        Self { client }
+    }
+}
+
+impl Service<(i64, Option<RequestContext>)> for LookupService {
+    type Response = UserCheck;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<UserCheck, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (user_id, ctx): (i64, Option<RequestContext>)) -> Self::Future {
+        let client = self.client.clone();
+        Box::pin(async move {
+            match client.lookup(user_id, ctx.as_ref()).await {
+                Ok(lookup) => Ok(UserCheck::Answered(lookup)),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+}
+
+/// The degraded mode: the library's fallback around the lookup.
+pub type DegradedLookup = FallbackLayer<AcceptUnverified, OnlyUnavailableFails>;
+
+/// The degraded mode as an instance of the fallback layer (`resilience_fallback_total{name =
+/// "user-lookup", outcome = "failure"}` counts orders accepted unverified): only an
+/// unavailable user-service is a `failure` it answers. The caller's deadline running out and
+/// order-service's own bulkhead are not about user-service, so they are `Ignored` and pass
+/// through: neither becomes a pending order.
+pub fn degraded_lookup() -> DegradedLookup {
+    FallbackLayer::new(
+        "user-lookup",
+        FallbackConfig::on([FallbackOutcome::Failure]),
+        AcceptUnverified,
+    )
+    .expect("a valid fallback config")
+    .with_classifier(OnlyUnavailableFails)
+}
+
+/// The degraded mode's answer: the user is not verified yet (the order goes `pending`).
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptUnverified;
+
+impl Fallback<UserCheck> for AcceptUnverified {
+    type Future = std::future::Ready<Result<UserCheck, BoxError>>;
+
+    fn fallback(&self, fault: Fault<UserCheck>) -> Self::Future {
+        if let Some(e) = fault.error() {
+            tracing::warn!(reason = %e, "user-service unavailable; accepting order as pending");
+        }
+        std::future::ready(Ok(UserCheck::Unverified(FromFallback {
+            outcome: fault.outcome(),
+        })))
+    }
+}
+
+/// The degraded mode's classifier: only [`LookupError::Unavailable`] is a failure.
+#[derive(Debug, Clone, Copy)]
+pub struct OnlyUnavailableFails;
+
+impl Classify<UserCheck, BoxError> for OnlyUnavailableFails {
+    fn classify(&self, result: Result<&UserCheck, &BoxError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(e) => match e.downcast_ref::<LookupError>() {
+                Some(LookupError::Unavailable(_)) => Outcome::Failure,
+                _ => Outcome::Ignored,
+            },
+        }
     }
 }

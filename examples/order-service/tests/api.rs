@@ -360,6 +360,14 @@ async fn degraded_mode_stores_pending_and_settles_it_later() {
     let b = call(&app, order_req(Some("p2"), &order_body(known + 99, "s"))).await;
     assert_eq!(b.status, StatusCode::CREATED);
     assert_eq!(b.body["status"], "pending");
+    // Both were answered by the library's fallback layer (degraded mode is an instance of it).
+    let fallback = state.degraded_lookup.handle();
+    assert_eq!(fallback.name(), "user-lookup");
+    assert_eq!(
+        fallback.served(resilience_layers::fallback::FallbackOutcome::Failure),
+        2
+    );
+    assert_eq!(fallback.snapshot().served_total, 2);
     // While user-service is down nothing settles.
     assert_eq!(verifier::verify_pending_once(&state).await.unwrap(), 0);
 

@@ -6,15 +6,19 @@ use std::{marker::PhantomData, time::Duration};
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body::Body;
 
-use crate::cache::{CachePolicy, CacheStatus, Freshness, Served};
+use crate::{
+    cache::{CachePolicy, CacheStatus, Freshness, Served},
+    fallback::FromFallback,
+};
 
 /// The `Cache-Status` header (RFC 9211).
 pub const CACHE_STATUS: &str = "cache-status";
 
 /// The [`CachePolicy`] for HTTP responses.
 ///
-/// - **Stored**: only `2xx` answers (a `404` says nothing good to serve stale later), and
-///   not when `Cache-Control` says `no-store` or `private`; `max-age=N` (or `s-maxage`)
+/// - **Stored**: only `2xx` answers (a `404` says nothing good to serve stale later), never
+///   one a fallback served (marked [`FromFallback`]), and not when `Cache-Control` says
+///   `no-store` or `private`; `max-age=N` (or `s-maxage`)
 ///   fresh for `N` seconds (cut to the configured `ttl`); `no-cache` kept for stale-if-error
 ///   only, never served fresh.
 /// - **Weight**: the body's exact size when it knows it (its lower bound otherwise), plus
@@ -75,7 +79,10 @@ impl<B: Body> CachePolicy<Response<B>> for HttpCachePolicy<B> {
     }
 
     fn freshness(&self, response: &Response<B>) -> Freshness {
-        if !response.status().is_success() {
+        // A degraded answer is for this caller only: stored, it would be served as the
+        // dependency's own answer after the dependency is back.
+        if !response.status().is_success() || response.extensions().get::<FromFallback>().is_some()
+        {
             return Freshness::NoStore;
         }
         cache_control_freshness(response.headers())

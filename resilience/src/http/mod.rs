@@ -95,6 +95,7 @@
 mod cache;
 mod classify;
 mod deadline;
+mod fallback;
 mod idempotency;
 mod latency;
 #[cfg(feature = "reqwest")]
@@ -119,6 +120,10 @@ pub use self::{
     deadline::{
         AcceptDeadline, AcceptDeadlineFuture, AcceptDeadlineLayer, DEADLINE_HEADER,
         PropagateDeadline, PropagateDeadlineLayer, deadline_from_headers, set_deadline_header,
+    },
+    fallback::{
+        FALLBACK_HEADER, MarkedFallback, MarkedFuture, StaticResponse, StaticResponseConfig,
+        mark_fallback,
     },
     idempotency::{IDEMPOTENCY_KEY, IdempotentRequests, is_retry_safe},
     latency::{SIMULATE_LATENCY_HEADER, SimulateLatencyHeader},

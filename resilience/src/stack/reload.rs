@@ -17,6 +17,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
         StackConfig {
             cache: self.cache.clone(),
             rate_limit: self.rate_limit().map(|h| h.config().clone()),
+            fallback: self.fallback().map(|h| h.config().clone()),
             bulkhead: self.bulkhead().as_ref().map(BulkheadHandle::config),
             deadline: self.deadline.as_ref().map(DeadlineLayer::budget),
             retry: self.retry().as_ref().map(RetryHandle::config),
@@ -42,7 +43,7 @@ impl<C, A, R> ResilienceLayer<C, A, R> {
     /// `config` is [validated](StackConfig::validate) as a whole first, with the same
     /// field-path errors as when building (`retry.max_attempts`,
     /// `circuit_breaker.window.size`), and then checked against what can change while
-    /// running: a piece cannot be added or removed, and `rate_limit`, `deadline` and
+    /// running: a piece cannot be added or removed, and `rate_limit`, `fallback`, `deadline` and
     /// `attempt_timeout` cannot change (each error names the field, and says to restart). If anything is
     /// refused, nothing is applied. Otherwise each piece takes its new settings as its
     /// handle's `reconfigure` describes: the breaker keeps its state and window
@@ -107,6 +108,11 @@ pub(crate) fn check_live_change(
     let pieces = [
         ("cache", running.cache.is_some(), new.cache.is_some()),
         (
+            "fallback",
+            running.fallback.is_some(),
+            new.fallback.is_some(),
+        ),
+        (
             "rate_limit",
             running.rate_limit.is_some(),
             new.rate_limit.is_some(),
@@ -144,6 +150,9 @@ pub(crate) fn check_live_change(
     }
     if running.cache != new.cache {
         return restart("cache", "cannot change");
+    }
+    if running.fallback != new.fallback {
+        return restart("fallback", "cannot change");
     }
     if running.rate_limit != new.rate_limit {
         return restart("rate_limit", "cannot change");
