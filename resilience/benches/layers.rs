@@ -88,6 +88,7 @@ fn layers(c: &mut Criterion) {
         BulkheadConfig {
             max_concurrent: 1024,
             max_wait: Duration::ZERO,
+            adaptive: None,
         },
     )
     .unwrap();
@@ -97,6 +98,7 @@ fn layers(c: &mut Criterion) {
         BulkheadConfig {
             max_concurrent: 1024,
             max_wait: Duration::from_millis(10),
+            adaptive: None,
         },
     )
     .unwrap();

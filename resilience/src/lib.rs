@@ -11,7 +11,7 @@
 //! | retry with budget | [`retry`] | giving up on a transient failure, without ever multiplying an outage's load |
 //! | total deadline | [`deadline`] | no call, retries included, outlives the caller's patience; the time left travels downstream |
 //! | attempt timeout | [`timeout`] | waiting forever on one hung attempt |
-//! | bulkhead | [`bulkhead`] | one slow dependency taking every task and connection |
+//! | bulkhead | [`bulkhead`] | one slow dependency taking every task and connection; with `adaptive`, a limit that finds the dependency's knee from latency |
 //! | fallback | [`fallback`] | an error where a degraded answer would do: answers chosen outcomes from a closure, a service or a static response, and says so |
 //! | keyed | [`keyed`] | one failing host or noisy tenant taking the others with it: a stack per key, in a bounded registry |
 //! | rate limiter | [`rate_limit`] | more calls per second than a server can serve or an upstream allows; sheds or paces them |

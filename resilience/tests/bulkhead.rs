@@ -60,6 +60,7 @@ fn layer(max_concurrent: usize, max_wait: Duration) -> BulkheadLayer {
         BulkheadConfig {
             max_concurrent,
             max_wait,
+            adaptive: None,
         },
     )
     .unwrap()
@@ -250,6 +251,7 @@ fn invalid_config_is_refused() {
         BulkheadConfig {
             max_concurrent: 0,
             max_wait: Duration::ZERO,
+            adaptive: None,
         },
     )
     .unwrap_err();

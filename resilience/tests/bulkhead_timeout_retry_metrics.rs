@@ -116,6 +116,7 @@ async fn bulkhead_metrics() {
             BulkheadConfig {
                 max_concurrent: 1,
                 max_wait: Duration::ZERO,
+                adaptive: None,
             },
         )
         .unwrap()

@@ -223,6 +223,7 @@ async fn a_raised_bulkhead_limit_admits_waiters_at_once() {
     let config = BulkheadConfig {
         max_concurrent: 1,
         max_wait: Duration::from_secs(1),
+        adaptive: None,
     };
     let handle = BulkheadLayer::new("re-raise", config).unwrap().handle();
     let _held = handle.acquire().await.unwrap();
@@ -236,6 +237,7 @@ async fn a_raised_bulkhead_limit_admits_waiters_at_once() {
         .reconfigure(BulkheadConfig {
             max_concurrent: 2,
             max_wait: Duration::from_secs(1),
+            adaptive: None,
         })
         .unwrap();
     waiter
@@ -250,6 +252,7 @@ async fn a_lowered_bulkhead_limit_honours_permits_in_use() {
     let config = |n| BulkheadConfig {
         max_concurrent: n,
         max_wait: Duration::ZERO,
+        adaptive: None,
     };
     let handle = BulkheadLayer::new("re-lower", config(4)).unwrap().handle();
     let mut held: Vec<_> = Vec::new();
@@ -448,6 +451,7 @@ mod bulkhead_model {
         BulkheadConfig {
             max_concurrent: n,
             max_wait: Duration::ZERO,
+            adaptive: None,
         }
     }
 

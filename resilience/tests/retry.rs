@@ -192,6 +192,7 @@ async fn rejections_are_never_retried() {
         BulkheadConfig {
             max_concurrent: 1,
             max_wait: Duration::ZERO,
+            adaptive: None,
         },
     )
     .unwrap();

@@ -149,6 +149,7 @@ async fn a_bulkhead_reports_rejections_at_once_and_after_its_wait() {
     let config = BulkheadConfig {
         max_concurrent: 1,
         max_wait: Duration::from_millis(50),
+        adaptive: None,
     };
     let handle = BulkheadLayer::new("sub-bulkhead", config).unwrap().handle();
     let mut events = handle.subscribe();

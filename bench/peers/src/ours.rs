@@ -27,6 +27,7 @@ fn bulkhead_config() -> BulkheadConfig {
         max_concurrent: 64,
         max_wait: Duration::from_millis(50),
     }
+        adaptive: None,
 }
 
 /// Three attempts, 10 ms base backoff, the default budget (20 % plus 10 retries a second).

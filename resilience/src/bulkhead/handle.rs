@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -12,7 +12,7 @@ use metrics::{Counter, Gauge};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{BulkheadConfig, BulkheadEvent};
+use super::{AdaptiveConfig, BulkheadConfig, BulkheadEvent, adaptive::Limiter};
 use crate::{
     cache_lines::{StripedCounter, ThreadView},
     config::{ConfigError, nanos},
@@ -51,8 +51,17 @@ pub(super) struct Shared {
     pub(super) name: Name,
     /// The config in force; held while a reconfiguration is applied, so they serialise.
     config: Mutex<BulkheadConfig>,
-    /// `config.max_concurrent`, for rejections and snapshots.
+    /// The limit in force, for rejections and snapshots: `config.max_concurrent`, or with
+    /// `adaptive` the limit the algorithm last answered.
     max_concurrent: AtomicUsize,
+    /// Whether permits time their calls for an adaptive limit (read once per permit).
+    adaptive_on: AtomicBool,
+    /// The adaptive limit's algorithm. Every change of the limit is made holding this lock
+    /// (a sample holding it through `try_lock`, a reconfiguration through `lock`), so the
+    /// permit arithmetic of two changes never interleaves.
+    adaptive: Mutex<Option<Limiter>>,
+    /// The origin of the start times the algorithm is given.
+    epoch: tokio::time::Instant,
     /// `config.max_wait` in nanoseconds, for callers deciding whether to wait.
     max_wait_nanos: AtomicU64,
     /// Permits still to take out of circulation after a lowered limit: each permit given
@@ -65,6 +74,7 @@ pub(super) struct Shared {
     in_use_gauge: Gauge,
     waiting_gauge: Gauge,
     rejected_counter: Counter,
+    limit_gauge: Gauge,
     events: Arc<Channel<BulkheadEvent>>,
 }
 
@@ -83,7 +93,7 @@ pub(super) struct Shared {
 pub struct BulkheadSnapshot {
     /// The bulkhead's name.
     pub name: String,
-    /// Its limit on concurrent calls.
+    /// Its limit on concurrent calls in force (with an adaptive limit, where it is now).
     pub max_concurrent: usize,
     /// Permits held right now.
     pub in_use: usize,
@@ -114,6 +124,8 @@ pub struct BulkheadSnapshot {
 /// bump twice on one shared line.
 pub struct BulkheadPermit {
     view: Arc<View>,
+    /// When the guarded work started, for an adaptive limit (`None` otherwise).
+    started: Option<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for BulkheadPermit {
@@ -142,7 +154,13 @@ impl BulkheadPermit {
     #[inline]
     fn holding_one(view: &Arc<View>) -> Self {
         view.in_use_gauge.increment(1.0);
-        Self { view: view.clone() }
+        Self {
+            view: view.clone(),
+            started: view
+                .adaptive_on
+                .load(Ordering::Relaxed)
+                .then(tokio::time::Instant::now),
+        }
     }
 }
 
@@ -150,6 +168,9 @@ impl Drop for BulkheadPermit {
     #[inline]
     fn drop(&mut self) {
         let shared = &self.view;
+        if let Some(started) = self.started {
+            shared.sample(started);
+        }
         if shared.debt.load(Ordering::Relaxed) == 0 {
             shared.semaphore.add_permits(1);
         } else {
@@ -232,6 +253,64 @@ impl Shared {
     fn lock_config(&self) -> std::sync::MutexGuard<'_, BulkheadConfig> {
         self.config.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn lock_adaptive(&self) -> std::sync::MutexGuard<'_, Option<Limiter>> {
+        self.adaptive.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Permits held right now (those a lowered limit still owes included).
+    fn in_use(&self) -> usize {
+        let max = self.max_concurrent.load(Ordering::Relaxed);
+        let owed = self.debt.load(Ordering::Relaxed);
+        (max + owed).saturating_sub(self.semaphore.available_permits())
+    }
+
+    /// One call of an adaptive bulkhead completed after `latency`. A sample that finds the
+    /// algorithm busy with another is skipped: the limit follows the trend of many samples,
+    /// and no completing call waits for a lock.
+    #[cold]
+    fn sample(&self, started: tokio::time::Instant) {
+        let Ok(mut limiter) = self.adaptive.try_lock() else {
+            return;
+        };
+        let Some(limiter) = limiter.as_mut() else {
+            return;
+        };
+        let since_epoch = started.saturating_duration_since(self.epoch).as_nanos() as f64;
+        let latency = started.elapsed().as_nanos() as f64;
+        let new = limiter.sample(since_epoch, latency, self.in_use());
+        self.set_limit(new);
+    }
+
+    /// Moves the limit in force to `new`; the caller holds `adaptive`'s lock. Permits held
+    /// are honoured:
+    /// - a raised limit frees the extra permits at once (to waiting callers first);
+    /// - a lowered limit never revokes a permit in use: the free permits above the new
+    ///   limit are withdrawn at once, and each permit in use above it is withdrawn when it
+    ///   is given back, so new calls see the new limit.
+    fn set_limit(&self, new: usize) {
+        let old = self.max_concurrent.load(Ordering::Relaxed);
+        if new > old {
+            // Cancel what a lowered limit still owes, then free the rest.
+            let raise = new - old;
+            let cancelled = self
+                .debt
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                    Some(d - d.min(raise))
+                })
+                .map_or(0, |d| d.min(raise));
+            self.semaphore.add_permits(raise - cancelled);
+        } else if new < old {
+            let lower = old - new;
+            let withdrawn = self.semaphore.forget_permits(lower);
+            self.debt.fetch_add(lower - withdrawn, Ordering::AcqRel);
+        } else {
+            return;
+        }
+        self.max_concurrent.store(new, Ordering::Relaxed);
+        self.limit_gauge.set(new as f64);
+        tracing::debug!(target: "resilience", name = %self.name, limit = new, "bulkhead limit changed");
+    }
 }
 
 impl BulkheadHandle {
@@ -250,10 +329,27 @@ impl BulkheadHandle {
             "resilience_bulkhead_rejected_total",
             "Calls a full bulkhead rejected, by bulkhead name."
         );
+        metrics::describe_gauge!(
+            "resilience_bulkhead_limit",
+            "The limit on concurrent calls in force (it moves with an adaptive limit), by bulkhead name."
+        );
         let label = name.to_string();
+        let limiter = config
+            .adaptive
+            .as_ref()
+            .map(|a| Limiter::new(a, config.max_concurrent));
+        let limit = limiter
+            .as_ref()
+            .map_or(config.max_concurrent, Limiter::limit);
+        let limit_gauge = metrics::gauge!("resilience_bulkhead_limit", "name" => label.clone());
+        limit_gauge.set(limit as f64);
         let shared = Shared {
-            semaphore: Arc::new(Semaphore::new(config.max_concurrent)),
-            max_concurrent: AtomicUsize::new(config.max_concurrent),
+            semaphore: Arc::new(Semaphore::new(limit)),
+            max_concurrent: AtomicUsize::new(limit),
+            adaptive_on: AtomicBool::new(limiter.is_some()),
+            adaptive: Mutex::new(limiter),
+            epoch: tokio::time::Instant::now(),
+            limit_gauge,
             max_wait_nanos: AtomicU64::new(nanos(config.max_wait)),
             debt: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
@@ -283,6 +379,9 @@ impl BulkheadHandle {
         shared.in_use_gauge.increment(0.0);
         shared.waiting_gauge.increment(0.0);
         shared.rejected_counter.increment(0);
+        shared
+            .limit_gauge
+            .set(shared.max_concurrent.load(Ordering::Relaxed) as f64);
     }
 
     /// The configuration in force: the one it was built with, or the last one
@@ -322,33 +421,47 @@ impl BulkheadHandle {
         config.validate()?;
         let shared = &*self.shared;
         let mut current = shared.lock_config();
-        let (old, new) = (current.max_concurrent, config.max_concurrent);
-        if new > old {
-            // Cancel what a lowered limit still owes, then free the rest.
-            let raise = new - old;
-            let cancelled = shared
-                .debt
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
-                    Some(d - d.min(raise))
-                })
-                .map_or(0, |d| d.min(raise));
-            shared.semaphore.add_permits(raise - cancelled);
-        } else if new < old {
-            let lower = old - new;
-            let withdrawn = shared.semaphore.forget_permits(lower);
-            shared.debt.fetch_add(lower - withdrawn, Ordering::AcqRel);
-        }
-        shared.max_concurrent.store(new, Ordering::Relaxed);
+        let mut limiter = shared.lock_adaptive();
+        let new = match &config.adaptive {
+            None => {
+                *limiter = None;
+                config.max_concurrent
+            }
+            Some(a) => {
+                // The same settings: start again from the limit in force (within the new
+                // bound) rather than from `initial_limit`.
+                let start = match &*limiter {
+                    Some(l) if current.adaptive.as_ref() == Some(a) => {
+                        l.limit().clamp(a.min_limit, config.max_concurrent)
+                    }
+                    _ => a.initial_limit,
+                };
+                let settings = AdaptiveConfig {
+                    initial_limit: start,
+                    ..a.clone()
+                };
+                let fresh = Limiter::new(&settings, config.max_concurrent);
+                let limit = fresh.limit();
+                *limiter = Some(fresh);
+                limit
+            }
+        };
+        shared.set_limit(new);
+        shared
+            .adaptive_on
+            .store(config.adaptive.is_some(), Ordering::Relaxed);
         shared
             .max_wait_nanos
             .store(nanos(config.max_wait), Ordering::Relaxed);
         tracing::info!(
             target: "resilience",
             name = %shared.name,
-            max_concurrent = new,
+            max_concurrent = config.max_concurrent,
+            adaptive = config.adaptive.is_some(),
             max_wait = ?config.max_wait,
             "bulkhead reconfigured"
         );
+        drop(limiter);
         *current = config;
         Ok(())
     }
@@ -356,12 +469,10 @@ impl BulkheadHandle {
     /// Permits in use, waiters and rejections right now.
     pub fn snapshot(&self) -> BulkheadSnapshot {
         let shared = &self.shared;
-        let max = shared.max_concurrent.load(Ordering::Relaxed);
-        let owed = shared.debt.load(Ordering::Relaxed);
         BulkheadSnapshot {
             name: shared.name.to_string(),
-            max_concurrent: max,
-            in_use: (max + owed).saturating_sub(shared.semaphore.available_permits()),
+            max_concurrent: shared.max_concurrent.load(Ordering::Relaxed),
+            in_use: shared.in_use(),
             waiting: shared.waiting.load(Ordering::Relaxed),
             rejected_total: shared.rejected.sum(),
         }

@@ -13,8 +13,17 @@
 //! permits to code that is not a tower service, and takes a new limit while running
 //! ([`BulkheadHandle::reconfigure`]: a lowered limit never revokes a permit in use).
 //!
+//! **Adaptive limit** (`adaptive` in the config, [`AdaptiveConfig`]): instead of a fixed
+//! number, the limit follows the latency of completed calls (AIMD or Gradient2, as Netflix's
+//! concurrency-limits and Envoy's adaptive concurrency filter): it falls when latency rises
+//! above the lowest seen (the dependency is queueing) and grows back while latency stays near
+//! it, within `[min_limit, max_concurrent]`, so it settles near the dependency's knee without
+//! anyone measuring it. Each permit then reads the clock when taken and when given back (off
+//! otherwise); a limit change moves permits as `reconfigure` does.
+//!
 //! Metrics (labelled `name`): `resilience_bulkhead_in_use` (calls running and handle permits
-//! held), `resilience_bulkhead_waiting` (gauges) and `resilience_bulkhead_rejected_total`;
+//! held), `resilience_bulkhead_waiting`, `resilience_bulkhead_limit` (the limit in force)
+//! (gauges) and `resilience_bulkhead_rejected_total`;
 //! each rejection is a `debug` event with target `resilience`, and a [`BulkheadEvent`] to
 //! the handle's [`subscribe`](BulkheadHandle::subscribe) subscriptions.
 //!
@@ -24,7 +33,7 @@
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let config = BulkheadConfig { max_concurrent: 1, max_wait: Duration::ZERO };
+//! let config = BulkheadConfig { max_concurrent: 1, max_wait: Duration::ZERO, adaptive: None };
 //! let layer = BulkheadLayer::new("users", config).unwrap();
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(layer.clone())
@@ -50,7 +59,7 @@ mod layer;
 mod service;
 
 pub use self::{
-    config::BulkheadConfig,
+    config::{AdaptiveConfig, BulkheadConfig, LimitAlgorithm},
     event::BulkheadEvent,
     future::ResponseFuture,
     handle::{BulkheadHandle, BulkheadPermit, BulkheadSnapshot},
