@@ -306,6 +306,7 @@ pub(crate) fn is_rejection<E: 'static>(err: &E) -> bool {
     any.is::<error::CircuitOpen>()
         || any.is::<error::HalfOpenFull>()
         || any.is::<error::BulkheadFull>()
+        || any.is::<error::RateLimited>()
 }
 
 /// The [`RetryAfter`] hint that means "give up now": [`Duration::MAX`], a wait no caller
@@ -415,5 +416,22 @@ where
 {
     fn clone_request(&self, req: &Req) -> Option<Req> {
         self(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::is_rejection;
+    use crate::error::{BulkheadFull, CircuitOpen, RateLimited};
+
+    #[test]
+    fn every_rejection_is_one_unboxed_too() {
+        let limited = RateLimited::new("r", Duration::from_secs(1), 1, Duration::from_secs(1));
+        assert!(is_rejection(&limited), "a rate limit met unboxed is not retried");
+        assert!(is_rejection(&CircuitOpen::new("c", Duration::from_secs(1))));
+        assert!(is_rejection(&BulkheadFull::new("b", 1)));
+        assert!(!is_rejection(&std::io::Error::other("down")));
     }
 }
