@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 
 # Display order of groups and, inside a group, of implementations (ours first).
-GROUPS = ["bare", "breaker_closed", "breaker_open", "bulkhead", "timeout", "retry", "stack"]
+GROUPS = [
+    "bare", "breaker_closed", "breaker_open", "bulkhead", "timeout", "retry", "stack",
+    "rate_limit", "hedge", "cache_hit", "cache_miss", "fallback",
+]
 LABELS = {
     "bare": "bare service_fn (floor)",
     "breaker_closed": "circuit breaker, closed (count window 100)",
@@ -22,13 +25,21 @@ LABELS = {
     "timeout": "timeout that never fires",
     "retry": "retry, first attempt succeeds",
     "stack": "full stack (bulkhead > deadline > retry > breaker > attempt timeout)",
+    "rate_limit": "rate limiter, far below its limit",
+    "hedge": "hedge that never fires",
+    "cache_hit": "cache, fresh hit",
+    "cache_miss": "cache, miss (call + store)",
+    "fallback": "fallback, success path",
 }
 IMPL_ORDER = [
     "service_fn",
     "ours",
     "ours_prometheus",
     "ours_deadline",
+    "ours_percentile",
     "tower_resilience",
+    "governor",
+    "governor_std_clock",
     "failsafe",
     "failsafe_consecutive",
     "tower",

@@ -116,6 +116,114 @@ where
     }
 }
 
+/// A service that is not `Clone` (tower's `RateLimit` and `Hedge`), made cloneable the only
+/// way it can be without a `Buffer`: each clone is a fresh one from `make`. So each thread of
+/// a 2-thread case has its own limiter or histogram: nothing is shared between the threads.
+pub struct PerClone<S, F> {
+    svc: S,
+    make: F,
+}
+
+impl<S, F: Fn() -> S> PerClone<S, F> {
+    pub fn new(make: F) -> Self {
+        Self { svc: make(), make }
+    }
+}
+
+impl<S, F: Fn() -> S + Clone> Clone for PerClone<S, F> {
+    fn clone(&self) -> Self {
+        Self::new(self.make.clone())
+    }
+}
+
+impl<S: Service<u64>, F> Service<u64> for PerClone<S, F> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.svc.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: u64) -> Self::Future {
+        self.svc.call(req)
+    }
+}
+
+/// governor used bare, as a user without a rate-limit layer would: one `check()` per call
+/// around the service (a refusal is an error at once), the limiter shared by every clone.
+#[derive(Clone)]
+pub struct Governed<S, C: governor::clock::Clock = governor::clock::DefaultClock> {
+    inner: S,
+    limiter: Arc<
+        governor::RateLimiter<
+            governor::state::NotKeyed,
+            governor::state::InMemoryState,
+            C,
+            governor::middleware::NoOpMiddleware<C::Instant>,
+        >,
+    >,
+}
+
+#[derive(Debug)]
+pub enum Limited<E> {
+    RateLimited,
+    Inner(E),
+}
+
+impl<S: Service<u64>, C: governor::clock::Clock> Service<u64> for Governed<S, C> {
+    type Response = S::Response;
+    type Error = Limited<S::Error>;
+    type Future = futures_util::future::Either<
+        futures_util::future::MapErr<S::Future, fn(S::Error) -> Limited<S::Error>>,
+        futures_util::future::Ready<Result<S::Response, Limited<S::Error>>>,
+    >;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Limited::Inner)
+    }
+
+    #[inline]
+    fn call(&mut self, req: u64) -> Self::Future {
+        use futures_util::future::{Either, TryFutureExt, ready};
+        match self.limiter.check() {
+            Ok(()) => Either::Left(
+                self.inner
+                    .call(req)
+                    .map_err(Limited::Inner as fn(S::Error) -> Limited<S::Error>),
+            ),
+            Err(_) => Either::Right(ready(Err(Limited::RateLimited))),
+        }
+    }
+}
+
+/// Permits per second for every rate-limit case: far above what a core can call, so nothing
+/// is rejected during a run (ours and governor's GCRA: burst = permits).
+pub const RATE: u32 = 1_000_000_000;
+
+/// Answers in the cache cases: the hit path cycles through this many keys.
+pub const HOT_KEYS: u64 = 64;
+
+/// A key no call has used before, for the miss path: a per-thread counter, each thread
+/// starting at its own base, so 2 threads never share a key (the driver's requests are the
+/// same sequence on both threads).
+pub fn fresh_key() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BASE: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static NEXT: Cell<u64> = Cell::new(BASE.fetch_add(1 << 40, Ordering::Relaxed));
+    }
+    NEXT.with(|n| {
+        let k = n.get();
+        n.set(k + 1);
+        k
+    })
+}
+
 /// The peers' side of each case.
 pub mod peer {
     use super::*;
@@ -283,6 +391,128 @@ pub mod peer {
             .service(bare())
     }
 
+    // ------------------------------------------------------------ newer layers
+
+    /// tower-resilience's rate limiter in rejection mode (timeout 0), its default fixed
+    /// window: `RATE` permits per second.
+    pub fn tr_rate_limiter() -> impl Service<u64> + Clone + Send {
+        let layer = tower_resilience::ratelimiter::RateLimiterLayer::builder()
+            .name("bench")
+            .limit_for_period(RATE as usize)
+            .refresh_period(Duration::from_secs(1))
+            .timeout_duration(Duration::ZERO)
+            .build()
+            .expect("tower-resilience rate limiter");
+        ServiceBuilder::new().layer(layer).service(bare())
+    }
+
+    /// governor's GCRA with its default clock (quanta), `RATE` per second, burst `RATE`.
+    pub fn governor_bare() -> impl Service<u64> + Clone + Send {
+        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(RATE).expect("rate"));
+        Governed {
+            inner: bare(),
+            limiter: Arc::new(governor::RateLimiter::direct(quota)),
+        }
+    }
+
+    /// The same on the standard library's monotonic clock (`std::time::Instant`, what tokio's
+    /// `Instant` reads outside a paused runtime): isolates the cost of the clock.
+    pub fn governor_std_clock() -> impl Service<u64> + Clone + Send {
+        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(RATE).expect("rate"));
+        Governed {
+            inner: bare(),
+            limiter: Arc::new(governor::RateLimiter::direct_with_clock(
+                quota,
+                governor::clock::MonotonicClock,
+            )),
+        }
+    }
+
+    /// tower's `RateLimit` (`RATE` per second): waits in `poll_ready` when the period's
+    /// budget is spent, never rejects; one per clone (it is not `Clone`). Built in the
+    /// runtime's context (its timer is made with it); clones are made in the case's.
+    pub fn tower_rate_limit(rt: &Runtime) -> impl Service<u64> + Clone + Send {
+        let _guard = rt.enter();
+        PerClone::new(|| {
+            ServiceBuilder::new()
+                .rate_limit(u64::from(RATE), Duration::from_secs(1))
+                .service(bare())
+        })
+    }
+
+    /// tower-resilience's hedge: one hedge (2 attempts) after a fixed 1 s.
+    pub fn tr_hedge() -> impl Service<u64> + Clone + Send {
+        let layer = tower_resilience::hedge::HedgeLayer::builder()
+            .name("bench")
+            .delay(Duration::from_secs(1))
+            .max_hedged_attempts(2)
+            .build();
+        ServiceBuilder::new().layer(layer).service(bare())
+    }
+
+    /// tower's hedge policy: every request may be sent twice.
+    #[derive(Clone)]
+    pub struct HedgeAll;
+
+    impl tower::hedge::Policy<u64> for HedgeAll {
+        fn clone_request(&self, req: &u64) -> Option<u64> {
+            Some(*req)
+        }
+
+        fn can_retry(&self, _req: &u64) -> bool {
+            true
+        }
+    }
+
+    /// tower's hedge (percentile only): after the 95th percentile, once 100 latencies are
+    /// recorded, histogram rotated every 10 s; one per clone (it is not `Clone`).
+    pub fn tower_hedge(rt: &Runtime) -> impl Service<u64> + Clone + Send {
+        let _guard = rt.enter();
+        PerClone::new(|| {
+            tower::hedge::Hedge::new::<u64>(bare(), HedgeAll, 100, 0.95, Duration::from_secs(10))
+        })
+    }
+
+    /// tower-resilience's cache: 10,000 entries, 60 s TTL (LRU behind a mutex).
+    fn tr_cache_layer<K: std::hash::Hash + Eq + Clone + Send + 'static>(
+        key: fn(&u64) -> K,
+        ttl: Duration,
+    ) -> tower_resilience::cache::CacheLayer<u64, K> {
+        tower_resilience::cache::CacheLayer::builder()
+            .name("bench")
+            .max_size(10_000)
+            .ttl(ttl)
+            .key_extractor(key)
+            .build()
+            .expect("tower-resilience cache")
+    }
+
+    /// Every call after the first `HOT_KEYS` a hit.
+    pub fn tr_cache_hit() -> impl Service<u64> + Clone + Send {
+        ServiceBuilder::new()
+            .layer(tr_cache_layer(
+                |r: &u64| *r % HOT_KEYS,
+                Duration::from_secs(60),
+            ))
+            .service(bare())
+    }
+
+    /// Every call a new key: a miss, a call and a store (evicting once full).
+    pub fn tr_cache_miss() -> impl Service<u64> + Clone + Send {
+        ServiceBuilder::new()
+            .layer(tr_cache_layer(
+                |_: &u64| fresh_key(),
+                Duration::from_secs(60),
+            ))
+            .service(bare())
+    }
+
+    /// tower-resilience's fallback with a value, on the success path.
+    pub fn tr_fallback() -> impl Service<u64> + Clone + Send {
+        let layer = tower_resilience::fallback::FallbackLayer::<u64, u64, Infallible>::value(0);
+        ServiceBuilder::new().layer(layer).service(bare())
+    }
+
     /// Bulkhead -> total time limit -> retry (token-bucket budget) -> breaker -> attempt time limit,
     /// the order DESIGN.md gives, in tower-resilience's own layers.
     pub fn tr_stack() -> impl Service<u64> + Clone + Send {
@@ -425,4 +655,71 @@ pub fn cases(rt: &Runtime, v: &mut impl Visit) {
         ours::with_prometheus(ours::stack),
     );
     v.case("stack", "tower_resilience", Expect::Ok, peer::tr_stack());
+
+    // Rate limiter far below its limit (never rejects): take a permit per call.
+    #[cfg(feature = "ours")]
+    v.case("rate_limit", "ours", Expect::Ok, ours::rate_limit());
+    v.case(
+        "rate_limit",
+        "tower_resilience",
+        Expect::Ok,
+        peer::tr_rate_limiter(),
+    );
+    v.case("rate_limit", "governor", Expect::Ok, peer::governor_bare());
+    v.case(
+        "rate_limit",
+        "governor_std_clock",
+        Expect::Ok,
+        peer::governor_std_clock(),
+    );
+    v.case(
+        "rate_limit",
+        "tower",
+        Expect::Ok,
+        peer::tower_rate_limit(rt),
+    );
+
+    // Hedge that never fires: the bare service answers on the first poll.
+    #[cfg(feature = "ours")]
+    {
+        v.case("hedge", "ours", Expect::Ok, ours::hedge());
+        v.case(
+            "hedge",
+            "ours_percentile",
+            Expect::Ok,
+            ours::hedge_percentile(),
+        );
+    }
+    v.case("hedge", "tower_resilience", Expect::Ok, peer::tr_hedge());
+    v.case("hedge", "tower", Expect::Ok, peer::tower_hedge(rt));
+
+    // Cache, fresh hit (64 keys, all stored after the first 64 calls).
+    #[cfg(feature = "ours")]
+    v.case("cache_hit", "ours", Expect::Ok, ours::cache_hit());
+    v.case(
+        "cache_hit",
+        "tower_resilience",
+        Expect::Ok,
+        peer::tr_cache_hit(),
+    );
+
+    // Cache, miss: every call a new key, called and stored.
+    #[cfg(feature = "ours")]
+    v.case("cache_miss", "ours", Expect::Ok, ours::cache_miss());
+    v.case(
+        "cache_miss",
+        "tower_resilience",
+        Expect::Ok,
+        peer::tr_cache_miss(),
+    );
+
+    // Fallback on the success path (nothing to answer).
+    #[cfg(feature = "ours")]
+    v.case("fallback", "ours", Expect::Ok, ours::fallback());
+    v.case(
+        "fallback",
+        "tower_resilience",
+        Expect::Ok,
+        peer::tr_fallback(),
+    );
 }
