@@ -429,7 +429,10 @@ mod tests {
     #[test]
     fn every_rejection_is_one_unboxed_too() {
         let limited = RateLimited::new("r", Duration::from_secs(1), 1, Duration::from_secs(1));
-        assert!(is_rejection(&limited), "a rate limit met unboxed is not retried");
+        assert!(
+            is_rejection(&limited),
+            "a rate limit met unboxed is not retried"
+        );
         assert!(is_rejection(&CircuitOpen::new("c", Duration::from_secs(1))));
         assert!(is_rejection(&BulkheadFull::new("b", 1)));
         assert!(!is_rejection(&std::io::Error::other("down")));
