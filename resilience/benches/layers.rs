@@ -139,7 +139,7 @@ fn layers(c: &mut Criterion) {
     bench(
         c,
         "fault (off)",
-        FaultLayer::new(FaultHandle::new()).layer(bare()),
+        FaultLayer::new(FaultHandle::new("bench")).layer(bare()),
     );
 }
 

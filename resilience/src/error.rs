@@ -274,7 +274,7 @@ impl std::error::Error for DeadlineExceeded {}
 /// use tower::{ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let faults = FaultHandle::new();
+/// let faults = FaultHandle::new("users");
 /// faults.set_error_rate(1.0).unwrap();
 /// let svc = Fault::new(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }), faults);
 /// let err = svc.oneshot(()).await.unwrap_err();

@@ -442,7 +442,7 @@ impl ResilienceLayer {
                 .transpose()?,
             fault: config
                 .fault
-                .map(|c| c.into_handle().map(FaultLayer::new))
+                .map(|c| c.into_handle(name.clone()).map(FaultLayer::new))
                 .transpose()
                 .map_err(within("fault"))?,
         })

@@ -12,6 +12,7 @@ use resilience_layers::{
     BoxError,
     bulkhead::{BulkheadConfig, BulkheadLayer},
     deadline::DeadlineLayer,
+    fault::{FaultHandle, FaultLayer},
     retry::{BudgetConfig, RetryConfig, RetryLayer},
     timeout::AttemptTimeoutLayer,
 };
@@ -173,6 +174,43 @@ async fn timeout_metrics() {
         capture.get("resilience_timeouts_total{name=users,kind=deadline}"),
         1.0
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fault_metrics() {
+    let capture = Capture::default();
+    let (users, orders) = metrics::with_local_recorder(&capture, || {
+        (FaultHandle::new("users"), FaultHandle::new("orders"))
+    });
+    users.set_error_rate(1.0).unwrap();
+    orders.set_latency(Duration::from_millis(5));
+    let ok = service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
+    for _ in 0..2 {
+        assert!(
+            FaultLayer::new(users.clone())
+                .layer(ok)
+                .oneshot(())
+                .await
+                .is_err()
+        );
+    }
+    assert!(
+        FaultLayer::new(orders.clone())
+            .layer(ok)
+            .oneshot(())
+            .await
+            .is_ok()
+    );
+    // One series per injector and kind: the two never add up into one.
+    let series = |name: &str, kind: &str| {
+        capture.get(&format!(
+            "resilience_faults_injected_total{{name={name},kind={kind}}}"
+        ))
+    };
+    assert_eq!(series("users", "error"), 2.0);
+    assert_eq!(series("users", "latency"), 0.0);
+    assert_eq!(series("orders", "error"), 0.0);
+    assert_eq!(series("orders", "latency"), 1.0);
 }
 
 #[tokio::test(start_paused = true)]

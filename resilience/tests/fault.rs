@@ -30,7 +30,7 @@ fn counting() -> (
 
 #[tokio::test(start_paused = true)]
 async fn off_by_default() {
-    let faults = FaultHandle::new();
+    let faults = FaultHandle::new("test");
     let (calls, inner) = counting();
     let svc = FaultLayer::new(faults.clone()).layer(inner);
     let start = Instant::now();
@@ -45,7 +45,7 @@ async fn off_by_default() {
 
 #[tokio::test(start_paused = true)]
 async fn latency_is_added_and_can_be_changed_live() {
-    let faults = FaultHandle::new();
+    let faults = FaultHandle::new("test");
     let (_, inner) = counting();
     let svc = FaultLayer::new(faults.clone()).layer(inner);
     faults.set_latency(Duration::from_millis(250));
@@ -65,7 +65,7 @@ async fn latency_is_added_and_can_be_changed_live() {
 
 #[tokio::test(start_paused = true)]
 async fn error_rate_fails_about_that_fraction_without_calling_inner() {
-    let faults = FaultHandle::new();
+    let faults = FaultHandle::new("test");
     let (calls, inner) = counting();
     let svc = FaultLayer::new(faults.clone()).layer(inner);
     faults.set_error_rate(0.3).unwrap();
@@ -94,7 +94,7 @@ async fn error_rate_fails_about_that_fraction_without_calling_inner() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_can_ask_for_latency_through_a_hook() {
-    let faults = FaultHandle::new();
+    let faults = FaultHandle::new("test");
     let (_, inner) = counting();
     // The request value is its own latency in ms, capped like the header.
     let svc = FaultLayer::new(faults)
@@ -113,7 +113,7 @@ async fn a_request_can_ask_for_latency_through_a_hook() {
 async fn the_simulate_latency_header_adds_latency() {
     use resilience_layers::http::SimulateLatencyHeader;
 
-    let faults = FaultHandle::new();
+    let faults = FaultHandle::new("test");
     faults.set_latency(Duration::from_millis(10));
     let svc = FaultLayer::new(faults)
         .with_request_latency(SimulateLatencyHeader)
@@ -144,5 +144,27 @@ async fn the_simulate_latency_header_adds_latency() {
 #[test]
 fn the_service_and_its_future_are_send_and_sync() {
     fn check<S: Service<u64, Future: Send + 'static> + Send + Sync + 'static>(_: S) {}
-    check(FaultLayer::new(FaultHandle::new()).layer(counting().1));
+    check(FaultLayer::new(FaultHandle::new("test")).layer(counting().1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_injector_is_named_and_a_stacks_takes_the_stacks_name() {
+    let faults = FaultHandle::new("users");
+    assert_eq!(
+        (faults.name(), faults.snapshot().name.as_str()),
+        ("users", "users")
+    );
+    assert!(format!("{faults:?}").contains("users"));
+
+    let config: resilience_layers::stack::StackConfig =
+        toml::from_str("[fault]\nerror_rate = 1.0").unwrap();
+    let stack = config.into_layer("orders").unwrap();
+    let handle = stack.fault().expect("the stack has a fault layer");
+    assert_eq!(handle.name(), "orders");
+    let err = stack.layer(counting().1).oneshot(1).await.unwrap_err();
+    assert!(err.downcast_ref::<InjectedFault>().is_some());
+    let snapshot = stack.snapshot();
+    assert_eq!(snapshot.faults.len(), 1);
+    assert_eq!(snapshot.faults[0].name, "orders");
+    assert_eq!(snapshot.faults[0].injected_errors_total, 1);
 }

@@ -244,7 +244,7 @@ async fn the_stack_is_infallible_for_axum_and_passes_success_through() {
 
 #[tokio::test]
 async fn an_injected_fault_answers_503() {
-    let faults = resilience_layers::fault::FaultHandle::new();
+    let faults = resilience_layers::fault::FaultHandle::new("test");
     faults.set_error_rate(1.0).unwrap();
     let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(
         ServiceBuilder::new()

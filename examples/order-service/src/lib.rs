@@ -112,7 +112,7 @@ impl AppState {
             admin_token: config.common.admin_token.clone(),
             body_limit: config.common.body_limit,
             min_deadline: config.common.min_deadline,
-            faults: FaultHandle::new(),
+            faults: FaultHandle::new(SERVICE),
         })
     }
 }

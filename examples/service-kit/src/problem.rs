@@ -307,7 +307,7 @@ mod tests {
     async fn a_layer_rejection_keeps_its_type_status_and_retry_after() {
         use tower::{Layer, ServiceExt, service_fn};
 
-        let faults = resilience_layers::fault::FaultHandle::new();
+        let faults = resilience_layers::fault::FaultHandle::new("test");
         faults.set_error_rate(1.0).unwrap();
         let svc = resilience_layers::fault::FaultLayer::new(faults).layer(service_fn(|()| async {
             Ok::<_, resilience_layers::BoxError>(())

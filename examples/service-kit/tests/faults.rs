@@ -16,7 +16,7 @@ fn app(token: Option<&str>) -> Router {
     Router::new()
         .route("/users/1", get(|| async { "ok" }))
         .layer(business_layers(
-            FaultHandle::new(),
+            FaultHandle::new("test"),
             Duration::ZERO,
             token.map(str::to_owned),
         ))

@@ -84,7 +84,7 @@ impl AppState {
     pub fn new(store: Store, config: &Config) -> Self {
         Self {
             store,
-            faults: FaultHandle::new(),
+            faults: FaultHandle::new(SERVICE),
             readiness: Readiness::new(),
             admin_token: config.common.admin_token.clone(),
             body_limit: config.common.body_limit,

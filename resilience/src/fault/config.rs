@@ -1,8 +1,8 @@
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::FaultHandle;
+use super::{FaultHandle, handle::error_threshold};
 use crate::config::ConfigError;
 
 /// The faults a stack starts with: the `[fault]` section of a
@@ -15,7 +15,8 @@ use crate::config::ConfigError;
 ///
 /// let config: FaultConfig = toml::from_str("latency = \"50ms\"\nerror_rate = 0.1").unwrap();
 /// assert_eq!(config.latency, Duration::from_millis(50));
-/// let handle = config.into_handle().unwrap();
+/// let handle = config.into_handle("users").unwrap();
+/// assert_eq!(handle.name(), "users");
 /// assert_eq!(handle.error_rate(), 0.1);
 /// let bad: FaultConfig = toml::from_str("error_rate = 1.5").unwrap();
 /// assert_eq!(bad.validate().unwrap_err().field(), "error_rate");
@@ -34,12 +35,12 @@ pub struct FaultConfig {
 impl FaultConfig {
     /// Checks the error rate is a fraction; the error names `error_rate`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.into_handle().map(drop)
+        error_threshold(self.error_rate).map(drop)
     }
 
-    /// A handle set to these faults.
-    pub fn into_handle(&self) -> Result<FaultHandle, ConfigError> {
-        let handle = FaultHandle::new();
+    /// A handle named `name`, set to these faults.
+    pub fn into_handle(&self, name: impl Into<Arc<str>>) -> Result<FaultHandle, ConfigError> {
+        let handle = FaultHandle::new(name);
         handle.set_error_rate(self.error_rate)?;
         handle.set_latency(self.latency);
         Ok(handle)

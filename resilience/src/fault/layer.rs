@@ -7,7 +7,7 @@ use super::{Fault, FaultHandle};
 /// ```
 /// use resilience_layers::fault::{FaultHandle, FaultLayer};
 ///
-/// let faults = FaultHandle::new();
+/// let faults = FaultHandle::new("users");
 /// let layer = FaultLayer::new(faults.clone());
 /// # let _ = layer;
 /// ```

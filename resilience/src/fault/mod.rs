@@ -15,7 +15,7 @@
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
-//! let faults = FaultHandle::new();
+//! let faults = FaultHandle::new("users");
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(FaultLayer::new(faults.clone()))
 //!     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));

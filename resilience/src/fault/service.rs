@@ -19,7 +19,7 @@ use crate::error::BoxError;
 /// use tower::{Service, ServiceExt, service_fn};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let faults = FaultHandle::new();
+/// let faults = FaultHandle::new("users");
 /// let mut svc = Fault::new(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }), faults.clone());
 /// assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
 /// faults.set_error_rate(1.0).unwrap();
@@ -98,7 +98,6 @@ where
             self.handle.count_delay();
         }
         let inner = if self.handle.draw_error() {
-            tracing::trace!(target: "resilience", "injecting a fault");
             None
         } else {
             Some(self.inner.call(req))
