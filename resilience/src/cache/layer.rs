@@ -15,11 +15,12 @@ use crate::{ErrorsAreFailures, config::ConfigError};
 /// let layer = CacheLayer::<u32, String, _>::new("users", CacheConfig::default(), |id: &u32| Some(*id)).unwrap();
 /// assert_eq!(layer.handle().name(), "users");
 /// ```
-pub struct CacheLayer<Key, Response, KeyFn, Policy = DefaultPolicy, C = ErrorsAreFailures> {
+pub struct CacheLayer<Key, Response, KeyFn, Policy = DefaultPolicy, Classifier = ErrorsAreFailures>
+{
     handle: CacheHandle<Key, Response>,
     key: KeyFn,
     policy: Policy,
-    classifier: C,
+    classifier: Classifier,
 }
 
 impl<Key, Response, KeyFn> CacheLayer<Key, Response, KeyFn>
@@ -42,9 +43,11 @@ where
     }
 }
 
-impl<Key, Response, KeyFn, Policy, C> CacheLayer<Key, Response, KeyFn, Policy, C> {
+impl<Key, Response, KeyFn, Policy, Classifier>
+    CacheLayer<Key, Response, KeyFn, Policy, Classifier>
+{
     /// Weighs, stores and marks responses with `policy` ([`CachePolicy`](super::CachePolicy)).
-    pub fn with_policy<P2>(self, policy: P2) -> CacheLayer<Key, Response, KeyFn, P2, C> {
+    pub fn with_policy<P2>(self, policy: P2) -> CacheLayer<Key, Response, KeyFn, P2, Classifier> {
         CacheLayer {
             handle: self.handle,
             key: self.key,
@@ -73,8 +76,8 @@ impl<Key, Response, KeyFn, Policy, C> CacheLayer<Key, Response, KeyFn, Policy, C
     }
 }
 
-impl<Key, Response, KeyFn: Clone, Policy: Clone, C: Clone> Clone
-    for CacheLayer<Key, Response, KeyFn, Policy, C>
+impl<Key, Response, KeyFn: Clone, Policy: Clone, Classifier: Clone> Clone
+    for CacheLayer<Key, Response, KeyFn, Policy, Classifier>
 {
     fn clone(&self) -> Self {
         Self {
@@ -86,8 +89,8 @@ impl<Key, Response, KeyFn: Clone, Policy: Clone, C: Clone> Clone
     }
 }
 
-impl<Key, Response, KeyFn, Policy, C> std::fmt::Debug
-    for CacheLayer<Key, Response, KeyFn, Policy, C>
+impl<Key, Response, KeyFn, Policy, Classifier> std::fmt::Debug
+    for CacheLayer<Key, Response, KeyFn, Policy, Classifier>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheLayer")
@@ -96,10 +99,10 @@ impl<Key, Response, KeyFn, Policy, C> std::fmt::Debug
     }
 }
 
-impl<S, Key, Response, KeyFn: Clone, Policy: Clone, C: Clone> Layer<S>
-    for CacheLayer<Key, Response, KeyFn, Policy, C>
+impl<S, Key, Response, KeyFn: Clone, Policy: Clone, Classifier: Clone> Layer<S>
+    for CacheLayer<Key, Response, KeyFn, Policy, Classifier>
 {
-    type Service = Cache<S, Key, Response, KeyFn, Policy, C>;
+    type Service = Cache<S, Key, Response, KeyFn, Policy, Classifier>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Cache::new(

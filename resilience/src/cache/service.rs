@@ -22,22 +22,24 @@ use crate::{BoxError, Classify, Outcome, error};
 /// `poll_ready` is always ready: each call that reaches the inner service goes through a
 /// clone of it (`oneshot`), so a request answered from the cache never holds the inner
 /// service's readiness (a bulkhead permit, a rate limiter's token).
-pub struct Cache<S, Key, Response, KeyFn, Policy, C> {
+pub struct Cache<S, Key, Response, KeyFn, Policy, Classifier> {
     inner: S,
     handle: CacheHandle<Key, Response>,
     key: KeyFn,
     policy: Policy,
-    classifier: C,
+    classifier: Classifier,
 }
 
-impl<S, Key, Response, KeyFn, Policy, C> Cache<S, Key, Response, KeyFn, Policy, C> {
+impl<S, Key, Response, KeyFn, Policy, Classifier>
+    Cache<S, Key, Response, KeyFn, Policy, Classifier>
+{
     /// Wraps `inner` with the cache behind `handle`.
     pub fn new(
         inner: S,
         handle: CacheHandle<Key, Response>,
         key: KeyFn,
         policy: Policy,
-        classifier: C,
+        classifier: Classifier,
     ) -> Self {
         Self {
             inner,
@@ -64,8 +66,8 @@ impl<S, Key, Response, KeyFn, Policy, C> Cache<S, Key, Response, KeyFn, Policy, 
     }
 }
 
-impl<S: Clone, Key, Response, KeyFn: Clone, Policy: Clone, C: Clone> Clone
-    for Cache<S, Key, Response, KeyFn, Policy, C>
+impl<S: Clone, Key, Response, KeyFn: Clone, Policy: Clone, Classifier: Clone> Clone
+    for Cache<S, Key, Response, KeyFn, Policy, Classifier>
 {
     fn clone(&self) -> Self {
         Self {
@@ -78,8 +80,8 @@ impl<S: Clone, Key, Response, KeyFn: Clone, Policy: Clone, C: Clone> Clone
     }
 }
 
-impl<S, Key, Response, KeyFn, Policy, C> std::fmt::Debug
-    for Cache<S, Key, Response, KeyFn, Policy, C>
+impl<S, Key, Response, KeyFn, Policy, Classifier> std::fmt::Debug
+    for Cache<S, Key, Response, KeyFn, Policy, Classifier>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
@@ -88,7 +90,8 @@ impl<S, Key, Response, KeyFn, Policy, C> std::fmt::Debug
     }
 }
 
-impl<S, Req, Key, KeyFn, Policy, C> Service<Req> for Cache<S, Key, S::Response, KeyFn, Policy, C>
+impl<S, Req, Key, KeyFn, Policy, Classifier> Service<Req>
+    for Cache<S, Key, S::Response, KeyFn, Policy, Classifier>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Response: Clone + Send + Sync + 'static,
@@ -98,7 +101,7 @@ where
     Key: Hash + Eq + Clone + Send + Sync + 'static,
     KeyFn: Fn(&Req) -> Option<Key>,
     Policy: CachePolicy<S::Response> + Clone + Send + Sync + 'static,
-    C: Classify<S::Response, BoxError> + Clone + Send + Sync + 'static,
+    Classifier: Classify<S::Response, BoxError> + Clone + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -128,10 +131,10 @@ where
 }
 
 /// What one request's future needs of its cache.
-struct Lookup<Key, Response, Policy, C> {
+struct Lookup<Key, Response, Policy, Classifier> {
     shared: Arc<Shared<Key, Response>>,
     policy: Policy,
-    classifier: C,
+    classifier: Classifier,
 }
 
 /// The in-flight registration of the request that makes the call for its key. Dropping it
@@ -159,12 +162,12 @@ enum Role<'a, Key: Hash + Eq, Response> {
     Waiter(InFlight<Response>),
 }
 
-impl<Key, Response, Policy, C> Lookup<Key, Response, Policy, C>
+impl<Key, Response, Policy, Classifier> Lookup<Key, Response, Policy, Classifier>
 where
     Key: Hash + Eq + Clone + Send + Sync + 'static,
     Response: Clone + Send + Sync + 'static,
     Policy: CachePolicy<Response>,
-    C: Classify<Response, BoxError>,
+    Classifier: Classify<Response, BoxError>,
 {
     async fn run<S, Req>(self, inner: S, key: Key, req: Req) -> Result<Response, BoxError>
     where

@@ -33,13 +33,13 @@ pin_project! {
     /// assert_eq!(future.await.unwrap(), 3);
     /// # });
     /// ```
-    pub struct ResponseFuture<Fut, F, C, Res>
+    pub struct ResponseFuture<Fut, Answer, Classifier, Res>
     where
-        F: Fallback<Res>,
+        Answer: Fallback<Res>,
     {
         #[pin]
-        state: State<Fut, F::Future>,
-        parts: Arc<Parts<F, C>>,
+        state: State<Fut, Answer::Future>,
+        parts: Arc<Parts<Answer, Classifier>>,
     }
 }
 
@@ -57,9 +57,9 @@ pin_project! {
     }
 }
 
-impl<Fut, F: Fallback<Res>, C, Res> ResponseFuture<Fut, F, C, Res> {
+impl<Fut, Answer: Fallback<Res>, Classifier, Res> ResponseFuture<Fut, Answer, Classifier, Res> {
     #[inline]
-    pub(super) fn new(future: Fut, parts: Arc<Parts<F, C>>) -> Self {
+    pub(super) fn new(future: Fut, parts: Arc<Parts<Answer, Classifier>>) -> Self {
         Self {
             state: State::Called { future },
             parts,
@@ -67,7 +67,9 @@ impl<Fut, F: Fallback<Res>, C, Res> ResponseFuture<Fut, F, C, Res> {
     }
 }
 
-impl<Fut, F: Fallback<Res>, C, Res> std::fmt::Debug for ResponseFuture<Fut, F, C, Res> {
+impl<Fut, Answer: Fallback<Res>, Classifier, Res> std::fmt::Debug
+    for ResponseFuture<Fut, Answer, Classifier, Res>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
             State::Called { .. } => "called",
@@ -101,12 +103,12 @@ fn kind_of(err: &BoxError) -> Option<FallbackOutcome> {
     })
 }
 
-impl<Fut, T, E, F, C> Future for ResponseFuture<Fut, F, C, T>
+impl<Fut, T, E, Answer, Classifier> Future for ResponseFuture<Fut, Answer, Classifier, T>
 where
     Fut: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
-    F: Fallback<T>,
-    C: Classify<T, BoxError>,
+    Answer: Fallback<T>,
+    Classifier: Classify<T, BoxError>,
 {
     type Output = Result<T, BoxError>;
 

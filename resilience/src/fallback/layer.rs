@@ -14,18 +14,18 @@ use crate::{classify::ErrorsAreFailures, config::ConfigError};
 /// assert_eq!(layer.handle().name(), "prices");
 /// ```
 #[derive(Debug, Clone)]
-pub struct FallbackLayer<F, C = ErrorsAreFailures> {
-    fallback: F,
-    classifier: C,
+pub struct FallbackLayer<Answer, Classifier = ErrorsAreFailures> {
+    fallback: Answer,
+    classifier: Classifier,
     handle: FallbackHandle,
 }
 
-impl<F> FallbackLayer<F> {
+impl<Answer> FallbackLayer<Answer> {
     /// Validates `config` (which outcomes) and answers them with `fallback`.
     pub fn new(
         name: impl Into<Arc<str>>,
         config: FallbackConfig,
-        fallback: F,
+        fallback: Answer,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
             fallback,
@@ -35,10 +35,13 @@ impl<F> FallbackLayer<F> {
     }
 }
 
-impl<F, C> FallbackLayer<F, C> {
+impl<Answer, Classifier> FallbackLayer<Answer, Classifier> {
     /// Decides what counts as a `failure` (the same classifier as the breaker's and retry's,
     /// in a stack). It sees errors boxed, as [`Classify<Res, BoxError>`](crate::Classify).
-    pub fn with_classifier<C2>(self, classifier: C2) -> FallbackLayer<F, C2> {
+    pub fn with_classifier<NewClassifier>(
+        self,
+        classifier: NewClassifier,
+    ) -> FallbackLayer<Answer, NewClassifier> {
         FallbackLayer {
             fallback: self.fallback,
             classifier,
@@ -47,7 +50,7 @@ impl<F, C> FallbackLayer<F, C> {
     }
 
     /// Answers with `fallback` instead, keeping the counts.
-    pub fn with_fallback<F2>(self, fallback: F2) -> FallbackLayer<F2, C> {
+    pub fn with_fallback<F2>(self, fallback: F2) -> FallbackLayer<F2, Classifier> {
         FallbackLayer {
             fallback,
             classifier: self.classifier,
@@ -61,8 +64,8 @@ impl<F, C> FallbackLayer<F, C> {
     }
 }
 
-impl<S, F: Clone, C: Clone> Layer<S> for FallbackLayer<F, C> {
-    type Service = WithFallback<S, F, C>;
+impl<S, Answer: Clone, Classifier: Clone> Layer<S> for FallbackLayer<Answer, Classifier> {
+    type Service = WithFallback<S, Answer, Classifier>;
 
     fn layer(&self, inner: S) -> Self::Service {
         WithFallback::new(

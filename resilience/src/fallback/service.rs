@@ -10,9 +10,9 @@ use crate::{classify::Classify, error::BoxError};
 
 /// What every call of one [`WithFallback`] shares: the fallback, the classifier, the counts.
 #[derive(Debug)]
-pub(crate) struct Parts<F, C> {
-    pub(super) fallback: F,
-    pub(super) classifier: C,
+pub(crate) struct Parts<Answer, Classifier> {
+    pub(super) fallback: Answer,
+    pub(super) classifier: Classifier,
     pub(super) handle: Arc<Shared>,
 }
 
@@ -36,12 +36,12 @@ pub(crate) struct Parts<F, C> {
 /// # });
 /// ```
 #[derive(Debug)]
-pub struct WithFallback<S, F, C = crate::classify::ErrorsAreFailures> {
+pub struct WithFallback<S, Answer, Classifier = crate::classify::ErrorsAreFailures> {
     inner: S,
-    parts: Arc<Parts<F, C>>,
+    parts: Arc<Parts<Answer, Classifier>>,
 }
 
-impl<S: Clone, F, C> Clone for WithFallback<S, F, C> {
+impl<S: Clone, Answer, Classifier> Clone for WithFallback<S, Answer, Classifier> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -50,8 +50,8 @@ impl<S: Clone, F, C> Clone for WithFallback<S, F, C> {
     }
 }
 
-impl<S, F, C> WithFallback<S, F, C> {
-    pub(super) fn new(inner: S, parts: Arc<Parts<F, C>>) -> Self {
+impl<S, Answer, Classifier> WithFallback<S, Answer, Classifier> {
+    pub(super) fn new(inner: S, parts: Arc<Parts<Answer, Classifier>>) -> Self {
         Self { inner, parts }
     }
 
@@ -78,16 +78,16 @@ impl<S, F, C> WithFallback<S, F, C> {
     }
 }
 
-impl<S, F, C, Req> Service<Req> for WithFallback<S, F, C>
+impl<S, Answer, Classifier, Req> Service<Req> for WithFallback<S, Answer, Classifier>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    F: Fallback<S::Response>,
-    C: Classify<S::Response, BoxError>,
+    Answer: Fallback<S::Response>,
+    Classifier: Classify<S::Response, BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, F, C, S::Response>;
+    type Future = ResponseFuture<S::Future, Answer, Classifier, S::Response>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

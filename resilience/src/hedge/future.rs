@@ -20,7 +20,7 @@ pin_project! {
     /// hedge sent is boxed: the allocations are paid by calls that can hedge.
     ///
     /// When it completes, or is dropped, every attempt still in flight is dropped with it.
-    pub struct ResponseFuture<S, Req, C, R>
+    pub struct ResponseFuture<S, Req, Classifier, CloneRequestHook>
     where
         S: Service<Req>,
     {
@@ -28,21 +28,21 @@ pin_project! {
         primary: S::Future,
         primary_started: Instant,
         primary_done: bool,
-        plan: Option<Box<Plan<S, Req, R>>>,
+        plan: Option<Box<Plan<S, Req, CloneRequestHook>>>,
         handle: HedgeHandle,
-        classifier: C,
+        classifier: Classifier,
         // The failure returned if no attempt answers well; a rejection is kept only while
         // no real failure came.
         failure: Option<(Result<S::Response, S::Error>, bool)>,
     }
 }
 
-struct Plan<S: Service<Req>, Req, R> {
+struct Plan<S: Service<Req>, Req, CloneRequestHook> {
     delay: Duration,
     sleep: Pin<Box<Sleep>>,
     /// The template each hedge copies.
     request: Req,
-    clone_request: R,
+    clone_request: CloneRequestHook,
     svc: S,
     /// Hedges sent so far.
     sent: u32,
@@ -59,16 +59,16 @@ struct Attempt<F> {
     number: u32,
 }
 
-impl<S, Req, C, R> ResponseFuture<S, Req, C, R>
+impl<S, Req, Classifier, CloneRequestHook> ResponseFuture<S, Req, Classifier, CloneRequestHook>
 where
     S: Service<Req>,
 {
     pub(super) fn new(
         primary: S::Future,
         primary_started: Instant,
-        plan: Option<(Duration, Req, S, R)>,
+        plan: Option<(Duration, Req, S, CloneRequestHook)>,
         handle: HedgeHandle,
-        classifier: C,
+        classifier: Classifier,
     ) -> Self {
         let max = handle.max_hedges();
         Self {
@@ -96,12 +96,12 @@ where
 }
 
 /// What to do with one attempt's result.
-fn settle<T, E: 'static, C: Classify<T, E>>(
+fn settle<T, E: 'static, Classifier: Classify<T, E>>(
     result: Result<T, E>,
     number: u32,
     started: Instant,
     handle: &HedgeHandle,
-    classifier: &C,
+    classifier: &Classifier,
     failure: &mut Option<(Result<T, E>, bool)>,
 ) -> Option<Result<T, E>> {
     let rejected = result
@@ -127,11 +127,12 @@ fn settle<T, E: 'static, C: Classify<T, E>>(
     Some(result)
 }
 
-impl<S, Req, C, R> Future for ResponseFuture<S, Req, C, R>
+impl<S, Req, Classifier, CloneRequestHook> Future
+    for ResponseFuture<S, Req, Classifier, CloneRequestHook>
 where
     S: Service<Req>,
-    C: Classify<S::Response, S::Error>,
-    R: CloneRequest<Req>,
+    Classifier: Classify<S::Response, S::Error>,
+    CloneRequestHook: CloneRequest<Req>,
     S::Error: 'static,
 {
     type Output = Result<S::Response, S::Error>;
@@ -206,14 +207,14 @@ where
 }
 
 /// Sends the next hedge if its time has come; true when one was sent.
-fn send_hedge<S, Req, R>(
-    plan: &mut Plan<S, Req, R>,
+fn send_hedge<S, Req, CloneRequestHook>(
+    plan: &mut Plan<S, Req, CloneRequestHook>,
     handle: &HedgeHandle,
     cx: &mut Context<'_>,
 ) -> bool
 where
     S: Service<Req>,
-    R: CloneRequest<Req>,
+    CloneRequestHook: CloneRequest<Req>,
 {
     if plan.sleep.as_mut().poll(cx).is_pending() {
         return false;
@@ -256,7 +257,8 @@ where
     true
 }
 
-impl<S, Req, C, R> std::fmt::Debug for ResponseFuture<S, Req, C, R>
+impl<S, Req, Classifier, CloneRequestHook> std::fmt::Debug
+    for ResponseFuture<S, Req, Classifier, CloneRequestHook>
 where
     S: Service<Req>,
 {

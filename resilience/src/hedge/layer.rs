@@ -5,8 +5,8 @@ use tower::Layer;
 use super::{Hedge, HedgeConfig, HedgeHandle, HedgeSnapshot};
 use crate::{classify::ErrorsAreFailures, config::ConfigError, retry::Cloned};
 
-/// Applies [`Hedge`] with a [`HedgeConfig`]; `C` decides which answers are good, `R` which
-/// requests may be sent twice.
+/// Applies [`Hedge`] with a [`HedgeConfig`]; `Classifier` decides which answers are good,
+/// `CloneRequestHook` which requests may be sent twice.
 ///
 /// ```
 /// use resilience_layers::hedge::{HedgeConfig, HedgeLayer};
@@ -15,10 +15,10 @@ use crate::{classify::ErrorsAreFailures, config::ConfigError, retry::Cloned};
 /// assert_eq!(layer.snapshot().sent_total, 0);
 /// ```
 #[derive(Debug, Clone)]
-pub struct HedgeLayer<C = ErrorsAreFailures, R = Cloned> {
+pub struct HedgeLayer<Classifier = ErrorsAreFailures, CloneRequestHook = Cloned> {
     handle: HedgeHandle,
-    classifier: C,
-    clone_request: R,
+    classifier: Classifier,
+    clone_request: CloneRequestHook,
 }
 
 impl HedgeLayer {
@@ -37,10 +37,10 @@ impl HedgeLayer {
     }
 }
 
-impl<C, R> HedgeLayer<C, R> {
+impl<Classifier, CloneRequestHook> HedgeLayer<Classifier, CloneRequestHook> {
     /// Decides which answers are good (win) with `classifier` (use the breaker's): a
     /// [`Failure`](crate::Outcome::Failure) never wins while another attempt is in flight.
-    pub fn with_classifier<C2>(self, classifier: C2) -> HedgeLayer<C2, R> {
+    pub fn with_classifier<C2>(self, classifier: C2) -> HedgeLayer<C2, CloneRequestHook> {
         HedgeLayer {
             handle: self.handle,
             classifier,
@@ -51,7 +51,7 @@ impl<C, R> HedgeLayer<C, R> {
     /// Decides which requests may be hedged (for HTTP,
     /// [`IdempotentRequests`](crate::http::IdempotentRequests)); `None` from the hook means
     /// "send once".
-    pub fn with_clone_request<R2>(self, clone_request: R2) -> HedgeLayer<C, R2> {
+    pub fn with_clone_request<R2>(self, clone_request: R2) -> HedgeLayer<Classifier, R2> {
         HedgeLayer {
             handle: self.handle,
             classifier: self.classifier,
@@ -70,8 +70,10 @@ impl<C, R> HedgeLayer<C, R> {
     }
 }
 
-impl<S, C: Clone, R: Clone> Layer<S> for HedgeLayer<C, R> {
-    type Service = Hedge<S, C, R>;
+impl<S, Classifier: Clone, CloneRequestHook: Clone> Layer<S>
+    for HedgeLayer<Classifier, CloneRequestHook>
+{
+    type Service = Hedge<S, Classifier, CloneRequestHook>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Hedge::new(

@@ -25,16 +25,21 @@ use crate::{classify::Classify, retry::CloneRequest};
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct Hedge<S, C, R> {
+pub struct Hedge<S, Classifier, CloneRequestHook> {
     inner: S,
     handle: HedgeHandle,
-    classifier: C,
-    clone_request: R,
+    classifier: Classifier,
+    clone_request: CloneRequestHook,
 }
 
-impl<S, C, R> Hedge<S, C, R> {
+impl<S, Classifier, CloneRequestHook> Hedge<S, Classifier, CloneRequestHook> {
     /// Wraps `inner`.
-    pub fn new(inner: S, handle: HedgeHandle, classifier: C, clone_request: R) -> Self {
+    pub fn new(
+        inner: S,
+        handle: HedgeHandle,
+        classifier: Classifier,
+        clone_request: CloneRequestHook,
+    ) -> Self {
         Self {
             inner,
             handle,
@@ -64,16 +69,16 @@ impl<S, C, R> Hedge<S, C, R> {
     }
 }
 
-impl<S, Req, C, R> Service<Req> for Hedge<S, C, R>
+impl<S, Req, Classifier, CloneRequestHook> Service<Req> for Hedge<S, Classifier, CloneRequestHook>
 where
     S: Service<Req> + Clone,
-    C: Classify<S::Response, S::Error> + Clone,
-    R: CloneRequest<Req> + Clone,
+    Classifier: Classify<S::Response, S::Error> + Clone,
+    CloneRequestHook: CloneRequest<Req> + Clone,
     S::Error: 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S, Req, C, R>;
+    type Future = ResponseFuture<S, Req, Classifier, CloneRequestHook>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

@@ -17,7 +17,7 @@ use governor::{
 use super::{RateLimitConfig, TokioClock};
 use crate::config::ConfigError;
 
-type Gcra<C> = governor::RateLimiter<NotKeyed, InMemoryState, C, StateInformationMiddleware>;
+type Gcra<Time> = governor::RateLimiter<NotKeyed, InMemoryState, Time, StateInformationMiddleware>;
 
 /// One quota's GCRA state: `permits` per `period`, `burst` at once.
 ///
@@ -38,8 +38,8 @@ type Gcra<C> = governor::RateLimiter<NotKeyed, InMemoryState, C, StateInformatio
 /// assert_eq!(limiter.check(), Decision::Allowed { remaining: 0 });
 /// # }
 /// ```
-pub struct RateLimiter<C: Clock = TokioClock> {
-    gcra: Gcra<C>,
+pub struct RateLimiter<Time: Clock = TokioClock> {
+    gcra: Gcra<Time>,
     permits: u32,
     period: Duration,
     burst: u32,
@@ -82,7 +82,7 @@ impl RateLimiter {
     }
 }
 
-impl<C: Clock> RateLimiter<C> {
+impl<Time: Clock> RateLimiter<Time> {
     /// Validates `config` and builds a full bucket on `clock`.
     ///
     /// ```
@@ -98,7 +98,7 @@ impl<C: Clock> RateLimiter<C> {
     /// clock.advance(Duration::from_secs(1));
     /// assert!(limiter.check().is_allowed());
     /// ```
-    pub fn with_clock(config: &RateLimitConfig, clock: C) -> Result<Self, ConfigError> {
+    pub fn with_clock(config: &RateLimitConfig, clock: Time) -> Result<Self, ConfigError> {
         config.validate()?;
         let burst = NonZeroU32::new(config.burst()).expect("validated: burst is positive");
         let quota = Quota::with_period(config.interval())
@@ -141,7 +141,7 @@ impl<C: Clock> RateLimiter<C> {
     }
 }
 
-impl<C: Clock> fmt::Debug for RateLimiter<C> {
+impl<Time: Clock> fmt::Debug for RateLimiter<Time> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("permits", &self.permits)
