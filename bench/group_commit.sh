@@ -23,6 +23,8 @@
 #                        and created for each build (needs psql and a role with CREATEDB)
 #   GC_USER_ADDR=127.0.0.1:5201  GC_ORDER_ADDR=127.0.0.1:5202  GC_RUN_DIR=.run/group-commit
 #   GC_OUT=target/group-commit   results.jsonl (one line per run) and results.md
+#   GC_PROFILE=release   the binaries' profile (debug only to try the script, as CI's smoke
+#                        does with GC_SKIP_BUILD=1: figures are meaningless)
 # Each case starts from empty databases, with 20 users; every request is a new order (its own
 # Idempotency-Key). "no lookup" runs with DEGRADED_MODE=accept and user-service stopped: the
 # open breaker refuses each lookup at once and the order is stored `pending`, so the figure is
@@ -46,7 +48,7 @@ export USER_SERVICE_ADDR=${GC_USER_ADDR:-127.0.0.1:5201}
 export ORDER_SERVICE_ADDR=${GC_ORDER_ADDR:-127.0.0.1:5202}
 export USER_SERVICE_URLS=http://$USER_SERVICE_ADDR
 export RUN_DIR=${GC_RUN_DIR:-$ROOT/.run/group-commit}
-export RUN_PROFILE=release RUN_SKIP_BUILD=1 RUST_LOG=${RUST_LOG:-warn} DEGRADED_MODE=accept
+export RUN_PROFILE=${GC_PROFILE:-release} RUN_SKIP_BUILD=1 RUST_LOG=${RUST_LOG:-warn} DEGRADED_MODE=accept
 USERS=http://$USER_SERVICE_ADDR
 ORDERS=http://$ORDER_SERVICE_ADDR
 

@@ -29,13 +29,14 @@
 #                         still run (another load run), and stops its own at the end.
 #   RUN_SKIP_BUILD=1      do not build first
 #   LOAD_PROFILE=release  which binaries (debug only to try the script: figures are meaningless)
+#   LOAD_OUT=bench/load   where results.jsonl and results.md go (CI's smoke writes to target/)
 # Data goes to LOAD_DB_DIR (removed at the start; default /dev/shm/resilience-load, see
 # below): the load never touches data/*.db.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LUA_DIR=$ROOT/bench/load
-OUT_DIR=$LUA_DIR
+OUT_DIR=${LOAD_OUT:-$LUA_DIR}
 JSONL=$OUT_DIR/results.jsonl
 MD=$OUT_DIR/results.md
 
@@ -91,7 +92,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rm -rf "$LOAD_DB_DIR" && mkdir -p "$LOAD_DB_DIR"
+rm -rf "$LOAD_DB_DIR" && mkdir -p "$LOAD_DB_DIR" "$OUT_DIR"
 : >"$JSONL"
 RUN_ID=$(date +%s%N)
 
