@@ -19,9 +19,9 @@
 #
 # Memory: each service's resident set (VmRSS) is read before the first run and in the middle
 # of every run, while wrk holds its connections open; "KiB per added conn" is the growth from
-# the case's previous run (or the idle service) over the connections added: buffers, tasks
-# and what the load itself allocates and the allocator keeps, so an upper bound on what one
-# more open connection costs.
+# the case's previous run over the connections added (none for a case's first run: that is the
+# service warming up): buffers, tasks and what the load itself allocates and the allocator
+# keeps, so an upper bound on what one more open connection costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

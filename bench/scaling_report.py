@@ -14,13 +14,17 @@ import math
 
 def kib_per_added_connection(runs):
     """The memory each connection added costs: the resident set's growth from the case's
-    previous (smaller) run, or from the idle service for its first, over the connections
-    added. An upper bound: what the load itself allocates, and the allocator keeps, counts."""
+    previous (smaller) run over the connections added; None for a case's first run, whose
+    growth is the service warming up (runtime threads, caches, the store), not connections.
+    An upper bound: what the load allocates and the allocator keeps counts too."""
     out, last = [], {}
     for r in runs:
-        before_rss, before_conns = last.get(r["case"], (r["idle_rss_kib"], 0))
-        added = r["connections"] - before_conns
-        out.append(max(r["rss_kib"] - before_rss, 0) / added if added > 0 else float("nan"))
+        before = last.get(r["case"])
+        if before is None or r["connections"] <= before[1]:
+            out.append(None)
+        else:
+            grown = max(r["rss_kib"] - before[0], 0)
+            out.append(grown / (r["connections"] - before[1]))
         last[r["case"]] = (r["rss_kib"], r["connections"])
     return out
 
@@ -36,7 +40,7 @@ def table(runs, header):
         lines.append(
             f"| {r['case']} | {r['connections']} | {r['rps']:,.0f} | {float(r['p50_ms']):.2f} "
             f"| {float(r['p99_ms']):.2f} | {float(r['p999_ms']):.2f} | {r['rss_kib'] / 1024:.1f} "
-            f"| {per_conn:.1f} | {e['status']} / {socket} "
+            f"| {'-' if per_conn is None else f'{per_conn:.1f}'} | {e['status']} / {socket} "
             f"| {r['load_before']} -> {r['load_after']} |")
     return "\n".join(lines) + "\n"
 
@@ -46,7 +50,7 @@ def chart(runs):
     for r in runs:
         if r["case"] not in cases:
             cases.append(r["case"])
-    width, height, left, right, top, bottom = 720, 420, 70, 200, 30, 50
+    width, height, left, right, top, bottom = 760, 420, 70, 220, 30, 50
     conns = sorted({r["connections"] for r in runs})
     top_rps = max(r["rps"] for r in runs) * 1.1 or 1.0
     lo, hi = math.log2(conns[0]), math.log2(conns[-1])
@@ -84,8 +88,8 @@ def chart(runs):
             out.append(f'<text x="{x(r["connections"]) + 4:.1f}" y="{y(r["rps"]) - 6:.1f}" '
                        f'fill="{color}">{float(r["p99_ms"]):.1f}</text>')
         ly = top + 16 * i
-        out.append(f'<rect x="{width - right + 12}" y="{ly}" width="10" height="10" fill="{color}"/>')
-        out.append(f'<text x="{width - right + 26}" y="{ly + 9}">{case}</text>')
+        out.append(f'<rect x="{width - right + 50}" y="{ly}" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{width - right + 64}" y="{ly + 9}">{case}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
