@@ -143,8 +143,10 @@ pub async fn openapi(State(ops): State<Ops>) -> Json<utoipa::openapi::OpenApi> {
     Json(document((ops.openapi)(), ops.admin_token.is_some()))
 }
 
-/// `own` with the operations routes added, the admin routes only when `admin` is on.
-pub fn document(own: utoipa::openapi::OpenApi, admin: bool) -> utoipa::openapi::OpenApi {
+/// `own` with the operations routes added, the admin routes only when `admin` is on, and the
+/// request headers the business layers read on every business operation.
+pub fn document(mut own: utoipa::openapi::OpenApi, admin: bool) -> utoipa::openapi::OpenApi {
+    document_business_headers(&mut own, admin);
     let mut doc = own.merge_from(OpsApi::openapi());
     if !admin {
         doc.paths
@@ -152,6 +154,85 @@ pub fn document(own: utoipa::openapi::OpenApi, admin: bool) -> utoipa::openapi::
             .retain(|path, _| !path.starts_with("/admin/"));
     }
     doc
+}
+
+/// Adds the headers [`faults::business_layers`] reads to every operation of the service's own
+/// document not tagged `operations` (those are served outside the business layers):
+/// `x-request-deadline-ms` always, `x-simulate-latency` only when the admin token enables it.
+/// Clients and fuzzers learn them from the document like any other parameter.
+fn document_business_headers(doc: &mut utoipa::openapi::OpenApi, admin: bool) {
+    use utoipa::openapi::{
+        RefOr, Required, ResponseBuilder,
+        path::{Parameter, ParameterBuilder, ParameterIn},
+        schema::{ObjectBuilder, Type},
+    };
+    let header = |name: &str, description: &str, schema: ObjectBuilder| -> Parameter {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema.build()))
+            .build()
+    };
+    let mut headers = vec![header(
+        "x-request-deadline-ms",
+        "The caller's remaining time in whole milliseconds. The request is answered 504 when \
+         it runs out, and at once (504, without doing the work) when it is below the service's \
+         MIN_DEADLINE_MS; calls the service makes for this request carry what is left. Anything \
+         but a whole number is refused with 400; above one day counts as one day.",
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0)),
+    )];
+    if admin {
+        let latency = format!(
+            "Latency to add to this request (fault injection), as `250ms`, `1.5s` or a number \
+             of milliseconds, capped at {} s; honoured only with the admin token in \
+             `Authorization`, ignored otherwise.",
+            resilience_layers::fault::MAX_REQUEST_LATENCY.as_secs()
+        );
+        headers.push(header(
+            "x-simulate-latency",
+            &latency,
+            ObjectBuilder::new().schema_type(Type::String),
+        ));
+    }
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let tags = operation.tags.as_deref().unwrap_or_default();
+            if tags.iter().any(|t| t == "operations") {
+                continue;
+            }
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .extend(headers.iter().cloned());
+            let malformed = "a malformed `x-request-deadline-ms`";
+            match operation.responses.responses.get_mut("400") {
+                Some(RefOr::T(response)) => {
+                    response.description = format!("{}; or {malformed}", response.description);
+                }
+                Some(RefOr::Ref(_)) => {}
+                None => {
+                    let response = ResponseBuilder::new()
+                        .description(format!("{malformed}, problem+json"))
+                        .build();
+                    operation
+                        .responses
+                        .responses
+                        .insert("400".into(), RefOr::T(response));
+                }
+            }
+        }
+    }
 }
 
 /// The OpenAPI document of the operations routes every service has.

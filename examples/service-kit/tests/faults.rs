@@ -102,3 +102,28 @@ async fn a_caller_with_the_token_is_delayed_capped_by_its_deadline() {
         (StatusCode::OK, MAX_REQUEST_LATENCY)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_deadline_is_refused_not_ignored() {
+    let app = app(None);
+    for bad in ["soon", "-5", "1.5", "", "12ms"] {
+        let (status, _) = call(&app, &[("x-request-deadline-ms", bad)]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let req = Request::builder()
+        .uri("/users/1")
+        .header("x-request-deadline-ms", "soon")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    // Well-formed values still work, with surrounding spaces, and 0 means already expired.
+    assert_eq!(
+        call(&app, &[("x-request-deadline-ms", " 850 ")]).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, &[("x-request-deadline-ms", "0")]).await.0,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+}

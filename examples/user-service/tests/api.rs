@@ -12,6 +12,7 @@ use service_kit::{
 };
 use tower::ServiceExt;
 use user_service::{AppState, Config, app, store};
+use utoipa::OpenApi as _;
 
 fn config(pairs: &[(&str, &str)]) -> Config {
     Config::from_env(Env::from_pairs(pairs.iter().copied())).unwrap()
@@ -303,6 +304,46 @@ async fn openapi_document_matches_the_routes() {
         doc["components"]["schemas"]["CreateUser"]["additionalProperties"],
         false
     );
+    // The headers the business layers read are documented on every business operation (the
+    // simulated latency only when the admin token enables it), and on no operations route.
+    let headers = |path: &str, method: &str| -> Vec<String> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "header")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (path, method) in [
+        ("/users", "get"),
+        ("/users", "post"),
+        ("/users/{id}", "get"),
+    ] {
+        assert_eq!(
+            headers(path, method),
+            ["x-request-deadline-ms"],
+            "{method} {path}"
+        );
+    }
+    assert!(headers("/health/ready", "get").is_empty());
+    assert_eq!(
+        doc["paths"]["/users"]["post"]["parameters"][0]["schema"]["minimum"],
+        0
+    );
+    assert_eq!(
+        doc["paths"]["/users"]["post"]["responses"]["400"]["description"],
+        "Malformed JSON; or a malformed `x-request-deadline-ms`"
+    );
+    let admin = service_kit::ops::document(user_service::ApiDoc::openapi(), true);
+    let admin = serde_json::to_value(admin).unwrap();
+    let names: Vec<_> = admin["paths"]["/users"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["x-request-deadline-ms", "x-simulate-latency"]);
     let r = call(
         &app,
         json_req(
