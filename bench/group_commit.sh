@@ -52,14 +52,12 @@ export RUN_PROFILE=${GC_PROFILE:-release} RUN_SKIP_BUILD=1 RUST_LOG=${RUST_LOG:-
 USERS=http://$USER_SERVICE_ADDR
 ORDERS=http://$ORDER_SERVICE_ADDR
 
-say() { printf 'group_commit.sh: %s\n' "$*" >&2; }
-for cmd in wrk jq curl python3; do
-  command -v "$cmd" >/dev/null || { say "needs $cmd (apt-get install -y wrk jq curl python3)"; exit 2; }
-done
+BENCH=group_commit.sh
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+require_tools wrk jq curl python3
 case "$BACKENDS" in *postgres*) command -v psql >/dev/null || { say "needs psql for PostgreSQL"; exit 2; } ;; esac
-for a in "$USER_SERVICE_ADDR" "$ORDER_SERVICE_ADDR"; do
-  case "$a" in 127.*) ;; *) say "$a is not on loopback"; exit 2 ;; esac
-done
+require_loopback "$USER_SERVICE_ADDR" "$ORDER_SERVICE_ADDR"
 case "$PG" in postgres://*@127.0.0.1:*|postgres://*@localhost:*) ;; *) say "GC_PG must be on loopback"; exit 2 ;; esac
 if [ -n "$BEFORE" ] && [ ! -x "$BEFORE/release/order-service" ]; then
   say "GC_BEFORE=$BEFORE has no release/order-service"; exit 2

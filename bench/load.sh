@@ -70,14 +70,11 @@ export RUN_DIR
 ORDERS=http://$ORDER_SERVICE_ADDR
 USERS=http://$USER_SERVICE_ADDR
 
-for cmd in wrk jq curl python3; do
-  command -v "$cmd" >/dev/null || { echo "load.sh: needs $cmd (apt-get install -y wrk jq curl)" >&2; exit 2; }
-done
-for a in "$USER_SERVICE_ADDR" "$ORDER_SERVICE_ADDR" "$DASHBOARD_ADDR"; do
-  case "$a" in 127.*) ;; *) echo "load.sh: $a is not on loopback" >&2; exit 2 ;; esac
-done
-
-say() { printf 'load.sh: %s\n' "$*" >&2; }
+BENCH=load.sh
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+require_tools wrk jq curl python3
+require_loopback "$USER_SERVICE_ADDR" "$ORDER_SERVICE_ADDR" "$DASHBOARD_ADDR"
 
 if ./run.sh status 2>/dev/null | grep -q " running "; then
   say "services of $RUN_DIR are running (another load run?); stop them first: RUN_DIR=$RUN_DIR ./run.sh down"

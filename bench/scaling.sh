@@ -42,13 +42,11 @@ export ORDER_SERVICE_DATABASE_URL=sqlite://$DB_DIR/orders.db
 USERS=http://$USER_SERVICE_ADDR
 ORDERS=http://$ORDER_SERVICE_ADDR
 
-say() { printf 'scaling.sh: %s\n' "$*" >&2; }
-for cmd in wrk jq curl python3; do
-  command -v "$cmd" >/dev/null || { say "needs $cmd (apt-get install -y wrk jq curl python3)"; exit 2; }
-done
-for a in "$USER_SERVICE_ADDR" "$ORDER_SERVICE_ADDR"; do
-  case "$a" in 127.*) ;; *) say "$a is not on loopback"; exit 2 ;; esac
-done
+BENCH=scaling.sh
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+require_tools wrk jq curl python3
+require_loopback "$USER_SERVICE_ADDR" "$ORDER_SERVICE_ADDR"
 case "$DURATION" in
   [1-9]s | [1-9][0-9]s) seconds=${DURATION%s} ;;
   *) say "SCALING_DURATION must be whole seconds, 1s to 99s (got $DURATION)"; exit 2 ;;
