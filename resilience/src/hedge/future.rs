@@ -16,8 +16,9 @@ use crate::{classify::Classify, retry::CloneRequest};
 
 pin_project! {
     /// The future [`Hedge`](super::Hedge) returns. The first attempt lives in it unboxed; a
-    /// request that may be hedged boxes its plan (timer, request copy, service), and each
-    /// hedge sent is boxed: the allocations are paid by calls that can hedge.
+    /// request that may be hedged boxes its plan (request copy, service), the plan's timer is
+    /// made the first time the first attempt is not ready (an answer ready at once needs
+    /// none), and each hedge sent is boxed: the allocations are paid by calls that can hedge.
     ///
     /// When it completes, or is dropped, every attempt still in flight is dropped with it.
     pub struct ResponseFuture<S, Req, Classifier, CloneRequestHook>
@@ -39,7 +40,8 @@ pin_project! {
 
 struct Plan<S: Service<Req>, Req, CloneRequestHook> {
     delay: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// Fires when the next hedge is due; made by the first poll that has to wait.
+    sleep: Option<Pin<Box<Sleep>>>,
     /// The template each hedge copies.
     request: Req,
     clone_request: CloneRequestHook,
@@ -78,7 +80,7 @@ where
             plan: plan.map(|(delay, request, svc, clone_request)| {
                 Box::new(Plan {
                     delay,
-                    sleep: Box::pin(tokio::time::sleep(delay)),
+                    sleep: None,
                     request,
                     clone_request,
                     svc,
@@ -114,7 +116,7 @@ fn settle<T, E: 'static, Classifier: Classify<T, E>>(
         }
         return None;
     }
-    handle.record_latency(started.elapsed());
+    handle.record_latency(started);
     if classifier.classify(result.as_ref()).is_failure() {
         if failure.as_ref().is_none_or(|(_, rejection)| *rejection) || number == 1 {
             *failure = Some((result, false));
@@ -198,7 +200,7 @@ where
                     .expect("a finished attempt left its result");
                 return Poll::Ready(result);
             }
-            if plan.more && send_hedge(plan, this.handle, cx) {
+            if plan.more && send_hedge(plan, *this.primary_started, this.handle, cx) {
                 continue; // poll the new attempt once, so it registers its waker
             }
             return Poll::Pending;
@@ -206,9 +208,11 @@ where
     }
 }
 
-/// Sends the next hedge if its time has come; true when one was sent.
+/// Sends the next hedge if its time has come (the first `delay` after `primary_started`); true
+/// when one was sent.
 fn send_hedge<S, Req, CloneRequestHook>(
     plan: &mut Plan<S, Req, CloneRequestHook>,
+    primary_started: Instant,
     handle: &HedgeHandle,
     cx: &mut Context<'_>,
 ) -> bool
@@ -216,7 +220,11 @@ where
     S: Service<Req>,
     CloneRequestHook: CloneRequest<Req>,
 {
-    if plan.sleep.as_mut().poll(cx).is_pending() {
+    let delay = plan.delay;
+    let sleep = plan
+        .sleep
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(primary_started + delay)));
+    if sleep.as_mut().poll(cx).is_pending() {
         return false;
     }
     if !plan.permitted {
@@ -250,9 +258,8 @@ where
     });
     if plan.sent >= handle.max_hedges() {
         plan.more = false;
-    } else {
-        let next = Instant::now() + plan.delay;
-        plan.sleep.as_mut().reset(next);
+    } else if let Some(sleep) = plan.sleep.as_mut() {
+        sleep.as_mut().reset(Instant::now() + plan.delay);
     }
     true
 }

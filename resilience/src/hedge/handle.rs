@@ -207,9 +207,11 @@ impl HedgeHandle {
 
     /// Records the latency of one completed attempt (percentile mode only).
     #[inline]
-    pub(super) fn record_latency(&self, latency: Duration) {
+    /// Records one attempt's latency, started at `started`, for a percentile delay; with a
+    /// fixed delay nothing is kept, and the clock is not read.
+    pub(super) fn record_latency(&self, started: tokio::time::Instant) {
         if let Some(window) = &self.shared.latency {
-            window.record(crate::config::nanos(latency));
+            window.record(crate::config::nanos(started.elapsed()));
         }
     }
 
