@@ -4,10 +4,10 @@
 //! [`business_layers`] wraps the domain routes (not health, metrics or admin, which must keep
 //! answering during a chaos run) in, outermost first:
 //!
-//! - a check of the deadline header: an `x-request-deadline-ms` that is not a whole number of
-//!   milliseconds is answered 400 (`urn:problem:invalid-deadline`); the library's deadline
-//!   layer would ignore it and run the request unbounded, hiding the caller's mistake;
-//! - the caller's deadline ([`AcceptDeadlineLayer`]): work stops once the caller has given up,
+//! - the caller's deadline ([`AcceptDeadlineLayer`], refusing a malformed header): an
+//!   `x-request-deadline-ms` that is not a whole number of milliseconds is answered 400
+//!   (`urn:resilience:malformed-deadline`) rather than ignored, which would run a caller's
+//!   typo unbounded; work stops once the caller has given up,
 //!   outgoing calls made by the handler inherit what is left of it, and a deadline shorter
 //!   than `min_deadline` (`MIN_DEADLINE_MS`) is refused with 504 before any work;
 //! - fault injection ([`FaultLayer`]): latency and an error rate set through
@@ -29,16 +29,13 @@ use axum::{
     Json,
     error_handling::HandleErrorLayer,
     extract::{Request, State},
-    middleware::{self, Next},
-    response::IntoResponse,
     response::Response,
     routing::Route,
 };
-use http::StatusCode;
 use resilience_layers::{
     BoxError,
     fault::{FaultHandle, FaultLayer, FaultSnapshot, RequestLatency},
-    http::{AcceptDeadlineLayer, DEADLINE_HEADER, SimulateLatencyHeader, deadline_from_headers},
+    http::{AcceptDeadlineLayer, SimulateLatencyHeader},
 };
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service, ServiceBuilder};
@@ -73,28 +70,13 @@ pub fn business_layers(
 + Sync
 + 'static {
     ServiceBuilder::new()
-        .layer(middleware::from_fn(reject_malformed_deadline))
         .layer(HandleErrorLayer::new(layer_error))
-        .layer(AcceptDeadlineLayer::new().with_min_budget(min_deadline))
+        .layer(
+            AcceptDeadlineLayer::new()
+                .with_min_budget(min_deadline)
+                .refuse_malformed(),
+        )
         .layer(FaultLayer::new(faults).with_request_latency(AdminLatencyHeader::new(admin_token)))
-}
-
-/// 400 for an `x-request-deadline-ms` that is there but is not a whole number of milliseconds
-/// (the only form [`deadline_from_headers`] reads).
-async fn reject_malformed_deadline(req: Request, next: Next) -> Response {
-    if req.headers().contains_key(DEADLINE_HEADER) && deadline_from_headers(req.headers()).is_none()
-    {
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-deadline",
-            "Invalid deadline",
-        )
-        .with_detail(
-            "x-request-deadline-ms must be the time left in whole milliseconds, such as 850",
-        )
-        .into_response();
-    }
-    next.run(req).await
 }
 
 /// `X-Simulate-Latency` ([`SimulateLatencyHeader`]), honoured only when an admin token is

@@ -117,6 +117,14 @@ async fn a_malformed_deadline_is_refused_not_ignored() {
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let req = Request::builder()
+        .uri("/users/1")
+        .header("x-request-deadline-ms", "soon")
+        .body(Body::empty())
+        .unwrap();
+    let reply = service_kit::testing::call(&app, req).await;
+    assert_eq!(reply.body["type"], "urn:resilience:malformed-deadline");
+    assert_eq!(reply.body["status"], 400);
     // Well-formed values still work, with surrounding spaces, and 0 means already expired.
     assert_eq!(
         call(&app, &[("x-request-deadline-ms", " 850 ")]).await.0,

@@ -57,7 +57,7 @@ pub fn set_deadline_header(headers: &mut HeaderMap, remaining: Duration) -> Dura
 
 /// Reads [`DEADLINE_HEADER`]: the caller's remaining time, or `None` when the header is
 /// absent or not a whole number of milliseconds (garbage is ignored, not trusted). Values
-/// above one day are clamped to one day.
+/// above one day are clamped to one day. [`parse_deadline_header`] tells the two `None`s apart.
 ///
 /// ```
 /// use std::time::Duration;
@@ -71,13 +71,61 @@ pub fn set_deadline_header(headers: &mut HeaderMap, remaining: Duration) -> Dura
 /// assert_eq!(deadline_from_headers(&headers), None);
 /// ```
 pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(DEADLINE_HEADER)?.to_str().ok()?.trim();
+    parse_deadline_header(headers).ok().flatten()
+}
+
+/// Reads [`DEADLINE_HEADER`]: `Ok(None)` when it is absent, the caller's remaining time
+/// (clamped to one day) when it is a whole number of milliseconds (spaces around it allowed),
+/// [`MalformedDeadline`] for anything else.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::HeaderMap;
+/// use resilience_layers::http::{DEADLINE_HEADER, parse_deadline_header};
+///
+/// let mut headers = HeaderMap::new();
+/// assert_eq!(parse_deadline_header(&headers), Ok(None));
+/// headers.insert(DEADLINE_HEADER, " 250 ".parse().unwrap());
+/// assert_eq!(parse_deadline_header(&headers), Ok(Some(Duration::from_millis(250))));
+/// for bad in ["soon", "-5", "1.5", "12ms", ""] {
+///     headers.insert(DEADLINE_HEADER, bad.parse().unwrap());
+///     assert!(parse_deadline_header(&headers).is_err(), "{bad:?}");
+/// }
+/// ```
+pub fn parse_deadline_header(headers: &HeaderMap) -> Result<Option<Duration>, MalformedDeadline> {
+    let Some(value) = headers.get(DEADLINE_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| MalformedDeadline(()))?.trim();
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+        return Err(MalformedDeadline(()));
     }
     let ms: u64 = text.parse().unwrap_or(u64::MAX);
-    Some(Duration::from_millis(ms).min(MAX_HEADER_DEADLINE))
+    Ok(Some(Duration::from_millis(ms).min(MAX_HEADER_DEADLINE)))
 }
+
+/// A [`DEADLINE_HEADER`] that is not a whole number of milliseconds; what an
+/// [`AcceptDeadlineLayer::refuse_malformed`] fails the call with (`400` behind a
+/// [`ProblemLayer`](super::ProblemLayer)).
+///
+/// ```
+/// use resilience_layers::http::MalformedDeadline;
+///
+/// fn is_malformed_deadline(err: &resilience_layers::BoxError) -> bool {
+///     err.is::<MalformedDeadline>()
+/// }
+/// # let _ = is_malformed_deadline;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedDeadline(());
+
+impl std::fmt::Display for MalformedDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{DEADLINE_HEADER} is not a whole number of milliseconds")
+    }
+}
+
+impl std::error::Error for MalformedDeadline {}
 
 /// Server side of deadline propagation: reads [`DEADLINE_HEADER`] from each request, makes
 /// that deadline the handler's [`current_deadline`] (so the handler's own outgoing calls
@@ -115,6 +163,7 @@ pub fn deadline_from_headers(headers: &HeaderMap) -> Option<Duration> {
 pub struct AcceptDeadlineLayer {
     max: Option<Duration>,
     min_budget: Duration,
+    refuse_malformed: bool,
     counter: TimeoutCounter,
 }
 
@@ -161,12 +210,41 @@ impl AcceptDeadlineLayer {
         }
     }
 
+    /// Fails a request whose [`DEADLINE_HEADER`] is not a whole number of milliseconds with
+    /// [`MalformedDeadline`] (`400` behind a [`ProblemLayer`](super::ProblemLayer)), the
+    /// handler not called. By default such a value is ignored and the request runs as if it
+    /// had none: lenient with callers, but a caller's typo then runs unbounded unnoticed.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use resilience_layers::http::{AcceptDeadlineLayer, DEADLINE_HEADER, MalformedDeadline};
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(AcceptDeadlineLayer::new().refuse_malformed())
+    ///     .service(service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+    /// let req = Request::builder().header(DEADLINE_HEADER, "soon").body(()).unwrap();
+    /// let err = svc.oneshot(req).await.unwrap_err();
+    /// assert!(err.is::<MalformedDeadline>());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn refuse_malformed(self) -> Self {
+        Self {
+            refuse_malformed: true,
+            ..self
+        }
+    }
+
     /// Names the `resilience_timeouts_total` series (default `inbound`).
     #[must_use]
     pub fn with_name(self, name: impl Into<Arc<str>>) -> Self {
         Self {
             max: self.max,
             min_budget: self.min_budget,
+            refuse_malformed: self.refuse_malformed,
             ..Self::named(&name.into())
         }
     }
@@ -176,6 +254,7 @@ impl AcceptDeadlineLayer {
         Self {
             max: None,
             min_budget: Duration::ZERO,
+            refuse_malformed: false,
             counter,
         }
     }
@@ -189,6 +268,7 @@ impl<S> Layer<S> for AcceptDeadlineLayer {
             inner,
             max: self.max,
             min_budget: self.min_budget,
+            refuse_malformed: self.refuse_malformed,
             counter: self.counter.clone(),
         }
     }
@@ -211,6 +291,7 @@ pub struct AcceptDeadline<S> {
     inner: S,
     max: Option<Duration>,
     min_budget: Duration,
+    refuse_malformed: bool,
     counter: TimeoutCounter,
 }
 
@@ -246,7 +327,17 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let from_caller = deadline_from_headers(req.headers());
+        let from_caller = match parse_deadline_header(req.headers()) {
+            Ok(from_caller) => from_caller,
+            Err(malformed) if self.refuse_malformed => {
+                return AcceptDeadlineFuture {
+                    kind: Kind::Refused {
+                        error: Some(malformed),
+                    },
+                };
+            }
+            Err(_) => None,
+        };
         // The caller has given up already, or left too little to do the work: refused
         // without calling the handler.
         if let Some(asked) = from_caller.filter(|asked| asked.is_zero() || *asked < self.min_budget)
@@ -294,6 +385,8 @@ pin_project! {
         // No deadline asked for and no maximum: the handler runs unbounded.
         Unbounded { #[pin] inner: F },
         Bounded { #[pin] inner: DeadlineFuture<F> },
+        // A malformed header, refused: the handler was not called.
+        Refused { error: Option<MalformedDeadline> },
     }
 }
 
@@ -309,6 +402,10 @@ where
         match self.project().kind.project() {
             KindProj::Unbounded { inner } => inner.poll(cx).map_err(Into::into),
             KindProj::Bounded { inner } => inner.poll(cx),
+            KindProj::Refused { error } => Poll::Ready(Err(error
+                .take()
+                .expect("AcceptDeadlineFuture polled after completion")
+                .into())),
         }
     }
 }

@@ -119,7 +119,8 @@ pub use self::{
     classify::{HttpClassifier, HttpFailureClass},
     deadline::{
         AcceptDeadline, AcceptDeadlineFuture, AcceptDeadlineLayer, DEADLINE_HEADER,
-        PropagateDeadline, PropagateDeadlineLayer, deadline_from_headers, set_deadline_header,
+        MalformedDeadline, PropagateDeadline, PropagateDeadlineLayer, deadline_from_headers,
+        parse_deadline_header, set_deadline_header,
     },
     fallback::{
         FALLBACK_HEADER, MarkedFallback, MarkedFuture, StaticResponse, StaticResponseConfig,

@@ -146,6 +146,14 @@ impl ProblemDetails {
                  could complete it."
                     .into(),
             ))
+        } else if e.is::<super::MalformedDeadline>() {
+            Some(Self::new(
+                "urn:resilience:malformed-deadline",
+                "Invalid deadline",
+                StatusCode::BAD_REQUEST,
+                "x-request-deadline-ms must be the time left in whole milliseconds, such as 850."
+                    .into(),
+            ))
         } else if e.is::<crate::fault::InjectedFault>() {
             Some(Self::unavailable(
                 "urn:resilience:injected-fault",
